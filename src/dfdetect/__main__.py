@@ -1,0 +1,3 @@
+from dfdetect.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Datasets: manifests, source adapters, splits, the prepared cache and the training dataset."""

@@ -1,0 +1,107 @@
+"""The prepared cache: one ``.npz`` file per video holding a :class:`~dfdetect.types.Clip`.
+
+Entries are written atomically (temporary file + rename), so a half-written entry is never read.
+Arrays are stored uncompressed so that reading a clip is a memory copy, not a decode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dfdetect.io.files import atomic_write
+from dfdetect.types import AudioStatus, Clip, FaceCrops, FaceTrack, VideoInfo
+
+CACHE_VERSION = 1
+_TRACK_ARRAYS = ("timestamps", "boxes", "landmarks", "scores", "detected")
+_CROP_ARRAYS = ("crops", "crop_boxes", "crop_landmarks", "blur")
+
+
+class CacheError(RuntimeError):
+    """A cache entry is missing, unreadable or from an incompatible version."""
+
+
+def cache_key(video_path: str | os.PathLike) -> str:
+    """Stable key of a video: sha1 of its full path (paths are the manifest's unique key)."""
+    return hashlib.sha1(str(video_path).encode("utf-8")).hexdigest()[:20]
+
+
+def entry_path(cache_dir: str | os.PathLike, video_path: str | os.PathLike) -> Path:
+    key = cache_key(video_path)
+    return Path(cache_dir) / key[:2] / f"{key}.npz"
+
+
+def has_entry(cache_dir: str | os.PathLike, video_path: str | os.PathLike) -> bool:
+    return entry_path(cache_dir, video_path).is_file()
+
+
+def _arrays(clip: Clip) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {"audio": np.asarray(clip.audio, dtype=np.float32)}
+    for i, face in enumerate(clip.faces):
+        for name in _TRACK_ARRAYS:
+            arrays[f"f{i}_{name}"] = np.asarray(getattr(face.track, name))
+        for name in _CROP_ARRAYS:
+            arrays[f"f{i}_{name}"] = np.asarray(getattr(face, name))
+    meta = {
+        "version": CACHE_VERSION,
+        "path": clip.path,
+        "info": dataclasses.asdict(clip.info),
+        "n_faces": len(clip.faces),
+        "track_ids": [face.track.track_id for face in clip.faces],
+        "sample_rate": clip.sample_rate,
+        "audio_status": str(clip.audio_status),
+        "speech": [list(s) for s in clip.speech],
+        "params": clip.params,
+    }
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    return arrays
+
+
+def write_entry(cache_dir: str | os.PathLike, clip: Clip) -> Path:
+    """Write ``clip`` to its entry in ``cache_dir`` atomically; returns the entry path."""
+    path = entry_path(cache_dir, clip.path)
+    arrays = _arrays(clip)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    return atomic_write(path, write, suffix=".npz")
+
+
+def read_entry(cache_dir: str | os.PathLike, video_path: str | os.PathLike) -> Clip:
+    """Read the entry of ``video_path``. Raises :class:`CacheError` if absent or unreadable."""
+    path = entry_path(cache_dir, video_path)
+    if not path.is_file():
+        raise CacheError(f"no cache entry for {video_path} in {cache_dir}: run `dfdetect prepare` first")
+    return read_entry_file(path)
+
+
+def read_entry_file(path: str | os.PathLike) -> Clip:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as e:  # corrupt zip, truncated file, ...
+        raise CacheError(f"unreadable cache entry {path}: {e}; delete it and run prepare again") from e
+    meta = json.loads(bytes(data["meta"]).decode("utf-8"))
+    if meta.get("version") != CACHE_VERSION:
+        raise CacheError(f"cache entry {path} has version {meta.get('version')}, expected {CACHE_VERSION}")
+    faces = []
+    for i, track_id in enumerate(meta["track_ids"]):
+        track = FaceTrack(track_id=track_id, **{n: data[f"f{i}_{n}"] for n in _TRACK_ARRAYS})
+        faces.append(FaceCrops(track=track, **{n: data[f"f{i}_{n}"] for n in _CROP_ARRAYS}))
+    return Clip(
+        path=meta["path"],
+        info=VideoInfo(**meta["info"]),
+        faces=faces,
+        audio=data["audio"],
+        sample_rate=meta["sample_rate"],
+        audio_status=AudioStatus(meta["audio_status"]),
+        speech=[tuple(s) for s in meta["speech"]],
+        params=meta["params"],
+    )

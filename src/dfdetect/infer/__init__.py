@@ -1,0 +1,1 @@
+"""dfdetect.infer."""

@@ -1,0 +1,1 @@
+"""Media input: video decoding (PyAV), audio extraction and VAD, atomic file writes."""

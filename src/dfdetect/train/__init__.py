@@ -1,0 +1,1 @@
+"""Training: tasks, losses, optimisation, the generic loop, checkpoints and logging."""
