@@ -1,1 +1,53 @@
+"""dfdetect: audio-visual deepfake detection.
+
+Public API::
+
+    import dfdetect
+
+    detector = dfdetect.load_detector()          # the packaged default model
+    prediction = detector.scan("video.mp4")      # -> dfdetect.types.Prediction
+    print(prediction.verdict, prediction.p_fake)
+    dfdetect.available_models()                  # names usable with load_detector(name)
+
+Heavy dependencies (torch, PyAV) are imported only when a detector is loaded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+__all__ = ["__version__", "available_models", "load_detector"]
+
+if TYPE_CHECKING:
+    from dfdetect.infer.pipeline import Detector
+
+
+def load_detector(name_or_path: str | None = None, device: str = "auto", **kwargs: Any) -> Detector:
+    """Load a detector ready to scan videos.
+
+    Args:
+        name_or_path: ``None`` for the packaged default model, a path to a ``.pt`` checkpoint, or the
+            name of a model in the models directory (``$DFDETECT_MODELS``, else
+            ``~/.cache/dfdetect/models``; files ``<name>.pt``) or among the packaged weights.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        **kwargs: passed to :class:`dfdetect.infer.pipeline.Detector` (``thresholds``,
+            ``aggregation``, ``max_duration``).
+
+    Returns:
+        A :class:`dfdetect.infer.pipeline.Detector`; call ``.scan(path)`` on it.
+
+    Raises:
+        dfdetect.infer.pipeline.ModelNotFoundError: unknown name (the message lists the known ones).
+        dfdetect.train.checkpoint.CheckpointError: the checkpoint cannot be read.
+    """
+    from dfdetect.infer.pipeline import load_detector as _load
+
+    return _load(name_or_path, device=device, **kwargs)
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`load_detector` (models directory + packaged weights)."""
+    from dfdetect.infer.pipeline import available_models as _available
+
+    return _available()

@@ -1,14 +1,180 @@
-"""`dfdetect scan`."""
+"""`dfdetect scan`: scan videos, files, folders or globs for deepfakes."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from dfdetect.types import Prediction
+
+EXIT_OK = 0  # every input scanned, none judged fake
+EXIT_FAKE = 1  # at least one video judged fake
+EXIT_USAGE = 2  # usage error, no input found, model cannot be loaded
+EXIT_INCOMPLETE = 3  # no video judged fake, but some inputs could not be scored
+
+EPILOG = """\
+exit codes:
+  0  every input was scanned and none was judged fake (real or uncertain)
+  1  at least one video was judged fake (whatever happened to the others)
+  2  usage error: bad arguments, no input found, or the model could not be loaded
+  3  no video was judged fake, but some inputs could not be scored
+     (status unreadable, no_video, no_face or error; see the status column / message)
+
+statuses: ok, no_audio (scored from video only), no_face, no_video, unreadable, error.
+
+examples:
+  dfdetect scan clip.mp4
+  dfdetect scan videos/ "more/**/*.mov" --jsonl > results.jsonl
+  dfdetect scan clip.mp4 --explain --report report.html
+"""
+
+_SCORED = frozenset({"ok", "no_audio"})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scan", help="(not implemented yet)")
+    p = sub.add_parser(
+        "scan",
+        help="scan videos for deepfakes (calibrated verdict, timeline, explanations)",
+        description="Scan video files, folders (recursively) or glob patterns and print a verdict per video.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="video files, folders or glob patterns")
+    p.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="model name (see the list on error) or checkpoint path (default: packaged)",
+    )
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print one JSON list of predictions on stdout")
+    out.add_argument("--jsonl", action="store_true", help="print one JSON object per video, as each is done")
+    p.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report")
+    p.add_argument("--explain", action="store_true", help="add Grad-CAM heatmaps, attention and sync curves")
+    p.add_argument("--explain-dir", metavar="DIR", help="write explanation images to DIR (paths in JSON)")
+    p.add_argument(
+        "--threshold-band",
+        nargs=2,
+        type=float,
+        default=(0.35, 0.65),
+        metavar=("LOW", "HIGH"),
+        help="p_fake <= LOW is real, >= HIGH is fake, between is uncertain (default: 0.35 0.65)",
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    p.add_argument("--max-duration", type=float, metavar="S", help="seconds read from each video")
+    p.add_argument("--aggregation", choices=("mean", "max", "topk", "attention"), default="mean")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=run)
 
 
+def _fmt(p: float | None) -> str:
+    return "-" if p is None else f"{p:.3f}"
+
+
+def table(predictions: list[Prediction]) -> str:
+    """A plain-text table: path, status, verdict, p_fake, visual/audio/sync, faces, seconds."""
+    head = ("path", "status", "verdict", "p_fake", "visual", "audio", "sync", "faces", "seconds")
+    rows = [head]
+    for p in predictions:
+        path = p.path if len(p.path) <= 48 else "…" + p.path[-47:]
+        rows.append(
+            (
+                path,
+                str(p.status),
+                str(p.verdict) if p.verdict else "-",
+                _fmt(p.p_fake),
+                _fmt(p.modality.get("visual")),
+                _fmt(p.modality.get("audio")),
+                _fmt(p.modality.get("sync")),
+                str(len(p.tracks)),
+                f"{p.timings.get('total', 0.0):.1f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = []
+    for r in rows:
+        cells = [c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def exit_code(predictions: list[Prediction]) -> int:
+    """The documented exit code (see ``EPILOG``) for a finished scan."""
+    if any(str(p.verdict) == "fake" for p in predictions):
+        return EXIT_FAKE
+    if any(str(p.status) not in _SCORED for p in predictions):
+        return EXIT_INCOMPLETE
+    return EXIT_OK
+
+
+def _summary(predictions: list[Prediction]) -> str:
+    counts: dict[str, int] = {}
+    for p in predictions:
+        key = str(p.verdict) if p.verdict else f"not scored ({p.status})"
+        counts[key] = counts.get(key, 0) + 1
+    parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+    return f"scanned {len(predictions)} video(s): {parts}"
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from dfdetect.infer.pipeline import ModelNotFoundError, load_detector
+    from dfdetect.train.checkpoint import CheckpointError
+
+    try:
+        return load_detector(
+            args.model,
+            device=args.device,
+            thresholds=tuple(args.threshold_band),
+            aggregation=args.aggregation,
+            max_duration=args.max_duration,
+        )
+    except (ModelNotFoundError, CheckpointError, ValueError) as e:
+        print(f"dfdetect scan: error: {e}", file=sys.stderr)
+        return None
+
+
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("dfdetect scan is not implemented yet")
+    from dfdetect.infer.pipeline import expand_inputs
+
+    low, high = args.threshold_band
+    if not 0.0 <= low <= high <= 1.0:
+        print(
+            f"dfdetect scan: error: --threshold-band needs 0 <= LOW <= HIGH <= 1, got {low} {high}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    found, missing = expand_inputs(args.paths)
+    if not found:
+        print(f"dfdetect scan: error: no input found for: {' '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
+    for m in missing:
+        print(f"dfdetect scan: warning: nothing found for {m!r}", file=sys.stderr)
+    detector = _load(args)
+    if detector is None:
+        return EXIT_USAGE
+    predictions: list[Prediction] = []
+    scans = detector.scan_many(
+        args.paths,
+        explain=args.explain or bool(args.explain_dir),
+        explain_dir=args.explain_dir,
+        progress=not args.no_progress,
+        thumbnails=bool(args.report),
+    )
+    for pred in scans:
+        predictions.append(pred)
+        if args.jsonl:
+            print(json.dumps(pred.to_dict()), flush=True)
+    if args.json:
+        print(json.dumps([p.to_dict() for p in predictions], indent=2))
+    elif not args.jsonl:
+        print(table(predictions))
+    if args.report:
+        from dfdetect.infer.report import write_report
+
+        path = write_report(args.report, predictions, thresholds=(low, high))
+        print(f"report written to {path}", file=sys.stderr)
+    print(_summary(predictions), file=sys.stderr)
+    return exit_code(predictions)

@@ -1,1 +1,33 @@
-"""dfdetect.faces."""
+"""dfdetect.faces: face detection (MTCNN), IoU tracking, square crops and streaming extraction.
+
+Importing this package does not import torch or load any weights (MTCNN loads on first use).
+"""
+
+from dfdetect.faces.crop import blur_score, crop_face, mouth_crop, square_box
+from dfdetect.faces.detect import (
+    DETECTORS,
+    Detections,
+    FaceDetector,
+    MTCNNDetector,
+    create_detector,
+    detector_from_config,
+)
+from dfdetect.faces.extract import FaceExtractor, extract_faces
+from dfdetect.faces.track import IouTracker, box_iou
+
+__all__ = [
+    "DETECTORS",
+    "Detections",
+    "FaceDetector",
+    "FaceExtractor",
+    "IouTracker",
+    "MTCNNDetector",
+    "blur_score",
+    "box_iou",
+    "create_detector",
+    "crop_face",
+    "detector_from_config",
+    "extract_faces",
+    "mouth_crop",
+    "square_box",
+]

@@ -1,0 +1,112 @@
+"""Benchmark: prepare_clip time / decode_all time per clip, with the per-stage breakdown.
+
+    python bench/prepare.py [--repeat 3] [--detect-every 3] [--detect-size 640] [--only-1080p]
+
+decode_all is PyAV alone decoding every frame (the floor any pipeline pays). prepare_clip adds fps
+sampling, RGB conversion of the sampled frames, face detection every ``detect_every`` sampled frames,
+tracking + crops, audio + VAD (decoding runs in a thread, overlapping detection). Goal: wall ratio
+<= 2.0 (naive decode-everything + MTCNN on every sampled frame measured ~6x). The CPU-time ratio is
+printed too: it is steadier on a shared machine. Clips: a few real ones from ../shared/media and a
+generated 10 s 1080p H.264 talking head (liveportrait_d10 upscaled with PyAV, made in a temp folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from dfdetect.config import PrepareConfig
+from dfdetect.data.prepare import prepare_clip
+from dfdetect.faces.detect import detector_from_config
+from dfdetect.io.video import decode_all, probe
+
+MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+CLIPS = [
+    "real/pcavs_Audio_Source_00015.mp4",
+    "real/videoretalking_face_2.mp4",
+    "real/face_recognition_short_hamilton_clip.mp4",
+    "real/ffpp_orig_519.mp4",
+]
+STAGES = ("decode", "decode_wait", "detect", "track_crop", "audio")
+
+
+def make_1080p(out: Path, seconds: float = 10.0) -> Path:
+    """A 1920x1080 30 fps H.264 clip: liveportrait_d10 (512 px) upscaled to 1080 and centred."""
+    if out.exists():
+        return out
+    src = MEDIA / "real/liveportrait_d10.mp4"
+    with av.open(str(src)) as inp, av.open(str(out), "w") as dst:
+        stream = dst.add_stream("libx264", rate=30, options={"preset": "veryfast", "crf": "23"})
+        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+        canvas = np.full((1080, 1920, 3), 40, np.uint8)
+        for frame in inp.decode(video=0):
+            if frame.time is not None and frame.time >= seconds:
+                break
+            canvas[:, 420:1500] = frame.to_ndarray(width=1080, height=1080, format="rgb24")
+            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                dst.mux(packet)
+        for packet in stream.encode():
+            dst.mux(packet)
+    return out
+
+
+def _timed(fn) -> tuple[float, float, object]:
+    w0, c0 = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - w0, time.process_time() - c0, result
+
+
+def bench_clip(path: Path, config: PrepareConfig, detector, repeat: int) -> tuple[float, float]:
+    """Interleaved runs (decode_all, prepare_clip) x repeat; median ratios (wall, cpu)."""
+    info = probe(path)
+    walls, cpus, runs = [], [], []
+    for _ in range(repeat):
+        d_wall, d_cpu, n = _timed(lambda: decode_all(path))
+        timings: dict[str, float] = {}
+        p_wall, p_cpu, clip = _timed(lambda t=timings: prepare_clip(path, config, detector, t))
+        walls.append(p_wall / d_wall)
+        cpus.append(p_cpu / d_cpu)
+        runs.append((d_wall, timings))
+    ratio, cpu_ratio = float(np.median(walls)), float(np.median(cpus))
+    d_wall, timings = runs[int(np.argsort(walls)[len(walls) // 2])]
+    stages = "  ".join(f"{k} {timings.get(k, 0):.2f}" for k in STAGES)
+    print(
+        f"{path.name[:28]:28s} {info.width}x{info.height} {info.duration:4.1f}s {n:3d}fr | decode_all "
+        f"{d_wall:5.2f}s | prepare {timings['total']:5.2f}s = {ratio:4.2f}x wall, {cpu_ratio:4.2f}x cpu | "
+        f"{stages} | faces {len(clip.faces)}"
+    )
+    return ratio, cpu_ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--detect-every", type=int, default=None)
+    parser.add_argument("--detect-size", type=int, default=None)
+    parser.add_argument("--only-1080p", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    overrides = {"detect_every": args.detect_every, "detect_size": args.detect_size}
+    config = PrepareConfig(**{k: v for k, v in overrides.items() if v is not None})
+    detector = detector_from_config(config)
+    detector.detect([np.zeros((64, 64, 3), np.uint8)])  # load the weights outside the timings
+    import dfdetect.faces.extract  # noqa: F401  (import cost outside the timings)
+
+    print(f"config: fps {config.fps}, detect_every {config.detect_every}, detect_size {config.detect_size}")
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = [] if args.only_1080p else [MEDIA / c for c in CLIPS]
+        clips.append(make_1080p(Path(tmp) / "talking_head_1080p.mp4"))
+        ratios = [bench_clip(p, config, detector, args.repeat) for p in clips]
+    wall, cpu = zip(*ratios, strict=True)
+    print(f"prepare / decode_all (1080p): {wall[-1]:.2f}x wall, {cpu[-1]:.2f}x cpu (goal <= 2.0)")
+    print(f"all clips: median {np.median(wall):.2f}x wall, {np.median(cpu):.2f}x cpu")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Benchmark of `scan`: wall time of Detector.scan (model included) / PyAV decode_all time.
+
+Clips: a generated 10 s 1920x1080 H.264 clip (a real 512 px face clip upscaled and letterboxed, with its
+audio) and a few clips of ../shared/media. Uses the packaged default checkpoint when present, else a
+randomly initialised demo model (configs/models/demo_tiny.yaml): the model's weights do not change its
+speed. Goal: ratio <= 1.5.
+
+    python bench/scan.py [--threads 1] [--clips N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MEDIA = ROOT.parent / "shared" / "media"
+CLIPS = (
+    "real/ffpp_orig_519.mp4",
+    "real/videoretalking_face_1.mp4",
+    "real/pcavs_Audio_Source_00015.mp4",
+    "real/face_recognition_short_hamilton_clip.mp4",
+)
+
+
+def make_1080p(src: Path, dst: Path, seconds: float = 10.0) -> Path:
+    """Upscale ``src`` (looped to ``seconds``) to 1920x1080 H.264 with its audio as AAC."""
+    import av
+    import cv2
+    import numpy as np
+
+    with av.open(str(src)) as inp:
+        vin = inp.streams.video[0]
+        fps = float(vin.average_rate or 25)
+        frames = [f.to_ndarray(format="rgb24") for f in inp.decode(video=0)]
+    with av.open(str(src)) as inp:
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=44100)
+        chunks = (
+            [o.to_ndarray()[0] for f in inp.decode(audio=0) for o in resampler.resample(f)]
+            if inp.streams.audio
+            else []
+        )
+    audio = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    n = round(seconds * fps)
+    with av.open(str(dst), "w") as out:
+        vs = out.add_stream(
+            "libx264", rate=Fraction(fps).limit_denominator(1001), options={"preset": "veryfast", "crf": "20"}
+        )
+        vs.width, vs.height, vs.pix_fmt = 1920, 1080, "yuv420p"
+        aus = out.add_stream("aac", rate=44100) if audio.size else None
+        if aus is not None:
+            aus.layout = "mono"
+        for i in range(n):
+            face = cv2.resize(frames[i % len(frames)], (1080, 1080), interpolation=cv2.INTER_CUBIC)
+            canvas = np.zeros((1080, 1920, 3), np.uint8)
+            canvas[:, 420:1500] = face
+            for packet in vs.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                out.mux(packet)
+        for packet in vs.encode():
+            out.mux(packet)
+        if aus is not None:
+            _encode_audio(
+                out, aus, np.tile(audio, int(np.ceil(seconds * 44100 / audio.size)))[: int(seconds * 44100)]
+            )
+    return dst
+
+
+def _encode_audio(container, stream, audio, rate: int = 44100) -> None:
+    import av
+    import numpy as np
+
+    size = stream.codec_context.frame_size or 1024
+    for start in range(0, len(audio), size):
+        block = np.pad(audio[start : start + size], (0, max(0, size - len(audio[start : start + size]))))
+        frame = av.AudioFrame.from_ndarray(block[None, :].astype(np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
+def tiny_checkpoint(path: Path) -> Path:
+    """A randomly initialised demo model saved as a checkpoint (default preprocessing)."""
+    import yaml
+
+    from dfdetect.config import PreprocessConfig
+    from dfdetect.models.factory import create_model
+    from dfdetect.train.checkpoint import save_checkpoint
+
+    pre = PreprocessConfig()
+    cfg = yaml.safe_load((ROOT / "configs" / "models" / "demo_tiny.yaml").read_text())
+    cfg = {**cfg, "pretrained": False, "fps": pre.fps, "segment_seconds": pre.segment_seconds}
+    cfg.pop("pretrained_path", None)
+    name = cfg.pop("name")
+    model = create_model(name, **cfg)
+    pre = pre.model_copy(update={"mouth_size": int(cfg.get("mouth_size", 48))})  # the sync head's size
+    state = {
+        "model_state": model.state_dict(),
+        "model_config": {"name": name, **cfg},
+        "preprocess": pre.model_dump(),
+    }
+    return save_checkpoint(path, state)
+
+
+def _best(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--clips", type=int, default=len(CLIPS), help="how many shared clips (default all)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best is kept")
+    args = parser.parse_args()
+
+    import torch
+
+    from dfdetect.infer.pipeline import WEIGHTS_DIR, load_detector
+    from dfdetect.io.video import decode_all, probe
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory(prefix="dfdetect-bench-scan-") as tmp:
+        tmp_dir = Path(tmp)
+        default = WEIGHTS_DIR / "default.pt"
+        ckpt = default if default.is_file() else tiny_checkpoint(tmp_dir / "demo_tiny.pt")
+        label = ckpt if ckpt == default else "demo_tiny (random weights)"
+        print(f"checkpoint: {label}; torch threads {args.threads}")
+        detector = load_detector(ckpt, device="cpu")
+        clips = [make_1080p(MEDIA / "real" / "liveportrait_d10.mp4", tmp_dir / "upscaled_1080p_10s.mp4")]
+        clips += [MEDIA / c for c in CLIPS[: args.clips]]
+        detector.scan(clips[-1])  # warm-up: MTCNN and the model are loaded once per Detector
+        head = f"{'clip':34} {'res':>9} {'dur':>5} {'decode_all':>10} {'scan':>6} {'ratio':>6} | " + " ".join(
+            f"{k:>7}" for k in ("decode", "detect", "track", "audio", "model")
+        )
+        print(head)
+        ratios = []
+        for clip in clips:
+            info = probe(clip)
+            base = _best(lambda c=clip: decode_all(c), args.repeats)
+            preds: list = []
+            scan = _best(lambda c=clip, out=preds: out.append(detector.scan(c)), args.repeats)
+            t = preds[-1].timings
+            ratios.append(scan / base)
+            stages = " ".join(
+                f"{t.get(k, 0.0):7.2f}" for k in ("decode", "detect", "track_crop", "audio", "model")
+            )
+            print(
+                f"{clip.name[:34]:34} {info.width:>4}x{info.height:<4} {info.duration:5.1f} {base:10.2f} "
+                f"{scan:6.2f} {scan / base:6.2f} | {stages}   [{preds[-1].status}]"
+            )
+        print(f"median ratio scan / decode_all: {statistics.median(ratios):.2f} (goal <= 1.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,492 @@
+"""Prepare videos into cache entries: decode once, track faces, extract audio, write atomically.
+
+:func:`prepare_clip` turns one video into an in-memory :class:`~dfdetect.types.Clip` (``scan`` uses it
+too). :func:`prepare` runs it over many videos in worker processes, with resume, a per-video report
+(``prepare_report.jsonl``) and a summary; a bad file is reported with its status and never stops the
+batch. :func:`prepare_source` scans a dataset layout first and writes the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfdetect.config import PrepareConfig
+from dfdetect.data import cache
+from dfdetect.data.manifest import ManifestRow, write_manifest
+from dfdetect.io.audio import load_audio, speech_segments
+from dfdetect.io.files import atomic_write_text
+from dfdetect.io.video import MediaError, iter_frames, probe
+from dfdetect.types import AudioStatus, Clip, Status
+
+log = logging.getLogger(__name__)
+
+REPORT_NAME = "prepare_report.jsonl"
+CONFIG_NAME = "prepare_config.json"
+MANIFEST_NAME = "manifest.csv"
+CACHE_DIR = "cache"
+_FAILED = (Status.UNREADABLE, Status.NO_VIDEO, Status.ERROR)
+
+
+class _Timed:
+    """Wraps a face detector and adds the seconds spent in ``detect`` to ``timings['detect']``."""
+
+    def __init__(self, detector: Any, timings: dict[str, float]) -> None:
+        self.inner, self.timings, self.name = detector, timings, getattr(detector, "name", "detector")
+
+    def detect(self, images: list[np.ndarray]) -> list:
+        t0 = time.perf_counter()
+        try:
+            return self.inner.detect(images)
+        finally:
+            self.timings["detect"] = self.timings.get("detect", 0.0) + time.perf_counter() - t0
+
+
+def _prefetch(frames: Iterator, timings: dict[str, float], size: int = 8) -> Iterator:
+    """Decode ``frames`` in a background thread, ``size`` frames ahead of the consumer.
+
+    FFmpeg and torch both release the GIL, so decoding overlaps face detection (the wall time of
+    prepare_clip tends to max(decode, detect) instead of their sum). Adds the producer's busy seconds to
+    ``timings['decode']`` and the consumer's waiting seconds to ``timings['decode_wait']``. Exceptions of
+    the decoder are re-raised in the consumer; closing the consumer stops the producer.
+    """
+    buffer: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        busy, item = 0.0, done
+        try:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    item = next(frames)
+                except StopIteration:
+                    item = done
+                busy += time.perf_counter() - t0
+                _put(buffer, item, stop)
+                if item is done:
+                    break
+        except BaseException as e:  # handed to the consumer, raised there
+            _put(buffer, e, stop)
+        finally:
+            frames.close()
+            timings["decode"] = timings.get("decode", 0.0) + busy
+
+    thread = threading.Thread(target=produce, name="dfdetect-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            t0 = time.perf_counter()
+            item = buffer.get()
+            timings["decode_wait"] = timings.get("decode_wait", 0.0) + time.perf_counter() - t0
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _put(buffer: queue.Queue, item: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            buffer.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _audio(path: str, config: PrepareConfig, seconds: float | None) -> tuple[np.ndarray, AudioStatus, list]:
+    """Audio, its status and speech segments; an unreadable audio stream counts as no stream."""
+    try:
+        audio, status = load_audio(path, config.sample_rate, max_duration=seconds)
+    except MediaError as e:
+        log.warning("%s: audio ignored (%s)", path, e)
+        return np.zeros(0, np.float32), AudioStatus.NO_STREAM, []
+    if status is not AudioStatus.OK or config.sample_rate not in (8000, 16000):
+        return audio, status, []
+    return audio, status, speech_segments(audio, config.sample_rate)
+
+
+def prepare_clip(
+    path: str | os.PathLike,
+    config: PrepareConfig,
+    detector: Any = None,
+    timings: dict[str, float] | None = None,
+) -> Clip:
+    """Decode a video once and return its face tracks, crops and audio in memory.
+
+    Args:
+        path: a local video file.
+        config: sampling, detection, crop and audio settings (stored in ``clip.params``).
+        detector: a face detector (``dfdetect.faces.detect``); None builds the one ``config`` names.
+        timings: if given, filled with seconds per stage: decode (busy time of the decoding thread,
+            which overlaps the others), decode_wait (time the face stage waited for frames), detect,
+            track_crop, audio, total (wall time).
+
+    Returns:
+        The Clip (``faces == []`` when no face track passed the quality filters).
+
+    Raises:
+        UnreadableMediaError, NoVideoStreamError: the file cannot be used (see ``dfdetect.io.video``).
+    """
+    from dfdetect.faces.detect import detector_from_config
+    from dfdetect.faces.extract import extract_faces
+
+    path = str(path)
+    timings = {} if timings is None else timings
+    t_start = time.perf_counter()
+    detector = detector if detector is not None else detector_from_config(config)
+    info = probe(path)
+    frames = iter_frames(path, fps=config.fps, max_duration=config.max_duration, max_frames=config.max_frames)
+    t0 = time.perf_counter()
+    faces = extract_faces(_prefetch(frames, timings), _Timed(detector, timings), config)
+    extract_seconds = time.perf_counter() - t0
+    waited = timings.get("decode_wait", 0.0)
+    timings["track_crop"] = extract_seconds - waited - timings.get("detect", 0.0)
+    seconds = config.max_duration
+    if config.max_frames is not None:
+        seconds = min(seconds or np.inf, config.max_frames / config.fps)
+    t0 = time.perf_counter()
+    audio, audio_status, speech = _audio(path, config, seconds)
+    timings["audio"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_start
+    return Clip(
+        path=path,
+        info=info,
+        faces=faces,
+        audio=audio,
+        sample_rate=config.sample_rate,
+        audio_status=audio_status,
+        speech=speech,
+        params={**config.model_dump(), "detector": getattr(detector, "name", config.detector)},
+    )
+
+
+def clip_status(clip: Clip) -> Status:
+    """NO_FACE without a face track, NO_AUDIO without usable audio, else OK."""
+    if not clip.faces:
+        return Status.NO_FACE
+    return Status.OK if clip.audio_status is AudioStatus.OK else Status.NO_AUDIO
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """One line of ``prepare_report.jsonl``."""
+
+    path: str
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+    n_faces: int = 0
+    audio_status: str | None = None
+    skipped: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PrepareSummary:
+    """What a :func:`prepare` run did: counts per status, and every failure with its reason."""
+
+    out_dir: str
+    total: int = 0
+    done: int = 0  # entries written in this run (ok, no_audio, no_face)
+    skipped: int = 0  # entries already there with the same parameters
+    failed: list[VideoResult] = field(default_factory=list)  # unreadable, no_video, error
+    counts: dict[str, int] = field(default_factory=dict)  # status -> videos (this run + skipped)
+    seconds: float = 0.0
+
+    def add(self, result: VideoResult) -> None:
+        self.counts[result.status] = self.counts.get(result.status, 0) + 1
+        if result.skipped:
+            self.skipped += 1
+        elif Status(result.status) in _FAILED:
+            self.failed.append(result)
+        else:
+            self.done += 1
+
+    def format(self, max_failures: int = 20) -> str:
+        """Human-readable summary (done / skipped / failed with reasons)."""
+        by_status = ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items()))
+        lines = [
+            f"prepared {self.total} videos in {self.seconds:.1f} s -> {self.out_dir}",
+            f"  done {self.done}, skipped {self.skipped} (up to date), failed {len(self.failed)}",
+            f"  by status: {by_status or 'none'}",
+        ]
+        for r in self.failed[:max_failures]:
+            lines.append(f"  FAILED [{r.status}] {r.path}: {r.message}")
+        if len(self.failed) > max_failures:
+            lines.append(f"  ... and {len(self.failed) - max_failures} more (see {REPORT_NAME})")
+        return "\n".join(lines)
+
+
+def process_video(
+    path: str, config: PrepareConfig, detector: Any, cache_dir: str | os.PathLike
+) -> VideoResult:
+    """Prepare one video and write its cache entry; every failure becomes a status, never an exception."""
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    try:
+        clip = prepare_clip(path, config, detector, timings)
+        cache.write_entry(cache_dir, clip)
+    except MediaError as e:
+        return VideoResult(path, str(e.status), str(e), time.perf_counter() - t0)
+    except Exception as e:  # an unexpected failure must not stop a batch
+        log.exception("%s: unexpected error", path)
+        return VideoResult(path, str(Status.ERROR), f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+    status = clip_status(clip)
+    message = {
+        Status.NO_FACE: "no face track passed the quality filters (size, score, length); entry has no faces",
+        Status.NO_AUDIO: f"audio: {clip.audio_status}; video-only models and checks still apply",
+    }.get(status, "")
+    return VideoResult(
+        path, str(status), message, time.perf_counter() - t0, len(clip.faces), str(clip.audio_status),
+        timings={k: round(v, 4) for k, v in timings.items()},
+    )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- batch runner
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(config_json: str, cache_dir: str) -> None:
+    """Process-pool initializer: one detector per worker, one torch thread (workers are the parallelism)."""
+    import torch
+
+    from dfdetect.faces.detect import detector_from_config
+
+    torch.set_num_threads(1)
+    config = PrepareConfig.model_validate_json(config_json)
+    _WORKER.update(config=config, detector=detector_from_config(config), cache_dir=cache_dir)
+
+
+def _work(path: str) -> VideoResult:
+    return process_video(path, _WORKER["config"], _WORKER["detector"], _WORKER["cache_dir"])
+
+
+def _entry_params(cache_dir: Path, path: str) -> dict[str, Any] | None:
+    """``params`` and status facts of an existing entry (reads only its small ``meta`` array)."""
+    entry = cache.entry_path(cache_dir, path)
+    if not entry.is_file():
+        return None
+    try:
+        with np.load(entry, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+    except Exception:  # corrupt entry: prepare it again
+        return None
+    if meta.get("version") != cache.CACHE_VERSION:
+        return None
+    return meta
+
+
+def _up_to_date(meta: dict[str, Any] | None, config: PrepareConfig) -> bool:
+    if meta is None:
+        return False
+    params = meta.get("params", {})
+    return all(params.get(k) == v for k, v in config.model_dump().items() if k != "detector")
+
+
+def _skipped(path: str, meta: dict[str, Any]) -> VideoResult:
+    n_faces = int(meta.get("n_faces", 0))
+    audio_status = AudioStatus(meta.get("audio_status", AudioStatus.NO_STREAM))
+    if n_faces == 0:
+        status = Status.NO_FACE
+    else:
+        status = Status.OK if audio_status is AudioStatus.OK else Status.NO_AUDIO
+    return VideoResult(path, str(status), "cache entry up to date", 0.0, n_faces, str(audio_status), True)
+
+
+def _run_pool(
+    paths: list[str], config: PrepareConfig, cache_dir: Path, workers: int
+) -> Iterator[VideoResult]:
+    """Results in completion order. A video whose worker dies (e.g. a crash inside FFmpeg) is retried
+    alone in a fresh process; if that process dies too, the video is reported as an ERROR."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    # forkserver: workers fork from a clean server that imported torch + this module once (fast start;
+    # plain fork after torch/OpenMP start-up can deadlock, spawn re-imports everything per worker)
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "dfdetect.data.prepare", "dfdetect.faces.extract"])
+    init = (config.model_dump_json(), str(cache_dir))
+    crashed: list[str] = []
+    pool_options = {"mp_context": ctx, "initializer": _init_worker, "initargs": init}
+    with ProcessPoolExecutor(max_workers=workers, **pool_options) as pool:
+        futures = {pool.submit(_work, p): p for p in paths}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                crashed.append(futures[future])
+    for path in crashed:
+        with ProcessPoolExecutor(max_workers=1, **pool_options) as pool:
+            try:
+                yield pool.submit(_work, path).result()
+            except BrokenProcessPool:
+                message = "the worker process crashed while reading this video; re-encode it or drop it"
+                yield VideoResult(path, str(Status.ERROR), message)
+
+
+def _run_local(paths: list[str], config: PrepareConfig, cache_dir: Path) -> Iterator[VideoResult]:
+    from dfdetect.faces.detect import detector_from_config
+
+    detector = detector_from_config(config) if paths else None
+    for path in paths:
+        yield process_video(path, config, detector, cache_dir)
+
+
+def _paths(rows: Iterable[ManifestRow | str | os.PathLike]) -> list[str]:
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen[row.path if isinstance(row, ManifestRow) else str(row)] = None
+    return list(seen)
+
+
+def prepare(
+    rows: Iterable[ManifestRow | str | os.PathLike],
+    out_dir: str | os.PathLike,
+    config: PrepareConfig | None = None,
+    workers: int = 2,
+    progress: bool = True,
+) -> PrepareSummary:
+    """Prepare every video into ``out_dir/cache`` (resumable), logging ``out_dir/prepare_report.jsonl``.
+
+    Videos whose entry exists with the same parameters are skipped. Each video gets one report line
+    (path, status, message, seconds, n_faces, audio_status); a failing video is reported, never fatal.
+
+    Args:
+        rows: manifest rows (or plain video paths).
+        out_dir: output folder (``cache/`` and the report go there).
+        config: preparation settings (default :class:`~dfdetect.config.PrepareConfig`).
+        workers: worker processes (1 = run in this process).
+        progress: show a progress bar and print the summary.
+
+    Returns:
+        The run's :class:`PrepareSummary`.
+    """
+    from tqdm import tqdm
+
+    config = config or PrepareConfig()
+    out = Path(out_dir)
+    cache_dir = out / CACHE_DIR
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    paths = _paths(rows)
+    summary = PrepareSummary(out_dir=str(out), total=len(paths))
+    t0 = time.perf_counter()
+    with open(out / REPORT_NAME, "a", encoding="utf-8") as report:
+        todo = []
+        for path in paths:
+            meta = _entry_params(cache_dir, path)
+            if _up_to_date(meta, config):
+                _record(_skipped(path, meta), summary, report)
+            else:
+                todo.append(path)
+        if workers <= 1:
+            run = _run_local(todo, config, cache_dir)
+        else:
+            run = _run_pool(todo, config, cache_dir, workers)
+        bar = tqdm(total=len(paths), initial=len(paths) - len(todo), unit="video", desc="prepare",
+                   disable=not progress, dynamic_ncols=True)  # fmt: skip
+        with bar:
+            for result in run:
+                _record(result, summary, report)
+                bar.update(1)
+                bar.set_postfix(done=summary.done, failed=len(summary.failed), refresh=False)
+    summary.seconds = time.perf_counter() - t0
+    if progress:
+        print(summary.format(), flush=True)
+    return summary
+
+
+def _record(result: VideoResult, summary: PrepareSummary, report: Any) -> None:
+    summary.add(result)
+    line = dataclasses.asdict(result)
+    line["seconds"] = round(result.seconds, 3)
+    report.write(json.dumps(line) + "\n")
+    report.flush()
+
+
+def _limit(rows: list[ManifestRow], limit: int, seed: int) -> list[ManifestRow]:
+    """A reproducible subset of ``limit`` rows, drawn alternately from each label (then by path)."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[int, list[ManifestRow]] = {}
+    for i in rng.permutation(len(rows)):
+        by_label.setdefault(rows[i].label, []).append(rows[i])
+    picked: list[ManifestRow] = []
+    queues = [by_label[k] for k in sorted(by_label)]
+    while len(picked) < limit and any(queues):
+        for pending in queues:
+            if pending and len(picked) < limit:
+                picked.append(pending.pop(0))
+    return sorted(picked, key=lambda r: r.path)
+
+
+def prepare_source(
+    source: str,
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: PrepareConfig | None = None,
+    workers: int = 2,
+    seed: int = 0,
+    limit: int | None = None,
+    progress: bool = True,
+    **source_options: Any,
+) -> PrepareSummary:
+    """Scan a dataset (``dfdetect.data.sources``), write its manifest and config, then :func:`prepare` it.
+
+    Writes ``out_dir/manifest.csv`` (every row scanned, or the ``limit`` subset), ``prepare_config.json``,
+    ``cache/`` and ``prepare_report.jsonl``.
+
+    Args:
+        source: ffpp, celebdf, dfdc, fakeavceleb or folder.
+        root: the dataset folder in its official layout (or a user's folder of videos).
+        out_dir: output folder.
+        config: preparation settings.
+        workers: worker processes.
+        seed: seed of split assignment and of the ``limit`` subset.
+        limit: prepare only this many videos (a reproducible subset balanced over labels).
+        progress: progress bar and printed summary.
+        **source_options: options of the source (e.g. ``compressions="c23"`` for ffpp).
+
+    Raises:
+        DatasetLayoutError: ``root`` does not hold the layout ``source`` expects.
+    """
+    from dfdetect import __version__
+    from dfdetect.data.sources import scan_source
+
+    config = config or PrepareConfig()
+    rows = scan_source(source, root, seed=seed, **source_options)
+    if limit is not None:
+        rows = _limit(rows, limit, seed)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_manifest(rows, out / MANIFEST_NAME)
+    record = {
+        "source": source,
+        "root": str(Path(root).resolve()),
+        "source_options": {k: v if isinstance(v, str | int | float | bool | None) else list(v)
+                           for k, v in source_options.items()},
+        "seed": seed,
+        "limit": limit,
+        "videos": len(rows),
+        "config": config.model_dump(),
+        "dfdetect_version": __version__,
+    }  # fmt: skip
+    atomic_write_text(out / CONFIG_NAME, json.dumps(record, indent=2) + "\n")
+    return prepare(rows, out, config, workers=workers, progress=progress)

@@ -1,0 +1,372 @@
+"""Manifest + cache + checkpoint -> ``predictions.jsonl`` (one Prediction per video), then the report.
+
+Output folder (``out_dir``)::
+
+    predictions.jsonl              in-domain manifest: one ``Prediction.to_dict()`` per video (key: full path)
+    cross/<name>/predictions.jsonl every further manifest (cross-dataset generalisation)
+    ablation/predictions-{video,audio}.jsonl   modality ablation (fused = predictions.jsonl)
+    perturb.json                   AUC per perturbation and severity
+    calibration.json               temperature fit (``calibrate=True``)
+    protocol.json                  the protocol card
+    report.md, report.html, metrics.json, figures/, thumbs/
+
+The report (:func:`dfdetect.eval.report.build_report`) reads only these files (and the cache, for the
+thumbnails of the worst-predicted videos).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from dfdetect.config import PreprocessConfig
+from dfdetect.data.cache import CacheError, read_entry
+from dfdetect.data.manifest import ManifestRow, file_hash, read_manifest, select
+from dfdetect.eval.scoring import score_clip
+from dfdetect.io.files import atomic_write_text
+from dfdetect.types import Clip, Prediction, Status
+
+log = logging.getLogger(__name__)
+SCORED = (Status.OK, Status.NO_AUDIO)
+
+
+@dataclass
+class Scorer:
+    """A loaded checkpoint ready to score clips."""
+
+    model: Any
+    pre: PreprocessConfig
+    temperature: float
+    name: str
+    checkpoint: str
+    checkpoint_hash: str
+    state: dict[str, Any]
+    device: str = "cpu"
+
+
+def load_scorer(checkpoint: str | os.PathLike, device: str = "cpu") -> Scorer:
+    """Load a checkpoint: model (eval mode, on ``device``), preprocessing and temperature."""
+    from dfdetect.train.checkpoint import build_model, load_checkpoint, temperature
+
+    state = load_checkpoint(checkpoint)
+    pre_fields = set(PreprocessConfig.model_fields)
+    pre = PreprocessConfig(**{k: v for k, v in dict(state["preprocess"]).items() if k in pre_fields})
+    model = build_model(state).to(device)
+    name = str(state["model_config"].get("name", type(model).__name__))
+    return Scorer(model, pre, temperature(state), name, str(checkpoint), file_hash(checkpoint), state, device)
+
+
+def row_meta(row: ManifestRow) -> dict[str, Any]:
+    """Manifest facts copied into each prediction's ``extras``."""
+    return {
+        "label": row.label,
+        "method": row.method,
+        "dataset": row.dataset,
+        "compression": row.compression,
+        "category": row.category,
+        "video_label": row.video_label,
+        "audio_label": row.audio_label,
+        "split": row.split,
+        "group": row.group,
+    }
+
+
+def _prepare_statuses(cache_dir: Path) -> dict[str, dict]:
+    """``prepare_report.jsonl`` beside the cache (path -> record), to explain videos without an entry."""
+    report = cache_dir.parent / "prepare_report.jsonl"
+    out: dict[str, dict] = {}
+    if report.is_file():
+        for line in report.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                out[str(rec.get("path"))] = rec
+            except (json.JSONDecodeError, AttributeError):
+                continue
+    return out
+
+
+def _missing(row: ManifestRow, err: Exception, statuses: dict[str, dict]) -> Prediction:
+    rec = statuses.get(row.path, {})
+    try:
+        status = Status(rec.get("status", "error"))
+    except ValueError:
+        status = Status.ERROR
+    status = Status.ERROR if status in SCORED else status
+    message = rec.get("message") or str(err)
+    return Prediction(path=row.path, status=status, message=f"not scored: {message}")
+
+
+def predict_rows(
+    scorer: Scorer,
+    rows: Sequence[ManifestRow],
+    cache_dir: str | os.PathLike,
+    aggregation: str = "mean",
+    modality_mask: str | None = None,
+    transform: Callable[[Clip], Clip] | None = None,
+    verdict_band: tuple[float, float] = (0.35, 0.65),
+    batch_size: int = 8,
+    progress: bool = True,
+    desc: str = "eval",
+) -> list[dict[str, Any]]:
+    """Score every row's cache entry; returns ``Prediction.to_dict()`` records with manifest facts in extras.
+
+    A video without a usable cache entry gets a record with its prepare status (or ``error``), never a score.
+    """
+    cache_dir = Path(cache_dir)
+    statuses = _prepare_statuses(cache_dir)
+    records = []
+    for row in tqdm(rows, desc=desc, unit="video", disable=not progress):
+        try:
+            clip = read_entry(cache_dir, row.path)
+            if transform is not None:
+                clip = transform(clip)
+            pred = score_clip(
+                scorer.model,
+                clip,
+                scorer.pre,
+                temperature=scorer.temperature,
+                aggregation=aggregation,
+                device=scorer.device,
+                modality_mask=modality_mask,
+                thresholds=verdict_band,
+                batch_size=batch_size,
+            )
+        except CacheError as e:
+            pred = _missing(row, e, statuses)
+        rec = pred.to_dict()
+        rec["path"] = row.path
+        rec["model"] = rec["model"] or scorer.name
+        rec["extras"].update(row_meta(row))
+        records.append(rec)
+    return records
+
+
+def write_jsonl(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write records as JSON lines, atomically."""
+    return atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a JSON-lines file (a predictions file)."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def default_cache(manifest: str | os.PathLike) -> Path:
+    """The cache ``prepare`` writes beside its manifest: ``<manifest folder>/cache``."""
+    return Path(manifest).resolve().parent / "cache"
+
+
+def _manifest_name(path: Path, taken: set[str]) -> str:
+    name = path.parent.name if path.stem == "manifest" else path.stem
+    base, i = name or "manifest", 2
+    while name in taken:
+        name, i = f"{base}-{i}", i + 1
+    taken.add(name)
+    return name
+
+
+def _rows(manifest: Path, split: str, limit: int | None) -> list[ManifestRow]:
+    rows = [r for r in select(read_manifest(manifest), split) if r.label in (0, 1)]
+    if not rows:
+        raise ValueError(f"{manifest} has no labelled videos in split {split!r}: choose another --split")
+    return rows[:limit] if limit else rows
+
+
+def protocol_card(
+    scorer: Scorer, manifests: list[Path], split: str, aggregation: str, cache_dir: Path
+) -> dict:
+    """Everything needed to reproduce a result (written to ``protocol.json``, shown in every report)."""
+    from dfdetect import __version__
+
+    params: dict[str, Any] = {}
+    for row in _rows(manifests[0], split, None)[:20]:  # the first readable entry says how the cache was made
+        try:
+            params = read_entry(cache_dir, row.path).params
+            break
+        except CacheError:
+            continue
+    pre = scorer.pre
+    return {
+        "model": scorer.name,
+        "checkpoint": scorer.checkpoint,
+        "checkpoint_hash": scorer.checkpoint_hash,
+        "temperature": scorer.temperature,
+        "split": split,
+        "manifests": [{"path": str(m), "hash": file_hash(m)} for m in manifests],
+        "cache_dir": str(cache_dir),
+        "detector": params.get("detector", "unknown"),
+        "cache_fps": params.get("fps"),
+        "crop_size": params.get("size", pre.size),
+        "margin": params.get("margin", pre.margin),
+        "max_duration": params.get("max_duration"),
+        "model_fps": pre.fps,
+        "model_size": pre.size,
+        "clip_frames": pre.clip_frames,
+        "window_seconds": pre.window_seconds,
+        "aggregation": aggregation,
+        "dfdetect_version": __version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def run_calibration(scorer: Scorer, manifest: Path, cache_dir: Path, aggregation: str, **kw: Any) -> dict:
+    """Fit the temperature on the manifest's ``val`` split (T = 1 logits) and store it in the checkpoint."""
+    import dataclasses
+
+    from dfdetect.eval.calibrate import calibration_report, fit_temperature, store_temperature
+
+    raw = dataclasses.replace(scorer, temperature=1.0)
+    records = predict_rows(
+        raw, _rows(manifest, "val", None), cache_dir, aggregation, desc="calibrate (val)", **kw
+    )
+    scored = [r for r in records if r["p_fake"] is not None]
+    logits = [r["extras"]["logit"] for r in scored]
+    labels = [r["extras"]["label"] for r in scored]
+    t = fit_temperature(logits, labels)
+    report = calibration_report(logits, labels, t)
+    store_temperature(scorer.checkpoint, t, {"fitted_on": f"{manifest}:val", **report})
+    scorer.temperature = t
+    scorer.checkpoint_hash = file_hash(scorer.checkpoint)
+    return report
+
+
+def run_perturbations(scorer: Scorer, rows, cache_dir: Path, spec, aggregation: str, **kw: Any) -> list[dict]:
+    """AUC (and mean p_fake per class) for each (perturbation, severity) of ``spec`` (see perturb.plan)."""
+    from dfdetect.eval import perturb
+    from dfdetect.eval.metrics import MetricError, auc
+
+    out = []
+    for name, severity in perturb.plan(spec):
+        records = predict_rows(
+            scorer,
+            rows,
+            cache_dir,
+            aggregation,
+            transform=lambda clip, n=name, s=severity: perturb.apply(clip, n, s),
+            desc=f"{name}={severity:g}",
+            **kw,
+        )
+        scored = [r for r in records if r["p_fake"] is not None]
+        labels = [r["extras"]["label"] for r in scored]
+        p = [r["p_fake"] for r in scored]
+        try:
+            value = auc(labels, p)
+        except MetricError:
+            value = None
+        real = [x for x, y in zip(p, labels, strict=True) if y == 0]
+        fake = [x for x, y in zip(p, labels, strict=True) if y == 1]
+        out.append(
+            {
+                "perturbation": name,
+                "target": perturb.PERTURBATIONS[name].target,
+                "unit": perturb.PERTURBATIONS[name].unit,
+                "severity": severity,
+                "n": len(scored),
+                "auc": value,
+                "mean_p_real": sum(real) / len(real) if real else None,
+                "mean_p_fake": sum(fake) / len(fake) if fake else None,
+            }
+        )
+    return out
+
+
+def evaluate(
+    checkpoint: str | os.PathLike | Scorer,
+    manifest: str | os.PathLike | Sequence[str | os.PathLike],
+    cache_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    split: str = "test",
+    out_dir: str | os.PathLike = "eval",
+    aggregation: str = "mean",
+    modality_mask: str | None = None,
+    thresholds: Sequence[float] = (0.5, 0.6, 0.7),
+    device: str = "cpu",
+    batch_size: int = 8,
+    perturb: bool | dict | list | None = None,
+    ablation: bool = False,
+    calibrate: bool = False,
+    run_dir: str | os.PathLike | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    n_boot: int = 1000,
+) -> Path:
+    """Evaluate a checkpoint on one or more manifests and write predictions + report to ``out_dir``.
+
+    Args:
+        checkpoint: a dfdetect checkpoint (``train.checkpoint``), or an already loaded :class:`Scorer`.
+        manifest: one manifest, or several: the first is in-domain, the others form the cross-dataset table.
+        cache_dir: cache folder(s), one per manifest (default: ``<manifest folder>/cache``).
+        split: split to score (``test``, ``val``, ``train`` or ``all``).
+        out_dir: output folder (created).
+        aggregation: window -> track strategy (``mean``, ``max``, ``topk``, ``attention``).
+        modality_mask: None (fused), ``"video"`` or ``"audio"`` for the main predictions.
+        thresholds: decision thresholds of the precision/recall/F1 table (0.5 is always added).
+        device: torch device.
+        batch_size: windows per forward pass.
+        perturb: robustness study: True = every perturbation at default severities, a list of names, or
+            ``{name: [severities] | None}``.
+        ablation: also score video-only and audio-only (modality ablation).
+        calibrate: first fit the temperature on the in-domain ``val`` split and store it in the checkpoint.
+        run_dir: a training run folder whose ``metrics.jsonl`` / ``tb`` give the training curves.
+        limit: score at most this many videos per manifest (quick looks).
+        progress: show progress bars.
+        n_boot: bootstrap resamples of the confidence intervals.
+
+    Returns:
+        Path of ``report.md`` (``report.html``, ``metrics.json`` beside it).
+    """
+    from dfdetect.eval.report import build_report
+
+    manifests = [Path(m) for m in ([manifest] if isinstance(manifest, str | os.PathLike) else manifest)]
+    caches = _caches(manifests, cache_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    scorer = checkpoint if isinstance(checkpoint, Scorer) else load_scorer(checkpoint, device)
+    kw = {"batch_size": batch_size, "progress": progress}
+    if calibrate:
+        rep = run_calibration(scorer, manifests[0], caches[0], aggregation, **kw)
+        atomic_write_text(out / "calibration.json", json.dumps(rep, indent=2))
+    card = protocol_card(scorer, manifests, split, aggregation, caches[0])
+    card.update(
+        {"modality_mask": modality_mask, "thresholds": sorted({0.5, *thresholds}), "run_dir": run_dir}
+    )
+    rows = _rows(manifests[0], split, limit)
+    records = predict_rows(scorer, rows, caches[0], aggregation, modality_mask, **kw)
+    write_jsonl(records, out / "predictions.jsonl")
+    taken: set[str] = set()
+    card["cross"] = {}
+    for m, c in zip(manifests[1:], caches[1:], strict=True):
+        name = _manifest_name(m, taken)
+        recs = predict_rows(scorer, _rows(m, split, limit), c, aggregation, modality_mask, desc=name, **kw)
+        write_jsonl(recs, out / "cross" / name / "predictions.jsonl")
+        card["cross"][name] = str(m)
+    card["in_domain"] = _manifest_name(manifests[0], taken)
+    if ablation:
+        for mask in ("video", "audio"):
+            recs = predict_rows(scorer, rows, caches[0], aggregation, mask, desc=f"{mask} only", **kw)
+            write_jsonl(recs, out / "ablation" / f"predictions-{mask}.jsonl")
+    if perturb:
+        table = run_perturbations(
+            scorer, rows, caches[0], perturb, aggregation, modality_mask=modality_mask, **kw
+        )
+        atomic_write_text(out / "perturb.json", json.dumps(table, indent=2))
+    atomic_write_text(out / "protocol.json", json.dumps(card, indent=2))
+    return build_report(out, run_dir=run_dir, n_boot=n_boot)
+
+
+def _caches(manifests: list[Path], cache_dir) -> list[Path]:
+    if cache_dir is None:
+        return [default_cache(m) for m in manifests]
+    caches = [Path(cache_dir)] if isinstance(cache_dir, str | os.PathLike) else [Path(c) for c in cache_dir]
+    if len(caches) == 1 and len(manifests) > 1:
+        caches += [default_cache(m) for m in manifests[1:]]
+    if len(caches) != len(manifests):
+        raise ValueError(f"{len(manifests)} manifests but {len(caches)} cache folders: give one per manifest")
+    return caches

@@ -1,0 +1,186 @@
+"""Robustness: re-score cached clips under perturbations of their face crops and audio.
+
+Each perturbation copies a :class:`~dfdetect.types.Clip` with changed crops or audio, and the copy goes
+through the same :func:`~dfdetect.eval.scoring.score_clip` as clean clips. Severities are in each
+perturbation's own unit (JPEG quality, blur sigma in pixels, noise std in 8-bit levels, resize factor,
+H.264 CRF, audio sample rate in Hz, audio SNR in dB, audio shift in seconds).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+
+import cv2
+import numpy as np
+
+from dfdetect.types import Clip
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A named perturbation: ``apply(clip, severity, rng) -> Clip`` and its default severities."""
+
+    name: str
+    target: str  # "video" or "audio"
+    unit: str
+    severities: tuple[float, ...]
+    apply: Callable[[Clip, float, np.random.Generator], Clip]
+
+
+def _map_crops(clip: Clip, fn: Callable[[np.ndarray], np.ndarray]) -> Clip:
+    """Copy of ``clip`` with ``fn`` applied to each track's crops ``[T, H, W, 3]`` uint8."""
+    faces = [dataclasses.replace(f, crops=np.ascontiguousarray(fn(np.asarray(f.crops)))) for f in clip.faces]
+    return dataclasses.replace(clip, faces=faces)
+
+
+def _map_audio(clip: Clip, fn: Callable[[np.ndarray], np.ndarray]) -> Clip:
+    audio = np.asarray(clip.audio, dtype=np.float32)
+    if audio.size == 0:
+        return clip  # nothing to perturb: the clip is scored video-only as before
+    return dataclasses.replace(clip, audio=fn(audio).astype(np.float32))
+
+
+def jpeg(clip: Clip, quality: float, rng: np.random.Generator) -> Clip:
+    """JPEG re-compression of every crop at ``quality`` (0-100)."""
+
+    def one(img: np.ndarray) -> np.ndarray:
+        ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+
+    return _map_crops(clip, lambda crops: np.stack([one(c) for c in crops]))
+
+
+def blur(clip: Clip, sigma: float, rng: np.random.Generator) -> Clip:
+    """Gaussian blur with standard deviation ``sigma`` pixels."""
+    return _map_crops(
+        clip, lambda crops: np.stack([cv2.GaussianBlur(c, (0, 0), float(sigma)) for c in crops])
+    )
+
+
+def noise(clip: Clip, std: float, rng: np.random.Generator) -> Clip:
+    """Additive Gaussian noise of ``std`` 8-bit levels."""
+
+    def one(crops: np.ndarray) -> np.ndarray:
+        noisy = crops.astype(np.float32) + rng.normal(0.0, float(std), crops.shape).astype(np.float32)
+        return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+    return _map_crops(clip, one)
+
+
+def resize(clip: Clip, factor: float, rng: np.random.Generator) -> Clip:
+    """Downscale by ``factor`` (area) and back up (bilinear): the loss of a low-resolution upload."""
+
+    def one(img: np.ndarray) -> np.ndarray:
+        h, w = img.shape[:2]
+        small = cv2.resize(
+            img, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA
+        )
+        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    return _map_crops(clip, lambda crops: np.stack([one(c) for c in crops]))
+
+
+def h264_roundtrip(crops: np.ndarray, crf: float, fps: float = 5.0) -> np.ndarray:
+    """Encode ``[T, H, W, 3]`` uint8 crops with libx264 at ``crf`` into memory and decode them back."""
+    import av
+
+    t, h, w = crops.shape[:3]
+    pad_h, pad_w = h % 2, w % 2  # yuv420p needs even sides
+    frames = np.pad(crops, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = w + pad_w, h + pad_h, "yuv420p"
+        stream.options = {"crf": str(int(crf)), "preset": "veryfast"}
+        for img in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode())
+    buf.seek(0)
+    with av.open(buf, "r") as inp:
+        decoded = [f.to_ndarray(format="rgb24")[:h, :w] for f in inp.decode(video=0)]
+    if len(decoded) != t:
+        raise RuntimeError(f"H.264 round trip returned {len(decoded)} frames for {t}")
+    return np.stack(decoded)
+
+
+def h264(clip: Clip, crf: float, rng: np.random.Generator) -> Clip:
+    """H.264 (libx264) re-encoding of each face-crop sequence at ``crf``."""
+    fps = float(clip.params.get("fps", 5.0))
+    return _map_crops(clip, lambda crops: h264_roundtrip(crops, crf, fps))
+
+
+def audio_resample(clip: Clip, rate: float, rng: np.random.Generator) -> Clip:
+    """Resample the audio down to ``rate`` Hz and back (telephone-band audio)."""
+    from scipy.signal import resample_poly
+
+    sr = clip.sample_rate
+
+    def one(audio: np.ndarray) -> np.ndarray:
+        g = np.gcd(int(sr), int(rate))
+        low = resample_poly(audio, int(rate) // g, int(sr) // g)
+        back = resample_poly(low, int(sr) // g, int(rate) // g)
+        return np.pad(back, (0, max(0, audio.size - back.size)))[: audio.size]
+
+    return _map_audio(clip, one)
+
+
+def audio_noise(clip: Clip, snr_db: float, rng: np.random.Generator) -> Clip:
+    """White noise at a signal-to-noise ratio of ``snr_db``."""
+
+    def one(audio: np.ndarray) -> np.ndarray:
+        power = float(np.mean(audio.astype(np.float64) ** 2)) or 1e-8
+        return audio + rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), audio.size)
+
+    return _map_audio(clip, one)
+
+
+def desync(clip: Clip, seconds: float, rng: np.random.Generator) -> Clip:
+    """Delay the audio by ``seconds`` (silence in front): lips and speech out of sync."""
+    shift = round(seconds * clip.sample_rate)
+
+    def one(audio: np.ndarray) -> np.ndarray:
+        return np.concatenate(
+            [np.zeros(min(shift, audio.size), audio.dtype), audio[: max(0, audio.size - shift)]]
+        )
+
+    return _map_audio(clip, one)
+
+
+PERTURBATIONS: dict[str, Perturbation] = {
+    p.name: p
+    for p in (
+        Perturbation("jpeg", "video", "quality", (90, 70, 50, 30), jpeg),
+        Perturbation("blur", "video", "sigma px", (1, 2, 4), blur),
+        Perturbation("noise", "video", "std (8-bit)", (5, 10, 20), noise),
+        Perturbation("resize", "video", "scale", (0.75, 0.5, 0.25), resize),
+        Perturbation("h264", "video", "CRF", (23, 30, 37, 44), h264),
+        Perturbation("audio_resample", "audio", "Hz", (8000,), audio_resample),
+        Perturbation("audio_noise", "audio", "SNR dB", (30, 20, 10, 0), audio_noise),
+        Perturbation("desync", "audio", "seconds", (0.2, 0.5, 1.0), desync),
+    )
+}
+
+
+def plan(spec: bool | dict[str, list[float] | None] | list[str] | None) -> list[tuple[str, float]]:
+    """(name, severity) pairs to run: ``True`` = all defaults; a list of names; or name -> severities."""
+    if not spec:
+        return []
+    if spec is True:
+        spec = {name: None for name in PERTURBATIONS}
+    if isinstance(spec, list | tuple):
+        spec = {name: None for name in spec}
+    unknown = [n for n in spec if n not in PERTURBATIONS]
+    if unknown:
+        raise ValueError(f"unknown perturbation(s) {unknown}; choose among {', '.join(PERTURBATIONS)}")
+    return [(n, float(s)) for n, sev in spec.items() for s in (sev or PERTURBATIONS[n].severities)]
+
+
+def apply(clip: Clip, name: str, severity: float, seed: int = 0) -> Clip:
+    """``clip`` perturbed by ``name`` at ``severity`` (noise drawn from a generator seeded per video)."""
+    rng = np.random.default_rng([seed, zlib.crc32(clip.path.encode()), int(severity * 1000)])
+    return PERTURBATIONS[name].apply(clip, severity, rng)

@@ -1,0 +1,199 @@
+"""Face detection: the :class:`FaceDetector` protocol and its MTCNN backend (facenet-pytorch).
+
+Detectors take RGB uint8 images ``[H, W, 3]`` and return one :class:`Detections` per image, in the
+input image's pixel coordinates. The MTCNN backend downscales each image so its longest side is at
+most ``detect_size`` before detection (the cost of MTCNN grows with the pixel count) and batches
+images of the same size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+from dfdetect.registry import Registry
+
+if TYPE_CHECKING:
+    from dfdetect.config import PrepareConfig
+
+# Smallest face MTCNN can find: its first network looks at 12 x 12 windows.
+_MTCNN_MIN_SIZE = 12.0
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces found in one image, sorted by descending score.
+
+    Landmarks are 5 points per face in MTCNN order: left eye, right eye, nose, left mouth corner,
+    right mouth corner ("left" = smaller x in the image).
+    """
+
+    boxes: np.ndarray  # [N, 4] float32 x1, y1, x2, y2
+    landmarks: np.ndarray  # [N, 5, 2] float32 x, y
+    scores: np.ndarray  # [N] float32 confidence in [0, 1]
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @classmethod
+    def empty(cls) -> Detections:
+        """No face."""
+        return cls(
+            boxes=np.zeros((0, 4), np.float32),
+            landmarks=np.zeros((0, 5, 2), np.float32),
+            scores=np.zeros((0,), np.float32),
+        )
+
+    def select(self, keep: np.ndarray) -> Detections:
+        """The detections where the boolean mask (or index array) ``keep`` selects."""
+        return Detections(self.boxes[keep], self.landmarks[keep], self.scores[keep])
+
+    def scaled(self, factor: float) -> Detections:
+        """Coordinates multiplied by ``factor`` (e.g. from a downscaled image back to the input)."""
+        return Detections(
+            (self.boxes * factor).astype(np.float32),
+            (self.landmarks * factor).astype(np.float32),
+            self.scores,
+        )
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    """Anything that finds faces in a list of RGB uint8 images."""
+
+    name: str
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        """One :class:`Detections` per image, in the input images' pixel coordinates."""
+        ...
+
+
+DETECTORS: Registry[FaceDetector] = Registry("face detector")
+
+
+def _resize_longest(image: np.ndarray, detect_size: int) -> tuple[np.ndarray, float]:
+    """Downscale (never upscale) so the longest side is <= ``detect_size``; return (image, factor)."""
+    h, w = image.shape[:2]
+    scale = min(1.0, detect_size / max(h, w))
+    if scale >= 1.0:
+        return image, 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # cv2 wants (width, height)
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return small, w / size[0]
+
+
+@DETECTORS.register("mtcnn")
+class MTCNNDetector:
+    """MTCNN (facenet-pytorch 2.5.3, weights in the wheel) on downscaled, batched images.
+
+    Args:
+        detect_size: longest side of the image given to MTCNN (input images are downscaled to it).
+        min_face_size: smallest face searched for, in pixels of the *input* image (converted to the
+            detection scale, never below MTCNN's 12 px). Larger values make detection much faster.
+        thresholds: MTCNN's P/R/O-net confidence thresholds.
+        device: torch device of the networks.
+        batch_size: most images given to MTCNN at once.
+    """
+
+    name = "mtcnn"
+
+    def __init__(
+        self,
+        detect_size: int = 640,
+        min_face_size: float = 20,
+        thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        device: str = "cpu",
+        batch_size: int = 8,
+    ) -> None:
+        if detect_size < 32:
+            raise ValueError(f"detect_size must be >= 32 pixels, got {detect_size}")
+        self.detect_size = int(detect_size)
+        self.min_face_size = float(min_face_size)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.device = device
+        self.batch_size = max(1, int(batch_size))
+        self._mtcnn: Any = None
+
+    def _model(self) -> Any:
+        """The MTCNN networks, loaded once per detector."""
+        if self._mtcnn is None:
+            from facenet_pytorch import MTCNN
+
+            self._mtcnn = MTCNN(
+                keep_all=True,
+                device=self.device,
+                min_face_size=20,
+                thresholds=list(self.thresholds),
+                post_process=False,
+            )
+        return self._mtcnn
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detect faces in RGB uint8 images ``[H, W, 3]`` (any sizes; same sizes are batched).
+
+        Returns:
+            One :class:`Detections` per image, boxes and landmarks in that image's coordinates.
+        """
+        results: list[Detections | None] = [None] * len(images)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, image in enumerate(images):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"expected an RGB uint8 image [H, W, 3], got {image.dtype} {image.shape}")
+            groups.setdefault(image.shape, []).append(i)
+        for indices in groups.values():
+            for start in range(0, len(indices), self.batch_size):
+                chunk = indices[start : start + self.batch_size]
+                for i, det in zip(chunk, self._detect_same_size([images[i] for i in chunk]), strict=True):
+                    results[i] = det
+        return [r if r is not None else Detections.empty() for r in results]
+
+    def _detect_same_size(self, images: list[np.ndarray]) -> list[Detections]:
+        """Run MTCNN on images of one size as one batch."""
+        import torch
+
+        resized = [_resize_longest(im, self.detect_size) for im in images]
+        factor = resized[0][1]
+        batch = np.stack([im for im, _ in resized])  # [B, h, w, 3] uint8
+        mtcnn = self._model()
+        # Search faces of min_face_size input pixels, i.e. min_face_size / factor detection pixels.
+        mtcnn.min_face_size = max(_MTCNN_MIN_SIZE, self.min_face_size / factor)
+        if min(batch.shape[1:3]) < _MTCNN_MIN_SIZE:
+            return [Detections.empty() for _ in images]
+        with torch.inference_mode():
+            boxes, probs, points = mtcnn.detect(batch, landmarks=True)
+        return [
+            _to_detections(b, p, lm).scaled(factor) for b, p, lm in zip(boxes, probs, points, strict=True)
+        ]
+
+
+def _to_detections(boxes: Any, probs: Any, points: Any) -> Detections:
+    """facenet-pytorch's per-image output (None when no face) -> :class:`Detections`, sorted by score."""
+    if boxes is None or len(boxes) == 0:
+        return Detections.empty()
+    scores = np.asarray(probs, dtype=np.float32).reshape(-1)
+    order = np.argsort(-scores, kind="stable")
+    return Detections(
+        boxes=np.asarray(boxes, dtype=np.float32).reshape(-1, 4)[order],
+        landmarks=np.asarray(points, dtype=np.float32).reshape(-1, 5, 2)[order],
+        scores=scores[order],
+    )
+
+
+def create_detector(name: str = "mtcnn", **kwargs: Any) -> FaceDetector:
+    """A registered face detector by name (see ``DETECTORS.names()``), built with ``kwargs``."""
+    return DETECTORS.create(name, **kwargs)
+
+
+def detector_from_config(config: PrepareConfig, **kwargs: Any) -> FaceDetector:
+    """The detector a :class:`~dfdetect.config.PrepareConfig` asks for.
+
+    Faces smaller than ``config.min_face_size`` are dropped later anyway, so the detector searches
+    from 80% of that size (a little slack for box jitter), which makes MTCNN several times faster
+    than searching from its 20 px default.
+    """
+    options: dict[str, Any] = {"detect_size": config.detect_size, "min_face_size": 0.8 * config.min_face_size}
+    options.update(kwargs)
+    return create_detector(config.detector, **options)

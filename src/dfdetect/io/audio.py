@@ -1,0 +1,144 @@
+"""Audio extraction (mono float32 at 16 kHz through FFmpeg's resampler) and speech detection (silero-vad).
+
+Audio timestamps share the zero of :func:`dfdetect.io.video.iter_frames` (the container's start), so
+sample ``i`` is at ``start + i / sample_rate`` seconds, in sync with the sampled frames.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import warnings
+
+import av
+import numpy as np
+
+from dfdetect.io.video import UnreadableMediaError, media_origin, open_media
+from dfdetect.types import AudioStatus
+
+log = logging.getLogger(__name__)
+
+SILENCE_RMS = 1e-4  # below this root-mean-square level a track is reported as SILENT
+_MAX_LEAD_SECONDS = 600.0  # most leading silence added when the audio stream starts late
+_VAD_RATES = (8000, 16000)
+
+
+def _decode_mono(
+    container: av.container.InputContainer, path: str, sample_rate: int, until: float
+) -> tuple[list[np.ndarray], float | None]:
+    """Decode + resample the first audio stream up to ``until`` seconds; returns chunks and first time."""
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    chunks: list[np.ndarray] = []
+    first: float | None = None
+    n_samples = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.FFmpegError:  # one corrupt packet: skip it
+                continue
+            for frame in frames:
+                if first is None and frame.time is not None:
+                    first = float(frame.time)
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))  # [n] float32 (packed mono)
+                    n_samples += chunks[-1].size
+            if first is not None and first + n_samples / sample_rate >= until:
+                break
+    except av.FFmpegError as e:
+        if not chunks:
+            raise UnreadableMediaError(f"{path}: cannot read audio data ({e})", path) from e
+        log.warning("%s: audio stopped early (%s); the file may be truncated", path, e)
+    for out in resampler.resample(None):  # flush the resampler's delay line
+        chunks.append(out.to_ndarray().reshape(-1))
+    return chunks, first
+
+
+def _align(audio: np.ndarray, lead: float, sample_rate: int) -> np.ndarray:
+    """Shift ``audio`` that starts ``lead`` seconds after the requested start (pad) or before it (cut)."""
+    offset = round(min(lead, _MAX_LEAD_SECONDS) * sample_rate)
+    if offset > 0:
+        return np.concatenate([np.zeros(offset, np.float32), audio])
+    return audio[-offset:]
+
+
+def load_audio(
+    path: str | os.PathLike,
+    sample_rate: int = 16000,
+    max_duration: float | None = None,
+    start: float = 0.0,
+) -> tuple[np.ndarray, AudioStatus]:
+    """Load the first audio stream of a media file as mono float32 at ``sample_rate``.
+
+    Args:
+        path: a local media file (video or audio-only).
+        sample_rate: output rate in Hz.
+        max_duration: seconds read from ``start`` (None = to the end).
+        start: first second read, on the same clock as the video frames (the container's start).
+
+    Returns:
+        ``(audio [S] float32 in [-1, 1], status)``: an empty array with ``AudioStatus.NO_STREAM`` when the
+        file has no audio stream; ``AudioStatus.SILENT`` when its RMS level is below ``SILENCE_RMS``.
+
+    Raises:
+        UnreadableMediaError: missing, empty, corrupt or not a media file.
+    """
+    path = str(path)
+    until = start + max_duration if max_duration is not None else float("inf")
+    with open_media(path) as container:
+        if not container.streams.audio:
+            return np.zeros(0, np.float32), AudioStatus.NO_STREAM
+        origin = media_origin(container)
+        if start > 1.0:
+            container.seek(int((origin + start) * av.time_base), backward=True)
+        chunks, first = _decode_mono(container, path, sample_rate, origin + until)
+    audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    first_t = (first if first is not None else origin) - origin
+    audio = _align(audio, first_t - start, sample_rate)
+    if max_duration is not None:
+        audio = audio[: round(max_duration * sample_rate)]
+    audio = np.ascontiguousarray(audio)
+    return audio, audio_status(audio)
+
+
+def audio_status(audio: np.ndarray) -> AudioStatus:
+    """``SILENT`` for an empty or near-silent signal (RMS < ``SILENCE_RMS``), else ``OK``."""
+    if audio.size == 0:
+        return AudioStatus.SILENT
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    return AudioStatus.SILENT if rms < SILENCE_RMS else AudioStatus.OK
+
+
+@functools.cache
+def _vad_model():
+    from silero_vad import load_silero_vad
+
+    with warnings.catch_warnings():  # silero-vad's own deprecation notices (torch.jit, importlib)
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=FutureWarning)
+        return load_silero_vad()
+
+
+def speech_segments(audio: np.ndarray, sample_rate: int = 16000) -> list[tuple[float, float]]:
+    """Speech segments found by silero-vad (model loaded once per process).
+
+    Args:
+        audio: [S] float32 mono signal.
+        sample_rate: 8000 or 16000 Hz (silero-vad's rates).
+
+    Returns:
+        ``[(start, end), ...]`` in seconds from the first sample; empty for empty or silent audio.
+    """
+    if sample_rate not in _VAD_RATES:
+        raise ValueError(f"speech_segments needs 8000 or 16000 Hz audio, got {sample_rate}; resample first")
+    if audio.size < sample_rate // 10 or audio_status(audio) is AudioStatus.SILENT:
+        return []
+    import torch
+    from silero_vad import get_speech_timestamps
+
+    samples = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))  # [S]
+    with torch.inference_mode():
+        stamps = get_speech_timestamps(samples, _vad_model(), sampling_rate=sample_rate)
+    return [(s["start"] / sample_rate, s["end"] / sample_rate) for s in stamps]

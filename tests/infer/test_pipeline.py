@@ -1,0 +1,132 @@
+"""Detector.scan on real clips and a malformed corpus; model lookup; input expansion."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dfdetect.infer.pipeline import (
+    Detector,
+    ModelNotFoundError,
+    available_models,
+    expand_inputs,
+    load_detector,
+    prepare_from_state,
+    resolve_model,
+)
+from dfdetect.types import Prediction, Status, Verdict
+from tests.conftest import media
+from tests.infer.conftest import PREPARE
+
+
+def _check_scored(pred: Prediction, duration_read: float) -> None:
+    assert pred.p_fake is not None and 0.0 <= pred.p_fake <= 1.0
+    assert pred.verdict in set(Verdict)
+    assert pred.tracks and all(0.0 <= t.p_fake <= 1.0 for t in pred.tracks)
+    assert pred.timeline, "a scored video has a timeline"
+    assert pred.timeline[0][0] == pytest.approx(0.0, abs=1.0)
+    assert pred.timeline[-1][1] >= duration_read - 1.0, "the timeline covers what was read"
+    assert all(0.0 <= p <= 1.0 for _, _, p in pred.timeline)
+    assert {"prepare", "model", "total"} <= set(pred.timings)
+    json.dumps(pred.to_dict())  # JSON-ready
+
+
+def test_scan_real_talking_head(detector: Detector) -> None:
+    path = media("real/pcavs_Audio_Source_00015.mp4")
+    pred = detector.scan(path)
+    assert pred.status == Status.OK, pred.message
+    _check_scored(pred, PREPARE.max_duration)
+    assert pred.path == str(path)
+    assert pred.model == "tiny"
+    assert Prediction.from_dict(json.loads(json.dumps(pred.to_dict()))).p_fake == pred.p_fake
+
+
+def test_scan_no_audio_stream(detector: Detector) -> None:
+    pred = detector.scan(media("real/liveportrait_d0.mp4"))  # 3 s, no audio stream
+    assert pred.status == Status.NO_AUDIO, pred.message
+    assert pred.message
+    _check_scored(pred, 3.0)
+
+
+@pytest.mark.slow
+def test_scan_several_faces(detector: Detector) -> None:
+    pred = detector.scan(media("real/face_recognition_short_hamilton_clip.mp4"))
+    assert pred.status in (Status.OK, Status.NO_AUDIO), pred.message
+    assert len(pred.tracks) >= 2, "the stage scene has several faces"
+    assert len({t.track_id for t in pred.tracks}) == len(pred.tracks)
+
+
+def test_malformed_batch_never_stops(detector: Detector, tmp_path: Path) -> None:
+    from tests.malformed import EXPECTED, make_malformed_corpus
+
+    corpus = make_malformed_corpus(tmp_path / "bad")
+    paths = [*corpus.values(), media("real/liveportrait_d0.mp4"), tmp_path / "missing.mp4"]
+    preds = list(detector.scan_many(paths, progress=False))
+    by_path = {p.path: p for p in preds}
+    assert len(preds) == len(paths)
+    for name, path in corpus.items():
+        pred = by_path[str(path)]
+        assert pred.status == EXPECTED[name], f"{name}: {pred.status} {pred.message}"
+        assert pred.message, f"{name} has no message"
+        assert pred.p_fake is None and pred.verdict is None
+    assert by_path[str(media("real/liveportrait_d0.mp4"))].p_fake is not None, "good files still scored"
+    assert by_path[str(tmp_path / "missing.mp4")].status == Status.UNREADABLE
+
+
+def test_unexpected_error_becomes_status(detector: Detector, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*_args, **_kwargs):
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(detector, "_score", boom)
+    pred = detector.scan(media("real/liveportrait_d0.mp4"))
+    assert pred.status == Status.ERROR
+    assert "model exploded" in pred.message
+    assert "total" in pred.timings
+
+
+def test_load_by_path_name_and_unknown(tiny_checkpoint: Path, tmp_path: Path, monkeypatch) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "mymodel.pt").write_bytes(tiny_checkpoint.read_bytes())
+    monkeypatch.setenv("DFDETECT_MODELS", str(models))
+    assert "mymodel" in available_models()
+    assert resolve_model("mymodel") == (models / "mymodel.pt", "mymodel")
+    assert resolve_model(tiny_checkpoint)[0] == tiny_checkpoint
+    det = load_detector("mymodel", device="cpu")
+    assert det.name == "mymodel" and det.temperature == pytest.approx(1.5)
+    assert det.prepare_config == PREPARE
+    with pytest.raises(ModelNotFoundError, match="mymodel") as err:
+        load_detector("no-such-model")
+    assert "available models" in str(err.value)
+    with pytest.raises(ModelNotFoundError, match="not found"):
+        load_detector(tmp_path / "absent.pt")
+
+
+def test_public_api(tiny_checkpoint: Path) -> None:
+    import dfdetect
+
+    assert isinstance(dfdetect.__version__, str)
+    assert isinstance(dfdetect.available_models(), list)
+    det = dfdetect.load_detector(str(tiny_checkpoint), device="cpu", thresholds=(0.2, 0.8))
+    assert det.thresholds == (0.2, 0.8)
+
+
+def test_prepare_from_state_defaults() -> None:
+    pre = {"fps": 4.0, "size": 96, "margin": 1.4, "clip_frames": 8}
+    cfg = prepare_from_state({"preprocess": pre}, max_duration=7.0)
+    assert (cfg.fps, cfg.size, cfg.margin, cfg.max_duration) == (4.0, 96, 1.4, 7.0)
+    recorded = prepare_from_state({"preprocess": pre, "prepare": {"fps": 10.0, "detect_every": 2}})
+    assert recorded.fps == 10.0 and recorded.detect_every == 2
+
+
+def test_expand_inputs(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    for name in ("a/x.mp4", "a/y.MOV", "a/notes.txt", "z.mkv"):
+        (tmp_path / name).write_bytes(b"0")
+    found, missing = expand_inputs([tmp_path / "a", str(tmp_path / "*.mkv"), tmp_path / "nope.mp4"])
+    assert [Path(p).name for p in found] == ["x.mp4", "y.MOV", "z.mkv"]
+    assert missing == [str(tmp_path / "nope.mp4")]
+    again, _ = expand_inputs([tmp_path / "a", tmp_path / "a" / "x.mp4"])
+    assert len(again) == 2, "duplicates are dropped"
