@@ -1,7 +1,7 @@
 """Tiny fake dataset trees in the official layouts, with their official metadata files.
 
 Videos are zero-byte files (source adapters never decode). Reusable by other tests:
-``from dataset_trees import make_ffpp_tree`` inside tests/data, or ``from data.dataset_trees import ...``
+``from tests.data.dataset_trees import make_ffpp_tree``
 from elsewhere under tests/. Pass ``video_bytes`` (e.g. a real clip's bytes) to get decodable files.
 """
 

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from dataset_trees import (
+from tests.data.dataset_trees import (
     CELEBDF_FAKE,
     CELEBDF_REAL,
     CELEBDF_YOUTUBE,

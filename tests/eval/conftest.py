@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import av
 import numpy as np
 import pytest
 
 from dfdetect.config import PreprocessConfig
 from dfdetect.types import AudioStatus, Clip, FaceCrops, FaceTrack, VideoInfo
-
-MEDIA = Path(
-    os.environ.get("DFDETECT_MEDIA", Path(__file__).resolve().parents[2].parent / "shared" / "media")
-)
-
-
-def media(rel: str) -> Path:
-    """Path of a clip in ../shared/media (same rule as tests/conftest.py)."""
-    path = MEDIA / rel
-    assert path.exists(), f"missing test media {path}: run the tests with ../shared beside the repo"
-    return path
+from tests.conftest import media  # noqa: F401  (re-exported for the eval tests)
 
 
 # Approximate 5-point landmarks of a centred face in a square crop (fractions of the side).

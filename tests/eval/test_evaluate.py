@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import StubModel, media
+from tests.eval.conftest import StubModel, media
 
 from dfdetect.config import PrepareConfig, PreprocessConfig
 from dfdetect.data.manifest import ManifestRow, read_manifest, write_manifest

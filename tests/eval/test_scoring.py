@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import StubModel, make_clip
+from tests.eval.conftest import StubModel, make_clip
 
 from dfdetect.eval.scoring import score_clip, verdict_for
 from dfdetect.types import Prediction, Status, Verdict

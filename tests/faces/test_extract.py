@@ -179,3 +179,35 @@ def test_quality_filters() -> None:
     assert extract_faces(frames, StubDetector(), PrepareConfig(min_blur=1e9)) == []
     assert len(extract_faces(frames, StubDetector(), PrepareConfig(size=32))) == 1
     assert extract_faces([], StubDetector(), PrepareConfig()) == []
+
+
+class SpyDetector:
+    """Wraps a detector and counts the region searches (calls with ``min_face_size``)."""
+
+    def __init__(self, inner: MTCNNDetector) -> None:
+        self.inner, self.name, self.region_images = inner, inner.name, 0
+
+    def detect(self, images: list[np.ndarray], min_face_size: float | None = None) -> list[Detections]:
+        self.region_images += len(images) if min_face_size is not None else 0
+        return self.inner.detect(images, min_face_size=min_face_size)
+
+
+@pytest.mark.parametrize(("clip", "n_frames"), [(TALKING_HEAD, 25), (STAGE, 40)])
+def test_region_detection_matches_full_frame_detection(
+    detector: MTCNNDetector, clip: str, n_frames: int
+) -> None:
+    frames = read_frames(clip, max_frames=n_frames)
+    config = PrepareConfig(detect_every=3)
+    full = extract_faces(frames, detector, config, roi=False)
+    spy = SpyDetector(detector)
+    roi = extract_faces(frames, spy, config, roi=True, full_every=3.0)
+    assert spy.region_images >= 3  # most keyframes were searched around the tracks only
+    assert FaceExtractor(spy, config).roi and not FaceExtractor(StubDetector(), config).roi  # auto
+    assert len(roi) == len(full) >= 1  # same faces found (the stage clip: several, across cuts)
+    for ref in full:
+        ious = []
+        for t, box in zip(ref.track.timestamps, ref.track.boxes, strict=True):
+            same_time = [f.track.boxes[np.isclose(f.track.timestamps, t)] for f in roi]
+            candidates = np.concatenate([b for b in same_time if len(b)] or [np.zeros((0, 4))])
+            ious.append(box_iou(box[None], candidates).max() if len(candidates) else 0.0)
+        assert min(ious) > 0.8, (clip, ref.track.track_id, np.round(ious, 2))

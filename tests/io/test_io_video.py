@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from dfdetect.io.video import (
+    SKIP_JITTER_FRAMES,
     Frame,
     MediaError,
     NoVideoStreamError,
@@ -73,8 +74,22 @@ def test_real_clip_probe_and_sampling():
     frames = list(iter_frames(path, fps=5, max_side=128))
     assert len(frames) == 16  # 3.12 s at 5 fps
     assert frames[0].image.shape == (128, 128, 3)
-    assert np.all(np.diff([f.timestamp for f in frames]) == pytest.approx(0.2))
+    lag = np.array([f.timestamp for f in frames]) - np.arange(16) * 0.2  # behind the 0.2 s grid
+    assert np.all(lag >= -1e-3) and np.all(lag <= SKIP_JITTER_FRAMES / info.fps + 1e-3)
+    full = list(iter_frames(path, fps=5, max_side=128, skip_bframes=False))
+    assert np.diff([f.timestamp for f in full]) == pytest.approx(np.full(15, 0.2))  # exact without skipping
     assert decode_all(path) == 78
+
+
+@pytest.mark.parametrize("clip", ["real/ffpp_orig_519.mp4", "real/videoretalking_face_2.mp4"])
+def test_skipping_frames_keeps_sampling_within_the_jitter_bound(clip):
+    path = media(clip)
+    rate = probe(path).fps
+    skipped = [f.timestamp for f in iter_frames(path, fps=5, max_side=64, max_duration=5)]
+    full = [f.timestamp for f in iter_frames(path, fps=5, max_side=64, max_duration=5, skip_bframes=False)]
+    assert len(skipped) == len(full) == 25
+    lag = np.array(skipped) - np.array(full)  # the regular grid's frame vs the first decoded one after it
+    assert np.all(lag >= -1e-6) and np.all(lag <= SKIP_JITTER_FRAMES / rate + 1e-3)
 
 
 def test_real_clip_with_audio_and_late_video_start():

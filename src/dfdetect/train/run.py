@@ -7,6 +7,7 @@ per stage; without stages the whole model trains jointly.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterable
@@ -132,9 +133,19 @@ def checkpoint_meta(cfg: ExperimentConfig) -> dict[str, Any]:
     return {
         "model_config": model_config,
         "preprocess": cfg.data.preprocess.model_dump(mode="json"),
+        "prepare": prepare_params(cfg),
         "calibration": {"temperature": 1.0},
         "train_config": config_dict(cfg),
     }
+
+
+def prepare_params(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The ``dfdetect prepare`` settings of the training data, so scanning prepares videos alike."""
+    for source in cfg.data.sources:
+        path = source.cache_path().parent / "prepare_config.json"
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    return {}
 
 
 def stages_of(cfg: ExperimentConfig) -> list:
