@@ -153,3 +153,16 @@ def test_registry():
         reg.create("two")
     with pytest.raises(ValueError, match="already"):
         reg.register("one")(lambda: 1)
+
+
+def test_atomic_write_gives_usual_permissions(tmp_path):
+    import os
+
+    from dfdetect.io.files import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "report.html", "<html></html>")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

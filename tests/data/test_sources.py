@@ -7,6 +7,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from dfdetect.data.manifest import SPLITS, read_manifest, write_manifest
+from dfdetect.data.sources import (
+    SOURCES,
+    DatasetLayoutError,
+    SourceOptionError,
+    available_sources,
+    scan_source,
+)
+from dfdetect.data.splits import check_no_leak
 from tests.data.dataset_trees import (
     CELEBDF_FAKE,
     CELEBDF_REAL,
@@ -23,16 +33,6 @@ from tests.data.dataset_trees import (
     make_ffpp_tree,
     make_folder_tree,
 )
-
-from dfdetect.data.manifest import SPLITS, read_manifest, write_manifest
-from dfdetect.data.sources import (
-    SOURCES,
-    DatasetLayoutError,
-    SourceOptionError,
-    available_sources,
-    scan_source,
-)
-from dfdetect.data.splits import check_no_leak
 
 
 def by_name(rows):

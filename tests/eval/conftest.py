@@ -10,7 +10,6 @@ from dfdetect.config import PreprocessConfig
 from dfdetect.types import AudioStatus, Clip, FaceCrops, FaceTrack, VideoInfo
 from tests.conftest import media  # noqa: F401  (re-exported for the eval tests)
 
-
 # Approximate 5-point landmarks of a centred face in a square crop (fractions of the side).
 _LANDMARKS = np.array([[0.38, 0.42], [0.62, 0.42], [0.5, 0.55], [0.4, 0.68], [0.6, 0.68]], np.float32)
 

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.eval.conftest import StubModel, media
 
 from dfdetect.config import PrepareConfig, PreprocessConfig
 from dfdetect.data.manifest import ManifestRow, read_manifest, write_manifest
 from dfdetect.eval.evaluate import Scorer, evaluate, read_jsonl
 from dfdetect.eval.report import SECTIONS, build_report
+from tests.eval.conftest import StubModel, media
 
 # label 1 for a real clip is a stand-in fake (only one real fake ships with the test media)
 VIDEOS = [

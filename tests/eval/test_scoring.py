@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from tests.eval.conftest import StubModel, make_clip
 
 from dfdetect.eval.scoring import score_clip, verdict_for
 from dfdetect.types import Prediction, Status, Verdict
+from tests.eval.conftest import StubModel, make_clip
 
 
 def _roundtrip(pred: Prediction) -> None:

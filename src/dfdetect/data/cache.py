@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -82,15 +83,41 @@ def read_entry(cache_dir: str | os.PathLike, video_path: str | os.PathLike) -> C
     return read_entry_file(path)
 
 
-def read_entry_file(path: str | os.PathLike) -> Clip:
+def read_entry_file(path: str | os.PathLike, mmap: bool = False) -> Clip:
+    """Read the cache entry at ``path``.
+
+    With ``mmap=True`` the face crops are memory-mapped in place (entries are uncompressed ``.npz``
+    files, so each array is a plain ``.npy`` inside the zip): only the frames used are read from disk.
+    An entry that cannot be mapped is read in full.
+    """
+    if mmap:
+        try:
+            return _read(Path(path), mapped=True)
+        except Exception:  # compressed, truncated or old entry: the full read says what is wrong
+            pass
     try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
+        return _read(Path(path), mapped=False)
+    except CacheError:
+        raise
     except Exception as e:  # corrupt zip, truncated file, ...
         raise CacheError(f"unreadable cache entry {path}: {e}; delete it and run prepare again") from e
-    meta = json.loads(bytes(data["meta"]).decode("utf-8"))
-    if meta.get("version") != CACHE_VERSION:
-        raise CacheError(f"cache entry {path} has version {meta.get('version')}, expected {CACHE_VERSION}")
+
+
+def _read(path: Path, mapped: bool) -> Clip:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+        if meta.get("version") != CACHE_VERSION:
+            raise CacheError(
+                f"cache entry {path} has version {meta.get('version')}, expected {CACHE_VERSION}; "
+                "run prepare again"
+            )
+        data = {k: z[k] for k in z.files if k != "meta" and not (mapped and k.endswith("_crops"))}
+    if mapped:
+        with zipfile.ZipFile(path) as zf:
+            members = {
+                i.filename[: -len(".npy")]: i for i in zf.infolist() if i.filename.endswith("_crops.npy")
+            }
+        data.update({name: _npy_memmap(path, info) for name, info in members.items()})
     faces = []
     for i, track_id in enumerate(meta["track_ids"]):
         track = FaceTrack(track_id=track_id, **{n: data[f"f{i}_{n}"] for n in _TRACK_ARRAYS})
@@ -105,3 +132,24 @@ def read_entry_file(path: str | os.PathLike) -> Clip:
         speech=[tuple(s) for s in meta["speech"]],
         params=meta["params"],
     )
+
+
+def _npy_memmap(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
+    """Map the ``.npy`` member ``info`` of the (stored, uncompressed) zip at ``path`` read-only."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise ValueError(f"{info.filename} is compressed")
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        name_len = int.from_bytes(local[26:28], "little")
+        extra_len = int.from_bytes(local[28:30], "little")
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        offset = f.tell()
+    if dtype.hasobject or int(np.prod(shape)) == 0:
+        raise ValueError("not mappable")
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")

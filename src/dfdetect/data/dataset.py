@@ -22,6 +22,7 @@ from dfdetect.data.cache import entry_path
 from dfdetect.data.manifest import REAL, UNKNOWN, ManifestRow
 from dfdetect.data.windows import (
     FLIP_ORDER,
+    TENSOR_KEYS,
     Window,
     cache_fps,
     clip_audio,
@@ -59,17 +60,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-TENSOR_KEYS = (
-    "frames",
-    "audio",
-    "audio_mask",
-    "mouths",
-    "label",
-    "segment_labels",
-    "video_label",
-    "audio_label",
-)
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,9 @@ window per video for training. Everything here is re-exported by ``dfdetect.data
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -23,14 +20,10 @@ import torch
 
 from dfdetect.config import PreprocessConfig
 from dfdetect.data.cache import (
-    _CROP_ARRAYS,
-    _TRACK_ARRAYS,
-    CACHE_VERSION,
-    CacheError,
     read_entry_file,
 )
 from dfdetect.data.manifest import UNKNOWN
-from dfdetect.types import AudioStatus, Clip, FaceCrops, FaceTrack, VideoInfo
+from dfdetect.types import AudioStatus, Clip, FaceCrops
 
 log = logging.getLogger(__name__)
 
@@ -302,60 +295,5 @@ def segment_labels(label: int, n_real: int, pre: PreprocessConfig) -> np.ndarray
 
 
 def open_entry(path: str | os.PathLike) -> Clip:
-    """Read a cache entry with the face crops memory-mapped (only the frames used are read from disk).
-
-    Entries are uncompressed ``.npz`` files, so every array is a plain ``.npy`` inside the zip and the
-    crops can be mapped in place. Falls back to :func:`~dfdetect.data.cache.read_entry_file` (a full
-    read, with its checks and messages) when the entry is not laid out that way.
-    """
-    path = Path(path)
-    try:
-        return _open_mapped(path)
-    except Exception:  # compressed, truncated or old entry: the plain reader says what is wrong
-        return read_entry_file(path)
-
-
-def _open_mapped(path: Path) -> Clip:
-    with zipfile.ZipFile(path) as zf:
-        infos = {info.filename[: -len(".npy")]: info for info in zf.infolist()}
-    with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-        if meta.get("version") != CACHE_VERSION:
-            raise CacheError(f"cache entry {path} has version {meta.get('version')}")
-        small = {k: z[k] for k in z.files if not k.endswith("_crops") and k != "meta"}
-    faces = []
-    for i, track_id in enumerate(meta["track_ids"]):
-        track = FaceTrack(track_id=track_id, **{n: small[f"f{i}_{n}"] for n in _TRACK_ARRAYS})
-        arrays = {n: small[f"f{i}_{n}"] for n in _CROP_ARRAYS if n != "crops"}
-        faces.append(FaceCrops(track=track, crops=_npy_memmap(path, infos[f"f{i}_crops"]), **arrays))
-    return Clip(
-        path=meta["path"],
-        info=VideoInfo(**meta["info"]),
-        faces=faces,
-        audio=small["audio"],
-        sample_rate=meta["sample_rate"],
-        audio_status=AudioStatus(meta["audio_status"]),
-        speech=[tuple(s) for s in meta["speech"]],
-        params=meta["params"],
-    )
-
-
-def _npy_memmap(path: Path, info: zipfile.ZipInfo) -> np.ndarray:
-    """Map the ``.npy`` member ``info`` of the (stored, uncompressed) zip at ``path`` read-only."""
-    if info.compress_type != zipfile.ZIP_STORED:
-        raise ValueError(f"{info.filename} is compressed")
-    with open(path, "rb") as f:
-        f.seek(info.header_offset)
-        local = f.read(30)
-        name_len = int.from_bytes(local[26:28], "little")
-        extra_len = int.from_bytes(local[28:30], "little")
-        f.seek(info.header_offset + 30 + name_len + extra_len)
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-        offset = f.tell()
-    if dtype.hasobject or int(np.prod(shape)) == 0:
-        raise ValueError("not mappable")
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
+    """Read a cache entry with the face crops memory-mapped (only the frames used are read from disk)."""
+    return read_entry_file(path, mmap=True)

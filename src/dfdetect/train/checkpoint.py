@@ -74,3 +74,17 @@ def build_model(state: dict[str, Any]) -> torch.nn.Module:
 
 def temperature(state: dict[str, Any]) -> float:
     return float(state.get("calibration", {}).get("temperature", 1.0))
+
+
+TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler", "rng", "data_position", "loop")
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write a copy of ``src`` without the training state (optimizer, scheduler, RNG, ...).
+
+    The result still rebuilds the model and its preprocessing (model_state, model_config, preprocess,
+    prepare, calibration, train_config, metrics, versions) and is a third of the size: what ships.
+    """
+    state = load_checkpoint(src)
+    kept = {k: v for k, v in state.items() if k not in TRAINING_STATE_KEYS}
+    return save_checkpoint(dst, kept)
