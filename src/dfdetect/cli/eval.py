@@ -37,6 +37,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="fit the temperature on the val split and store it in the checkpoint before scoring",
     )
+    p.add_argument(
+        "--pseudofakes",
+        nargs="*",
+        choices=["sbi", "desync", "swap"],
+        metavar="KIND",
+        help="add one held-back pseudo-fake per real video of the split and kind: sbi, desync, swap "
+        "(no KIND = all three); for videos without fakes. Rows are keyed <path>#<kind>",
+    )
     p.add_argument("--ablation", action="store_true", help="also score video only and audio only")
     p.add_argument("--run-dir", help="training run folder (metrics.jsonl / tb) for the training curves")
     p.add_argument("--modality", choices=["video", "audio"], help="score with one modality only")
@@ -74,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             limit=args.limit,
             progress=not args.no_progress,
             n_boot=args.bootstrap,
+            pseudofakes=args.pseudofakes,
         )
     except (CheckpointError, ManifestError, MetricError, ValueError) as e:
         print(f"dfdetect eval: {e}", file=sys.stderr)

@@ -7,6 +7,9 @@ Output folder (``out_dir``)::
     ablation/predictions-{video,audio}.jsonl   modality ablation (fused = predictions.jsonl)
     perturb.json                   AUC per perturbation and severity
     calibration.json               temperature fit (``calibrate=True``)
+
+With ``pseudofakes``, every file above also holds one held-back pseudo-fake per real video and kind (rows
+keyed ``"<path>#<kind>"``, method = the kind; see :mod:`dfdetect.eval.pseudofakes`).
     protocol.json                  the protocol card
     report.md, report.html, metrics.json, figures/, thumbs/
 
@@ -115,17 +118,20 @@ def predict_rows(
     batch_size: int = 8,
     progress: bool = True,
     desc: str = "eval",
+    loader: Callable[[ManifestRow], Clip] | None = None,
 ) -> list[dict[str, Any]]:
     """Score every row's cache entry; returns ``Prediction.to_dict()`` records with manifest facts in extras.
 
     A video without a usable cache entry gets a record with its prepare status (or ``error``), never a score.
+    ``loader`` gives a row's clip instead of its cache entry (pseudo-fakes: ``PseudoFakeSet.load``); it raises
+    ``CacheError`` when it has none.
     """
     cache_dir = Path(cache_dir)
     statuses = _prepare_statuses(cache_dir)
     records = []
     for row in tqdm(rows, desc=desc, unit="video", disable=not progress):
         try:
-            clip = read_entry(cache_dir, row.path)
+            clip = loader(row) if loader is not None else read_entry(cache_dir, row.path)
             if transform is not None:
                 clip = transform(clip)
             pred = score_clip(
@@ -217,22 +223,47 @@ def protocol_card(
     }
 
 
-def run_calibration(scorer: Scorer, manifest: Path, cache_dir: Path, aggregation: str, **kw: Any) -> dict:
-    """Fit the temperature on the manifest's ``val`` split (T = 1 logits) and store it in the checkpoint."""
+def with_pseudofakes(
+    rows: list[ManifestRow], cache_dir: Path, kinds: Sequence[str]
+) -> tuple[list[ManifestRow], Callable[[ManifestRow], Clip] | None, dict[str, int]]:
+    """``rows`` + their held-back pseudo-fakes, the loader that makes them, and the count per kind.
+
+    Without ``kinds``: the rows unchanged, no loader, no counts.
+    """
+    if not kinds:
+        return rows, None, {}
+    from dfdetect.eval.pseudofakes import PseudoFakeSet
+
+    fakes = PseudoFakeSet(rows, cache_dir, kinds)
+    return rows + fakes.rows, fakes.load, fakes.counts()
+
+
+def run_calibration(
+    scorer: Scorer,
+    manifest: Path,
+    cache_dir: Path,
+    aggregation: str,
+    pseudofakes: Sequence[str] = (),
+    **kw: Any,
+) -> dict:
+    """Fit the temperature on the manifest's ``val`` split (T = 1 logits) and store it in the checkpoint.
+
+    With ``pseudofakes`` (kinds), the val split's held-back pseudo-fakes are part of the fit.
+    """
     import dataclasses
 
     from dfdetect.eval.calibrate import calibration_report, fit_temperature, store_temperature
 
     raw = dataclasses.replace(scorer, temperature=1.0)
-    records = predict_rows(
-        raw, _rows(manifest, "val", None), cache_dir, aggregation, desc="calibrate (val)", **kw
-    )
+    rows, loader, _ = with_pseudofakes(_rows(manifest, "val", None), cache_dir, pseudofakes)
+    records = predict_rows(raw, rows, cache_dir, aggregation, desc="calibrate (val)", loader=loader, **kw)
     scored = [r for r in records if r["p_fake"] is not None]
     logits = [r["extras"]["logit"] for r in scored]
     labels = [r["extras"]["label"] for r in scored]
     t = fit_temperature(logits, labels)
     report = calibration_report(logits, labels, t)
-    store_temperature(scorer.checkpoint, t, {"fitted_on": f"{manifest}:val", **report})
+    fitted_on = f"{manifest}:val" + (f" + pseudo-fakes {list(pseudofakes)}" if pseudofakes else "")
+    store_temperature(scorer.checkpoint, t, {"fitted_on": fitted_on, **report})
     scorer.temperature = t
     scorer.checkpoint_hash = file_hash(scorer.checkpoint)
     return report
@@ -296,6 +327,7 @@ def evaluate(
     limit: int | None = None,
     progress: bool = True,
     n_boot: int = 1000,
+    pseudofakes: Sequence[str] | bool | None = None,
 ) -> Path:
     """Evaluate a checkpoint on one or more manifests and write predictions + report to ``out_dir``.
 
@@ -318,12 +350,17 @@ def evaluate(
         limit: score at most this many videos per manifest (quick looks).
         progress: show progress bars.
         n_boot: bootstrap resamples of the confidence intervals.
+        pseudofakes: add one held-back pseudo-fake per real video of the split and kind (``sbi``,
+            ``desync``, ``swap``; True or ``[]`` = all kinds) to every manifest scored and to the calibration
+            split; see :mod:`dfdetect.eval.pseudofakes`.
 
     Returns:
         Path of ``report.md`` (``report.html``, ``metrics.json`` beside it).
     """
+    from dfdetect.eval.pseudofakes import check_kinds
     from dfdetect.eval.report import build_report
 
+    kinds = check_kinds(pseudofakes)
     manifests = [Path(m) for m in ([manifest] if isinstance(manifest, str | os.PathLike) else manifest)]
     caches = _caches(manifests, cache_dir)
     out = Path(out_dir)
@@ -331,34 +368,56 @@ def evaluate(
     scorer = checkpoint if isinstance(checkpoint, Scorer) else load_scorer(checkpoint, device)
     kw = {"batch_size": batch_size, "progress": progress}
     if calibrate:
-        rep = run_calibration(scorer, manifests[0], caches[0], aggregation, **kw)
+        rep = run_calibration(scorer, manifests[0], caches[0], aggregation, kinds, **kw)
         atomic_write_text(out / "calibration.json", json.dumps(rep, indent=2))
     card = protocol_card(scorer, manifests, split, aggregation, caches[0])
     card.update(
         {"modality_mask": modality_mask, "thresholds": sorted({0.5, *thresholds}), "run_dir": run_dir}
     )
-    rows = _rows(manifests[0], split, limit)
-    records = predict_rows(scorer, rows, caches[0], aggregation, modality_mask, **kw)
+    rows, loader, counts = with_pseudofakes(_rows(manifests[0], split, limit), caches[0], kinds)
+    card["pseudofakes"] = _pseudofake_card(kinds, counts)
+    records = predict_rows(scorer, rows, caches[0], aggregation, modality_mask, loader=loader, **kw)
     write_jsonl(records, out / "predictions.jsonl")
     taken: set[str] = set()
     card["cross"] = {}
     for m, c in zip(manifests[1:], caches[1:], strict=True):
         name = _manifest_name(m, taken)
-        recs = predict_rows(scorer, _rows(m, split, limit), c, aggregation, modality_mask, desc=name, **kw)
+        cross, cross_loader, _ = with_pseudofakes(_rows(m, split, limit), c, kinds)
+        recs = predict_rows(
+            scorer, cross, c, aggregation, modality_mask, desc=name, loader=cross_loader, **kw
+        )
         write_jsonl(recs, out / "cross" / name / "predictions.jsonl")
         card["cross"][name] = str(m)
     card["in_domain"] = _manifest_name(manifests[0], taken)
     if ablation:
         for mask in ("video", "audio"):
-            recs = predict_rows(scorer, rows, caches[0], aggregation, mask, desc=f"{mask} only", **kw)
+            recs = predict_rows(
+                scorer, rows, caches[0], aggregation, mask, desc=f"{mask} only", loader=loader, **kw
+            )
             write_jsonl(recs, out / "ablation" / f"predictions-{mask}.jsonl")
     if perturb:
         table = run_perturbations(
-            scorer, rows, caches[0], perturb, aggregation, modality_mask=modality_mask, **kw
+            scorer, rows, caches[0], perturb, aggregation, modality_mask=modality_mask, loader=loader, **kw
         )
         atomic_write_text(out / "perturb.json", json.dumps(table, indent=2))
     atomic_write_text(out / "protocol.json", json.dumps(card, indent=2))
     return build_report(out, run_dir=run_dir, n_boot=n_boot)
+
+
+def _pseudofake_card(kinds: Sequence[str], counts: dict[str, int]) -> dict[str, Any] | None:
+    """What the protocol card says about pseudo-fakes (None: none were added)."""
+    if not kinds:
+        return None
+    from dfdetect.eval.pseudofakes import MIN_DESYNC_SECONDS
+
+    return {
+        "added": True,
+        "kinds": list(kinds),
+        "counts": counts,
+        "seeded_by": "video path + kind",
+        "min_desync_seconds": MIN_DESYNC_SECONDS,
+        "note": "one held-back pseudo-fake per real video of the split and kind (label 1, method = kind)",
+    }
 
 
 def _caches(manifests: list[Path], cache_dir) -> list[Path]:

@@ -261,6 +261,9 @@ def _sec_protocol(doc: Doc, card: dict) -> None:
     keys += ("max_duration", "model_fps", "model_size", "clip_frames", "window_seconds", "aggregation")
     keys += ("modality_mask", "frames_per_video", "dfdetect_version", "date")
     rows = [[k, card.get(k)] for k in keys]
+    fakes = card.get("pseudofakes")
+    if fakes:
+        rows.append(["pseudofakes", f"{fakes.get('counts')} ({fakes.get('note', '')})"])
     rows += [[f"manifest {m['path']}", f"sha256 {m['hash']}"] for m in card.get("manifests", [])]
     doc.table(["field", "value"], rows)
 
