@@ -7,8 +7,11 @@ Run from the project root (real clips in ../shared/media):
 Prints, per clip: the decode time of the whole clip (PyAV alone, ``io.video.decode_all``), MTCNN
 time per sampled frame at several ``detect_size`` values with the box agreement (IoU, recall) against
 detection on the full-resolution frame, then the time of the full face extraction (detector +
-tracking + crops) at several ``detect_every`` values as a ratio to the decode time. Times are wall
-clock and process CPU time (the CPU time is the steadier figure on a shared machine).
+tracking + crops) at several ``detect_every`` values as a ratio to the decode time, and last the
+region-of-interest detection (``FaceExtractor(roi=True)``) against full-frame detection on every
+keyframe: detector CPU time, and per-frame IoU of the track boxes (every reference track box must
+have a box of the ROI run at the same time). Times are wall clock and process CPU time (the CPU
+time is the steadier figure on a shared machine).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from dfdetect.io.video import decode_all, iter_frames, probe
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 CLIPS = [
     "real/videoretalking_face_2.mp4",
+    "real/videoretalking_face_1.mp4",
+    "real/pcavs_Audio_Source_00015.mp4",
     "real/ffpp_orig_519.mp4",
     "real/face_recognition_short_hamilton_clip.mp4",
 ]
@@ -50,6 +55,49 @@ def _agreement(ref: list, got: list) -> tuple[float, float]:
             ious.extend(best[best > 0.5].tolist())
             found += int((best > 0.5).sum())
     return (float(np.mean(ious)) if ious else float("nan")), (found / total if total else float("nan"))
+
+
+class _CpuTimed:
+    """Adds the detector's CPU seconds and calls (keeps the ``min_face_size`` keyword of ROI search)."""
+
+    def __init__(self, inner: MTCNNDetector) -> None:
+        self.inner, self.name, self.cpu, self.calls = inner, inner.name, 0.0, 0
+
+    def detect(self, images: list[np.ndarray], min_face_size: float | None = None) -> list:
+        t = time.process_time()
+        try:
+            return self.inner.detect(images, min_face_size=min_face_size)
+        finally:
+            self.cpu, self.calls = self.cpu + time.process_time() - t, self.calls + 1
+
+
+def _track_agreement(ref: list, got: list) -> tuple[float, float, float]:
+    """Mean and 5th-percentile IoU of every reference track box with the best box of ``got`` at that
+    time, and the share of reference boxes matched with IoU > 0.5."""
+    ious = []
+    for face in ref:
+        for t, box in zip(face.track.timestamps, face.track.boxes, strict=True):
+            same = [g.track.boxes[np.isclose(g.track.timestamps, t)] for g in got]
+            same = [b for b in same if len(b)]
+            ious.append(float(box_iou(box[None], np.concatenate(same)).max()) if same else 0.0)
+    ious = np.asarray(ious)
+    return float(ious.mean()), float(np.percentile(ious, 5)), float((ious > 0.5).mean())
+
+
+def bench_roi(frames: list, config: PrepareConfig, networks) -> None:
+    """Full-frame detection on every keyframe vs ROI detection between full-frame searches."""
+    runs = {}
+    for roi in (False, True):
+        det = MTCNNDetector(detect_size=config.detect_size, min_face_size=0.8 * config.min_face_size)
+        det._mtcnn = networks
+        timed = _CpuTimed(det)
+        runs[roi] = extract_faces(frames, timed, config, roi=roi)
+        print(
+            f"  roi={roi!s:5}: detector {timed.cpu:.2f} s cpu in {timed.calls} calls, "
+            f"tracks {[len(f.track.timestamps) for f in runs[roi]]}"
+        )
+    mean, p5, matched = _track_agreement(runs[False], runs[True])
+    print(f"  ROI vs full-frame track boxes: IoU mean {mean:.3f}, 5th pct {p5:.3f}, matched {matched:.3f}")
 
 
 def bench_clip(rel: str, n_frames: int, sizes: list[int], every: list[int]) -> None:
@@ -89,6 +137,7 @@ def bench_clip(rel: str, n_frames: int, sizes: list[int], every: list[int]) -> N
             f"= {wall / decode_wall:.2f}x / {cpu / decode_cpu:.2f}x decode; {len(frames)} frames, "
             f"tracks {lengths}"
         )
+    bench_roi(frames, config, full._mtcnn)
 
 
 def main() -> None:

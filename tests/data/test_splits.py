@@ -95,3 +95,13 @@ def test_few_large_groups_still_give_val_and_test_their_share():
     summary = split_summary(assign_splits(rows, val=0.15, test=0.15, seed=0))
     assert summary["train"]["swap"] == 160 and summary["val"]["swap"] == summary["test"]["swap"] == 40
     assert all(summary[s]["real"] > 0 for s in ("train", "val", "test"))
+
+
+def test_fractions_from_the_command_line_are_parsed_or_refused():
+    from dfdetect.data.manifest import ManifestRow
+
+    rows = [ManifestRow(path=f"/v/{i}.mp4", label=0, dataset="folder", method="real", split="", group=str(i))
+            for i in range(20)]  # fmt: skip
+    assert {r.split for r in assign_splits(rows, val="0.2", test="0.2")} == {"train", "val", "test"}
+    with pytest.raises(ValueError, match="fractions such as 0.1"):
+        assign_splits(rows, val="a fifth")

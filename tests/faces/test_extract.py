@@ -192,7 +192,9 @@ class SpyDetector:
         return self.inner.detect(images, min_face_size=min_face_size)
 
 
-@pytest.mark.parametrize(("clip", "n_frames"), [(TALKING_HEAD, 25), (STAGE, 40)])
+@pytest.mark.parametrize(
+    ("clip", "n_frames"), [(TALKING_HEAD, 25), pytest.param(STAGE, 40, marks=pytest.mark.slow)]
+)
 def test_region_detection_matches_full_frame_detection(
     detector: MTCNNDetector, clip: str, n_frames: int
 ) -> None:

@@ -16,6 +16,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,12 +44,15 @@ class _Timed:
     """Wraps a face detector and adds the seconds spent in ``detect`` to ``timings['detect']``."""
 
     def __init__(self, detector: Any, timings: dict[str, float]) -> None:
-        self.inner, self.timings, self.name = detector, timings, getattr(detector, "name", "detector")
+        from dfdetect.faces.extract import accepts_min_face_size
 
-    def detect(self, images: list[np.ndarray]) -> list:
+        self.inner, self.timings, self.name = detector, timings, getattr(detector, "name", "detector")
+        self.accepts_min_face_size = accepts_min_face_size(detector)  # keeps ROI detection possible
+
+    def detect(self, images: list[np.ndarray], **kwargs: Any) -> list:
         t0 = time.perf_counter()
         try:
-            return self.inner.detect(images)
+            return self.inner.detect(images, **kwargs)
         finally:
             self.timings["detect"] = self.timings.get("detect", 0.0) + time.perf_counter() - t0
 
@@ -110,16 +114,20 @@ def _put(buffer: queue.Queue, item: Any, stop: threading.Event) -> None:
             continue
 
 
-def _audio(path: str, config: PrepareConfig, seconds: float | None) -> tuple[np.ndarray, AudioStatus, list]:
-    """Audio, its status and speech segments; an unreadable audio stream counts as no stream."""
+def _audio(
+    path: str, config: PrepareConfig, seconds: float | None, timings: dict[str, float]
+) -> tuple[np.ndarray, AudioStatus, list]:
+    """Audio, status and speech segments (unreadable audio = no stream); seconds to timings['audio']."""
+    t0 = time.perf_counter()
     try:
         audio, status = load_audio(path, config.sample_rate, max_duration=seconds)
+        speech = status is AudioStatus.OK and config.sample_rate in (8000, 16000)
+        return audio, status, speech_segments(audio, config.sample_rate) if speech else []
     except MediaError as e:
         log.warning("%s: audio ignored (%s)", path, e)
         return np.zeros(0, np.float32), AudioStatus.NO_STREAM, []
-    if status is not AudioStatus.OK or config.sample_rate not in (8000, 16000):
-        return audio, status, []
-    return audio, status, speech_segments(audio, config.sample_rate)
+    finally:
+        timings["audio"] = time.perf_counter() - t0
 
 
 def prepare_clip(
@@ -136,7 +144,7 @@ def prepare_clip(
         detector: a face detector (``dfdetect.faces.detect``); None builds the one ``config`` names.
         timings: if given, filled with seconds per stage: decode (busy time of the decoding thread,
             which overlaps the others), decode_wait (time the face stage waited for frames), detect,
-            track_crop, audio, total (wall time).
+            track_crop, audio (runs in its own thread, overlapping the faces), total (wall time).
 
     Returns:
         The Clip (``faces == []`` when no face track passed the quality filters).
@@ -152,18 +160,17 @@ def prepare_clip(
     t_start = time.perf_counter()
     detector = detector if detector is not None else detector_from_config(config)
     info = probe(path)
-    frames = iter_frames(path, fps=config.fps, max_duration=config.max_duration, max_frames=config.max_frames)
-    t0 = time.perf_counter()
-    faces = extract_faces(_prefetch(frames, timings), _Timed(detector, timings), config)
-    extract_seconds = time.perf_counter() - t0
-    waited = timings.get("decode_wait", 0.0)
-    timings["track_crop"] = extract_seconds - waited - timings.get("detect", 0.0)
     seconds = config.max_duration
     if config.max_frames is not None:
         seconds = min(seconds or np.inf, config.max_frames / config.fps)
-    t0 = time.perf_counter()
-    audio, audio_status, speech = _audio(path, config, seconds)
-    timings["audio"] = time.perf_counter() - t0
+    with ThreadPoolExecutor(1, thread_name_prefix="dfdetect-audio") as pool:  # audio overlaps the faces
+        audio_job = pool.submit(_audio, path, config, seconds, timings)
+        t0 = time.perf_counter()
+        frames = iter_frames(path, config.fps, max_duration=config.max_duration, max_frames=config.max_frames)
+        faces = extract_faces(_prefetch(frames, timings), _Timed(detector, timings), config)
+        extract_seconds = time.perf_counter() - t0
+        audio, audio_status, speech = audio_job.result()
+    timings["track_crop"] = extract_seconds - timings.get("decode_wait", 0.0) - timings.get("detect", 0.0)
     timings["total"] = time.perf_counter() - t_start
     return Clip(
         path=path,

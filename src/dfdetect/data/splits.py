@@ -18,7 +18,11 @@ class SplitLeakError(ValueError):
     """A group (source identity) has videos in more than one split."""
 
 
-def _fractions(val: float, test: float) -> dict[str, float]:
+def _fractions(val: float | str, test: float | str) -> dict[str, float]:
+    try:  # options from the command line arrive as strings
+        val, test = float(val), float(test)
+    except ValueError:
+        raise ValueError(f"val and test must be fractions such as 0.1, got {val!r}, {test!r}") from None
     if not (0 <= val <= 1 and 0 <= test <= 1 and val + test <= 1):
         raise ValueError(f"val and test fractions must be in [0, 1] with val + test <= 1, got {val}, {test}")
     return {"train": 1.0 - val - test, "val": val, "test": test}

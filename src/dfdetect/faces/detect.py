@@ -59,6 +59,13 @@ class Detections:
             self.scores,
         )
 
+    def shifted(self, offset: np.ndarray) -> Detections:
+        """Coordinates plus ``offset`` ``[2]`` (x, y), e.g. from a cut-out region back to the frame."""
+        offset = np.asarray(offset, np.float32).reshape(2)
+        return Detections(
+            self.boxes + np.tile(offset, 2), (self.landmarks + offset).astype(np.float32), self.scores
+        )
+
 
 @runtime_checkable
 class FaceDetector(Protocol):
@@ -83,6 +90,26 @@ def _resize_longest(image: np.ndarray, detect_size: int) -> tuple[np.ndarray, fl
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # cv2 wants (width, height)
     small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return small, w / size[0]
+
+
+def _channels_last(net: Any) -> Any:
+    """An MTCNN stage run in channels-last memory layout (same outputs, ~25% less CPU time).
+
+    PyTorch's CPU max-pooling is several times faster on channels-last tensors, and pooling is the
+    largest cost of MTCNN's first stage. Outputs come back in the usual contiguous layout.
+    """
+    import torch
+
+    class ChannelsLast(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner.to(memory_format=torch.channels_last)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out = self.inner(x.contiguous(memory_format=torch.channels_last))  # x: [B, 3, H, W]
+            return tuple(o.contiguous() for o in out)
+
+    return ChannelsLast(net)
 
 
 @DETECTORS.register("mtcnn")
@@ -129,10 +156,17 @@ class MTCNNDetector:
                 thresholds=list(self.thresholds),
                 post_process=False,
             )
+            for name in ("pnet", "rnet", "onet"):
+                setattr(self._mtcnn, name, _channels_last(getattr(self._mtcnn, name)))
         return self._mtcnn
 
-    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+    def detect(self, images: list[np.ndarray], min_face_size: float | None = None) -> list[Detections]:
         """Detect faces in RGB uint8 images ``[H, W, 3]`` (any sizes; same sizes are batched).
+
+        Args:
+            images: RGB uint8 images.
+            min_face_size: smallest face searched for in these images' pixels (None = the
+                detector's own ``min_face_size``); e.g. larger on face regions cut around a track.
 
         Returns:
             One :class:`Detections` per image, boxes and landmarks in that image's coordinates.
@@ -146,11 +180,12 @@ class MTCNNDetector:
         for indices in groups.values():
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
-                for i, det in zip(chunk, self._detect_same_size([images[i] for i in chunk]), strict=True):
+                found = self._detect_same_size([images[i] for i in chunk], min_face_size)
+                for i, det in zip(chunk, found, strict=True):
                     results[i] = det
         return [r if r is not None else Detections.empty() for r in results]
 
-    def _detect_same_size(self, images: list[np.ndarray]) -> list[Detections]:
+    def _detect_same_size(self, images: list[np.ndarray], min_face_size: float | None) -> list[Detections]:
         """Run MTCNN on images of one size as one batch."""
         import torch
 
@@ -159,7 +194,8 @@ class MTCNNDetector:
         batch = np.stack([im for im, _ in resized])  # [B, h, w, 3] uint8
         mtcnn = self._model()
         # Search faces of min_face_size input pixels, i.e. min_face_size / factor detection pixels.
-        mtcnn.min_face_size = max(_MTCNN_MIN_SIZE, self.min_face_size / factor)
+        min_face = self.min_face_size if min_face_size is None else float(min_face_size)
+        mtcnn.min_face_size = max(_MTCNN_MIN_SIZE, min_face / factor)
         if min(batch.shape[1:3]) < _MTCNN_MIN_SIZE:
             return [Detections.empty() for _ in images]
         with torch.inference_mode():

@@ -4,10 +4,17 @@
 last one), links detections into tracks (:mod:`dfdetect.faces.track`), interpolates boxes and
 landmarks on the frames in between, cuts the crops, and drops frames as soon as no track can need
 them. Only the frames since the oldest pending detection are held, never the whole video.
+
+Region-of-interest (ROI) detection: while tracks are alive, most keyframes are searched only in a
+small square around each track's predicted box (resized so the face is ~96 px), which costs a
+fraction of a full-frame search. The whole frame is searched again every ``full_every`` seconds
+(new faces), at scene cuts, and whenever a track is not found in its region.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -16,10 +23,11 @@ import numpy as np
 
 from dfdetect.config import PrepareConfig
 from dfdetect.faces.crop import blur_score, crop_face
-from dfdetect.faces.detect import FaceDetector, detector_from_config
+from dfdetect.faces.detect import Detections, FaceDetector, detector_from_config
 from dfdetect.faces.track import (
     IouTracker,
     TrackState,
+    box_iou,
     cut_distance,
     frame_signature,
     interpolate,
@@ -71,6 +79,11 @@ class FaceExtractor:
             detection to a track when their IoU is low (fast motion).
         cut_threshold: histogram distance between successive frames taken as a scene cut (None =
             off). A cut frame becomes a keyframe and ends every track, so no track spans two shots.
+        roi: search keyframes only around the live tracks (see the module docstring); None = when
+            the detector accepts a ``min_face_size`` keyword (:func:`accepts_min_face_size`).
+        full_every: seconds between full-frame searches for new faces while tracks are alive.
+        roi_margin: side of a track's search region relative to its face box side.
+        roi_size: side in pixels the search regions are resized to (face ~ roi_size / roi_margin).
     """
 
     def __init__(
@@ -83,6 +96,10 @@ class FaceExtractor:
         smoothing: float = 0.3,
         max_shift: float = 1.0,
         cut_threshold: float | None = 0.35,
+        roi: bool | None = None,
+        full_every: float = 3.0,
+        roi_margin: float = 2.0,
+        roi_size: int = 192,
     ) -> None:
         self.config = config or PrepareConfig()
         self.detector = detector if detector is not None else detector_from_config(self.config)
@@ -98,6 +115,9 @@ class FaceExtractor:
         self.cut_threshold = cut_threshold
         self._signature: np.ndarray | None = None
         self._cuts: set[int] = set()  # keyframes that start a new shot
+        self.roi = accepts_min_face_size(self.detector) if roi is None else bool(roi)
+        self.full_every, self.roi_margin, self.roi_size = float(full_every), float(roi_margin), int(roi_size)
+        self._last_full = -math.inf  # timestamp of the last full-frame search
 
     @property
     def buffered(self) -> int:
@@ -142,23 +162,80 @@ class FaceExtractor:
         return [_to_face_crops(rank, t) for rank, t in enumerate(kept)]
 
     def _flush(self) -> None:
-        """Run the detector on the pending keyframes, then link, fill and crop up to the last one."""
-        if not self._pending:
-            return
+        """Run the detector on the pending keyframes, then link, fill and crop up to the last one.
+
+        Keyframes are handled in order: a keyframe is searched around the live tracks (ROI) when
+        :meth:`_wants_roi` says so, else in full (all pending keyframes in one batch when ROI
+        detection is off).
+        """
         keys, self._pending = self._pending, []
-        all_detections = self.detector.detect([self._frames[k].image for k in keys])
-        for key, detections in zip(keys, all_detections, strict=True):
-            detections = detections.select(detections.scores >= self.config.min_score)
-            if key in self._cuts:
+        while keys:
+            if keys[0] in self._cuts:  # no track spans a cut: end them before choosing the search
                 for state in self.tracker.finish():
                     self._close(state)
-            found, ended = self.tracker.update(key, float(self._frames[key].timestamp), detections)
-            for state in ended:
-                self._close(state)
-            for state, previous in found:
-                self._fill(state, previous)
-            self._last_detected = key
+            if self._wants_roi(keys[0]):
+                key = keys.pop(0)
+                detections = self._detect_rois(key)
+                self._link(key, detections if detections is not None else self._detect_full([key])[0])
+                continue
+            # with ROI on, one keyframe at a time: a face found now makes the next searches cheap
+            batch, keys = (keys[:1], keys[1:]) if self.roi else (keys, [])
+            for key, detections in zip(batch, self._detect_full(batch), strict=True):
+                self._link(key, detections)
         self._drop_unneeded()
+
+    def _link(self, key: int, detections: Detections) -> None:
+        """Hand the detections of keyframe ``key`` to the tracker; crop the tracks found there."""
+        detections = detections.select(detections.scores >= self.config.min_score)
+        if key in self._cuts:
+            for state in self.tracker.finish():
+                self._close(state)
+        found, ended = self.tracker.update(key, float(self._frames[key].timestamp), detections)
+        for state in ended:
+            self._close(state)
+        for state, previous in found:
+            self._fill(state, previous)
+        self._last_detected = key
+
+    def _wants_roi(self, key: int) -> bool:
+        """Search ``key`` around the live tracks only: no cut, a full search less than ``full_every``
+        ago, and a frame big enough for regions to be cheaper (longest side > 2 x ``roi_size``)."""
+        if not (self.roi and self.tracker.active) or key in self._cuts:
+            return False
+        if max(self._frames[key].image.shape[:2]) <= 2 * self.roi_size:
+            return False
+        return float(self._frames[key].timestamp) - self._last_full < self.full_every - 1e-6
+
+    def _detect_full(self, keys: list[int]) -> list[Detections]:
+        """Full-frame detections of the keyframes ``keys``."""
+        self._last_full = max(float(self._frames[k].timestamp) for k in keys)
+        return self.detector.detect([self._frames[k].image for k in keys])
+
+    def _detect_rois(self, key: int) -> Detections | None:
+        """Detections of keyframe ``key`` searched around each live track, in frame coordinates.
+
+        Returns:
+            The merged detections, or None when a track's region held no whole confident face
+            (the caller then searches the full frame).
+        """
+        image = self._frames[key].image
+        regions = [
+            crop_face(image, track.predict(key), self.roi_size, self.roi_margin)[:2]
+            for track in self.tracker.active
+        ]
+        face = self.roi_size / self.roi_margin  # expected face side in region pixels
+        found = self.detector.detect([crop for crop, _ in regions], min_face_size=0.5 * face)
+        parts = []
+        for (_, region), detections in zip(regions, found, strict=True):
+            boxes = detections.boxes
+            # whole faces only: a face cut by the region's edge belongs to another region (or none)
+            whole = (boxes[:, :2] > 1).all(1) & (boxes[:, 2:] < self.roi_size - 1).all(1)
+            detections = detections.select(whole & (detections.scores >= self.config.min_score))
+            if not len(detections):
+                return None
+            scale = float(region[2] - region[0]) / self.roi_size
+            parts.append(detections.scaled(scale).shifted(region[:2]))
+        return _merge(parts)
 
     def _is_cut(self, image: np.ndarray) -> bool:
         """Whether ``image`` starts a new shot (compared with the previous frame)."""
@@ -230,6 +307,33 @@ class FaceExtractor:
         horizon = min([t.last_key for t in self.tracker.active] + [self._last_detected])
         for index in [i for i in self._frames if i <= horizon and i not in self._pending]:
             del self._frames[index]
+
+
+def accepts_min_face_size(detector: Any) -> bool:
+    """Whether ``detector.detect`` takes a ``min_face_size`` keyword (needed for ROI detection).
+
+    A wrapper may say so with a boolean ``accepts_min_face_size`` attribute instead.
+    """
+    if isinstance(getattr(detector, "accepts_min_face_size", None), bool):
+        return detector.accepts_min_face_size
+    try:
+        return "min_face_size" in inspect.signature(detector.detect).parameters
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
+def _merge(parts: list[Detections], iou: float = 0.5) -> Detections:
+    """Detections of overlapping regions merged: the same face found twice is kept once (best score)."""
+    boxes = np.concatenate([d.boxes for d in parts])  # [N, 4]
+    landmarks = np.concatenate([d.landmarks for d in parts])  # [N, 5, 2]
+    scores = np.concatenate([d.scores for d in parts])  # [N]
+    order = np.argsort(-scores, kind="stable")
+    overlap = box_iou(boxes[order], boxes[order])  # [N, N]
+    keep: list[int] = []
+    for i in range(len(order)):
+        if all(overlap[i, j] < iou for j in keep):
+            keep.append(i)
+    return Detections(boxes[order][keep], landmarks[order][keep], scores[order][keep])
 
 
 def _to_face_crops(rank: int, t: _TrackFrames) -> FaceCrops:
