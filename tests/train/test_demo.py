@@ -81,7 +81,7 @@ VISUAL_DEMO = "configs/experiments/demo_visual.yaml"
 
 @pytest.mark.slow
 def test_visual_demo_learns_held_back_pseudo_fakes(demo_data, tmp_path):
-    """Trained from 5 real clips only, the model tells held-back self-blended fakes from the 3 unseen reals."""
+    """Trained on 5 real clips only, it tells held-back self-blended fakes from the 3 unseen reals."""
     threads = torch.get_num_threads()
     try:
         overrides = _overrides(demo_data, **{"train.epochs": 10, "train.save_every": 1000})
