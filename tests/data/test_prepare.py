@@ -181,3 +181,11 @@ def test_cli_prepare_folder_and_bad_root(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "dfdetect prepare:" in err and "Traceback" not in err
     assert main(["prepare", "folder", str(videos), "--out", str(out), "--fps", "-1"]) == 2
+
+
+@pytest.mark.parametrize("image", ["images/obama.jpg", "images/alex-lacamoire.png"])
+def test_still_image_is_not_a_video(image):
+    """A photo opens as a one-frame 'video' in FFmpeg; it gets no_video and says why, not no_face."""
+    with pytest.raises(NoVideoStreamError, match="still image") as err:
+        prepare_clip(media(image), PrepareConfig())
+    assert err.value.status is Status.NO_VIDEO

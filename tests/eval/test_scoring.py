@@ -87,3 +87,11 @@ def test_temperature_and_aggregations(pre, clip):
     assert ps["max"] >= ps["topk"] >= ps["mean"] - 1e-9
     assert verdict_for(0.9) == Verdict.FAKE and verdict_for(0.1) == Verdict.REAL
     assert verdict_for(0.5) == Verdict.UNCERTAIN
+
+
+def test_suspicious_segments_are_runs_of_seconds_judged_fake_on_their_own():
+    from dfdetect.eval.scoring import _suspicious
+
+    timeline = [(0.0, 1.0, 0.9), (1.0, 2.0, 0.7), (2.0, 3.0, 0.55), (3.0, 4.0, 0.95), (5.0, 6.0, 0.66)]
+    assert _suspicious(timeline, 0.65) == [(3.0, 4.0, 0.95), (0.0, 2.0, 0.9), (5.0, 6.0, 0.66)]
+    assert _suspicious(timeline, 0.99) == []

@@ -28,7 +28,7 @@ from dfdetect.data import cache
 from dfdetect.data.manifest import ManifestRow, write_manifest
 from dfdetect.io.audio import load_audio, speech_segments
 from dfdetect.io.files import atomic_write_text
-from dfdetect.io.video import MediaError, iter_frames, probe
+from dfdetect.io.video import MediaError, ensure_video, iter_frames, probe
 from dfdetect.types import AudioStatus, Clip, Status
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def prepare_clip(
     timings = {} if timings is None else timings
     t_start = time.perf_counter()
     detector = detector if detector is not None else detector_from_config(config)
-    info = probe(path)
+    info = ensure_video(probe(path))
     seconds = config.max_duration
     if config.max_frames is not None:
         seconds = min(seconds or np.inf, config.max_frames / config.fps)

@@ -34,7 +34,6 @@ from dfdetect.eval.aggregate import aggregate, logit, sigmoid
 from dfdetect.types import AudioStatus, Clip, Prediction, Status, TrackScore, Verdict
 
 MAIN_FACE_RATIO = 0.5  # tracks smaller than this share of the largest face do not decide the video
-SUSPICIOUS_P = 0.5  # seconds above this (calibrated) probability form suspicious segments
 MAX_SUSPICIOUS = 3
 MODALITY_MASKS = (None, "video", "audio")
 _HEADS = (
@@ -242,11 +241,15 @@ def _timeline(
     return out
 
 
-def _suspicious(timeline: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
-    """Runs of consecutive seconds with p >= SUSPICIOUS_P, as (t0, t1, peak p), highest peaks first."""
+Segment = tuple[float, float, float]  # (t0, t1, p)
+
+
+def _suspicious(timeline: list[Segment], fake_p: float) -> list[Segment]:
+    """Runs of consecutive seconds that would be judged fake on their own (calibrated p >= ``fake_p``),
+    as (t0, t1, peak p), highest peaks first."""
     runs: list[list[float]] = []
     for a, b, p in timeline:
-        if p < SUSPICIOUS_P:
+        if p < fake_p:
             continue
         if runs and abs(runs[-1][1] - a) < 1e-6:
             runs[-1][1], runs[-1][2] = b, max(runs[-1][2], p)
@@ -385,7 +388,7 @@ def _assemble(
         modality=_modality(model, tracks, decide, speaking, p_fake, strategy, k, no_audio, mask),
         tracks=track_scores,
         timeline=timeline,
-        suspicious=_suspicious(timeline),
+        suspicious=_suspicious(timeline, thresholds[1]),
         timings={"score": round(time.perf_counter() - t_start, 4)},
         model=_model_name(model),
         extras=extras,

@@ -226,6 +226,22 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         )
 
 
+IMAGE_CODECS = frozenset({"mjpeg", "png", "bmp", "tiff", "webp", "gif", "jpeg2000", "jpegls"})
+
+
+def ensure_video(info: VideoInfo) -> VideoInfo:
+    """Return ``info``, or raise :class:`NoVideoStreamError` when the file is a still image.
+
+    FFmpeg opens a JPEG or PNG as a one-frame "video"; dfdetect judges motion and audio-visual
+    agreement over time, so a photo gets a clear status instead of a misleading ``no_face``.
+    """
+    if info.codec in IMAGE_CODECS and (info.n_frames or 1) <= 1 and info.duration <= 0.1:
+        raise NoVideoStreamError(
+            f"{info.path} is a still image ({info.codec}), not a video: dfdetect scans video files", info.path
+        )
+    return info
+
+
 def iter_frames(
     path: str | os.PathLike,
     fps: float = 5.0,
