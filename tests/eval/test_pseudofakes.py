@@ -69,7 +69,15 @@ def test_same_path_gives_the_same_fake_and_another_path_another(speaking):
 def test_sbi_changes_every_crop_only_inside_the_face_and_keeps_shapes(speaking, monkeypatch):
     calls = []
     blend = pf.self_blend
-    monkeypatch.setattr(pf, "self_blend", lambda *a, **k: calls.append(1) or blend(*a, **k))
+
+    def face_only_blend(frames, landmarks, rng, params=None):
+        # half of SBI draws transform the whole target frame (as the paper's code does); this test checks
+        # the face-source branch, whatever the path-seeded draw of the machine's media path is
+        calls.append(1)
+        params = dataclasses.replace(params or sample_sbi_params(rng), transform_target=False)
+        return blend(frames, landmarks, rng, params)
+
+    monkeypatch.setattr(pf, "self_blend", face_only_blend)
     fake = pf.make_pseudofake(speaking, "sbi")
     assert len(calls) == len(speaking.faces) == 2  # one call, so one set of SBI parameters, per track
     np.testing.assert_array_equal(fake.audio, speaking.audio)
