@@ -17,16 +17,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
+from clips import MEDIA, SOURCE_1080P, make_1080p
 
 from dfdetect.config import PrepareConfig
 from dfdetect.data.prepare import prepare_clip
 from dfdetect.faces.detect import detector_from_config
 from dfdetect.io.video import decode_all, probe
 
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 CLIPS = [
     "real/pcavs_Audio_Source_00015.mp4",
     "real/videoretalking_face_2.mp4",
@@ -34,26 +33,6 @@ CLIPS = [
     "real/ffpp_orig_519.mp4",
 ]
 STAGES = ("decode", "decode_wait", "detect", "track_crop", "audio")
-
-
-def make_1080p(out: Path, seconds: float = 10.0) -> Path:
-    """A 1920x1080 30 fps H.264 clip: liveportrait_d10 (512 px) upscaled to 1080 and centred."""
-    if out.exists():
-        return out
-    src = MEDIA / "real/liveportrait_d10.mp4"
-    with av.open(str(src)) as inp, av.open(str(out), "w") as dst:
-        stream = dst.add_stream("libx264", rate=30, options={"preset": "veryfast", "crf": "23"})
-        stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
-        canvas = np.full((1080, 1920, 3), 40, np.uint8)
-        for frame in inp.decode(video=0):
-            if frame.time is not None and frame.time >= seconds:
-                break
-            canvas[:, 420:1500] = frame.to_ndarray(width=1080, height=1080, format="rgb24")
-            for packet in stream.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
-    return out
 
 
 def _timed(fn) -> tuple[float, float, object]:
@@ -101,7 +80,7 @@ def main() -> None:
     print(f"config: fps {config.fps}, detect_every {config.detect_every}, detect_size {config.detect_size}")
     with tempfile.TemporaryDirectory() as tmp:
         clips = [] if args.only_1080p else [MEDIA / c for c in CLIPS]
-        clips.append(make_1080p(Path(tmp) / "talking_head_1080p.mp4"))
+        clips.append(make_1080p(SOURCE_1080P, Path(tmp) / "talking_head_1080p.mp4"))
         ratios = [bench_clip(p, config, detector, args.repeat) for p in clips]
     wall, cpu = zip(*ratios, strict=True)
     print(f"prepare / decode_all (1080p): {wall[-1]:.2f}x wall, {cpu[-1]:.2f}x cpu (goal <= 2.0)")
