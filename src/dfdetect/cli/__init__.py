@@ -13,7 +13,7 @@ import sys
 
 from dfdetect import __version__
 
-COMMANDS = ("prepare", "train", "eval", "scan", "export")
+COMMANDS = ("prepare", "train", "eval", "scan", "export", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

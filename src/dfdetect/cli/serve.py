@@ -1,0 +1,159 @@
+"""`dfdetect serve`: run the REST API and the web page (FastAPI + uvicorn, the ``serve`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("dfdetect.serve")
+
+EPILOG = """\
+security:
+  Without --api-key-file the server takes no keys and binds to 127.0.0.1 only (a warning says so),
+  whatever --host asks. Make a key (printed once, stored hashed) with:
+    dfdetect serve --api-key-file keys.txt --new-key alice
+  then run with --api-key-file keys.txt and send 'Authorization: Bearer <key>'.
+
+examples:
+  dfdetect serve                                  # http://127.0.0.1:8000  (docs at /docs)
+  dfdetect serve --host 0.0.0.0 --api-key-file keys.txt --workers 2 --data-dir /var/lib/dfdetect
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the REST API and the web page (upload videos, follow jobs, read verdicts)",
+        description="Serve the scan core over HTTP: REST API under /v1, web page at /, docs at /docs.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="default: 8000")
+    p.add_argument("--model", "-m", default=None, help="model name or checkpoint path (default: packaged)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
+    p.add_argument("--workers", type=int, default=1, help="scanning workers, each with the model loaded")
+    p.add_argument(
+        "--data-dir",
+        default=os.environ.get("DFDETECT_DATA", str(Path.home() / ".cache" / "dfdetect" / "serve")),
+        help="job database and uploads (default: $DFDETECT_DATA or ~/.cache/dfdetect/serve)",
+    )
+    p.add_argument("--api-key-file", metavar="FILE", help="hashed API keys, one per line (see below)")
+    p.add_argument("--new-key", metavar="NAME", help="add a key named NAME to --api-key-file, print it, exit")
+    p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest file accepted (default: 200)")
+    p.add_argument("--max-files", type=int, default=20, help="files per upload request (default: 20)")
+    p.add_argument("--max-queue", type=int, default=100, help="queued jobs before 429 (default: 100)")
+    p.add_argument("--retention-hours", type=float, default=24.0, help="keep finished jobs (default: 24)")
+    p.add_argument("--rate-limit", type=float, default=60.0, help="uploads per minute per key (0: none)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow (repeatable)")
+    p.add_argument(
+        "--explain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Grad-CAM heatmaps and curves by default (uploads may say explain=false)",
+    )
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(run=run)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _new_key(args: argparse.Namespace) -> int:
+    from dfdetect.serve.auth import KeyFileError, new_key
+
+    if not args.api_key_file:
+        print("dfdetect serve: error: --new-key needs --api-key-file FILE", file=sys.stderr)
+        return 2
+    try:
+        key = new_key(args.api_key_file, args.new_key)
+    except KeyFileError as e:
+        print(f"dfdetect serve: error: {e}", file=sys.stderr)
+        return 2
+    print(key)
+    print(f"key {args.new_key!r} added to {args.api_key_file} (stored hashed; copy it now)", file=sys.stderr)
+    return 0
+
+
+def _settings(args: argparse.Namespace):
+    from dfdetect.serve.app import ServeSettings
+    from dfdetect.serve.auth import load_keys
+    from dfdetect.serve.uploads import UploadLimits
+
+    keys = load_keys(args.api_key_file) if args.api_key_file else None
+    for name, value in (("--workers", args.workers), ("--max-files", args.max_files)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1")
+    if args.max_upload_mb <= 0 or args.max_queue < 1 or args.retention_hours <= 0:
+        raise ValueError("--max-upload-mb, --max-queue and --retention-hours must be positive")
+    return ServeSettings(
+        data_dir=Path(args.data_dir).expanduser(),
+        model=args.model,
+        device=args.device,
+        workers=args.workers,
+        limits=UploadLimits(max_file_bytes=int(args.max_upload_mb * 1024 * 1024), max_files=args.max_files),
+        max_queue=args.max_queue,
+        retention_s=args.retention_hours * 3600.0,
+        keys=keys,
+        uploads_per_minute=args.rate_limit,
+        reads_per_minute=args.rate_limit * 20,
+        cors_origins=tuple(args.cors_origin),
+        explain=args.explain,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.new_key:
+        return _new_key(args)
+    try:
+        import uvicorn
+
+        from dfdetect.serve.app import create_app
+        from dfdetect.serve.auth import KeyFileError
+    except ImportError as e:
+        print(f"dfdetect serve: error: {e.name} is missing; pip install 'dfdetect[serve]'", file=sys.stderr)
+        return 2
+    try:
+        settings = _settings(args)
+    except (KeyFileError, ValueError) as e:
+        print(f"dfdetect serve: error: {e}", file=sys.stderr)
+        return 2
+    host = args.host
+    if settings.keys is None and not _is_loopback(host):
+        log.warning("no --api-key-file: binding to 127.0.0.1 instead of %s (local use only)", host)
+        host = "127.0.0.1"
+    elif settings.keys is None:
+        log.warning("no --api-key-file: anyone on this machine can use the service")
+    import dfdetect
+
+    try:  # fail here with a clear message, not in a worker thread
+        loaded = [dfdetect.load_detector(settings.model, device=settings.device)]
+    except Exception as e:  # noqa: BLE001 - any load failure is a usage error at this edge
+        print(f"dfdetect serve: error: cannot load the model: {e}", file=sys.stderr)
+        return 2
+
+    def load():
+        return loaded.pop() if loaded else dfdetect.load_detector(settings.model, device=settings.device)
+
+    _threads(settings.workers)
+    app = create_app(settings, load)
+    log.info("serving on http://%s:%d (docs at /docs), data in %s", host, args.port, settings.data_dir)
+    uvicorn.run(app, host=host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def _threads(workers: int) -> None:
+    """Share the cores between workers (torch's pool is per process)."""
+    import torch
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))

@@ -1,0 +1,382 @@
+"""Durable scan jobs: a SQLite (WAL) job store and a bounded pool of workers that keep the model loaded.
+
+A job is accepted only once its row is committed (``synchronous=FULL``), so a server killed with -9
+loses nothing it answered for. States: ``queued`` -> ``running`` -> ``done`` | ``failed``. On start,
+:meth:`JobStore.recover` puts jobs left ``running`` by a dead server back in the queue (they run
+again); a job that has already been interrupted ``max_attempts`` times is marked failed instead, so a
+file that crashes the process cannot crash it forever. Results are written only by the attempt that
+claimed the job (``WHERE attempts = ?``), so nothing is ever written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STATES = ("queued", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    owner TEXT NOT NULL,
+    filename TEXT NOT NULL,
+    media_kind TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    upload TEXT,
+    explain INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    scan_seconds REAL,
+    result TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, seq);
+CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, seq);
+"""
+
+_COLUMNS = (
+    "seq, id, owner, filename, media_kind, size, upload, explain, state, attempts, created, started, "
+    "finished, scan_seconds, error, json_extract(result, '$.status') AS r_status, "
+    "json_extract(result, '$.verdict') AS r_verdict, json_extract(result, '$.p_fake') AS r_p_fake"
+)
+
+
+class QueueFullError(Exception):
+    """The queue holds ``max_queued`` jobs; ``retry_after`` is a hint in seconds."""
+
+    def __init__(self, queued: int, limit: int, retry_after: int) -> None:
+        super().__init__(f"the scan queue is full ({queued} of {limit} jobs waiting); retry later")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """An upload already on disk, waiting to be committed as a job."""
+
+    id: str
+    filename: str  # the client's name, for display only (never used as a path)
+    media_kind: str  # video | audio | image, as sniffed from the content
+    size: int
+    upload: str  # file name inside the uploads folder (server-made)
+    explain: bool = False
+
+
+@dataclass(frozen=True)
+class Job:
+    seq: int
+    id: str
+    owner: str
+    filename: str
+    media_kind: str
+    size: int
+    upload: str | None
+    explain: bool
+    state: str
+    attempts: int
+    created: float
+    started: float | None
+    finished: float | None
+    scan_seconds: float | None
+    error: str | None
+    r_status: str | None = None  # summary of the result, read without loading it
+    r_verdict: str | None = None
+    r_p_fake: float | None = None
+    result: dict[str, Any] | None = field(default=None, compare=False)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class JobStore:
+    """Jobs in one SQLite file; safe to call from several threads (one connection, one lock).
+
+    Args:
+        path: the database file (created with its folder).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def add(self, owner: str, jobs: list[NewJob], max_queued: int, retry_after: Callable[[int], int]) -> None:
+        """Commit ``jobs`` as queued, all or none.
+
+        Raises:
+            QueueFullError: the queue would hold more than ``max_queued`` jobs.
+        """
+        now = time.time()
+        with self._tx() as db:
+            queued = db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'queued'").fetchone()[0]
+            if queued + len(jobs) > max_queued:
+                raise QueueFullError(queued, max_queued, retry_after(queued))
+            db.executemany(
+                "INSERT INTO jobs (id, owner, filename, media_kind, size, upload, explain, state, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                [(j.id, owner, j.filename, j.media_kind, j.size, j.upload, j.explain, now) for j in jobs],
+            )
+
+    def claim(self) -> Job | None:
+        """Take the oldest queued job: it becomes ``running`` and its attempt count goes up."""
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE state = 'queued' ORDER BY seq LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            now = time.time()
+            db.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, started = ? WHERE seq = ?",
+                (now, row["seq"]),
+            )
+        job = _job(row)
+        return Job(**{**job.__dict__, "state": "running", "attempts": job.attempts + 1, "started": now})
+
+    def finish(
+        self, job: Job, result: dict[str, Any] | None, error: str | None = None, scan_seconds: float = 0.0
+    ) -> bool:
+        """Record the outcome of the attempt ``job`` was claimed with; False if the job is gone."""
+        state = "done" if error is None else "failed"
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE jobs SET state = ?, result = ?, error = ?, finished = ?, scan_seconds = ?, "
+                "upload = NULL WHERE id = ? AND state = 'running' AND attempts = ?",
+                (
+                    state,
+                    None if result is None else json.dumps(result),
+                    error,
+                    time.time(),
+                    scan_seconds,
+                    job.id,
+                    job.attempts,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def recover(self, max_attempts: int) -> tuple[int, int]:
+        """After a restart: jobs left ``running`` go back to the queue, or fail after ``max_attempts``.
+
+        Returns:
+            ``(requeued, failed)`` counts.
+        """
+        with self._tx() as db:
+            failed = db.execute(
+                "UPDATE jobs SET state = 'failed', finished = ?, upload = NULL, error = ? "
+                "WHERE state = 'running' AND attempts >= ?",
+                (
+                    time.time(),
+                    f"the server stopped during this scan {max_attempts} times; the file was not scanned",
+                    max_attempts,
+                ),
+            ).rowcount
+            requeued = db.execute("UPDATE jobs SET state = 'queued' WHERE state = 'running'").rowcount
+        return requeued, failed
+
+    def delete(self, job_id: str) -> Job | None:
+        """Remove a job; returns it (with its upload name, for the caller to delete) or None."""
+        with self._tx() as db:
+            row = db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            if row is not None:
+                db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return None if row is None else _job(row)
+
+    def expired(self, finished_before: float) -> list[Job]:
+        """Finished jobs older than ``finished_before`` (for retention)."""
+        rows = self._query(
+            f"SELECT {_COLUMNS} FROM jobs WHERE state IN ('done', 'failed') AND finished < ?",
+            (finished_before,),
+        )
+        return [_job(r) for r in rows]
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get(self, job_id: str, with_result: bool = True) -> Job | None:
+        cols = f"{_COLUMNS}, result" if with_result else _COLUMNS
+        rows = self._query(f"SELECT {cols} FROM jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
+
+    def list(
+        self, owner: str | None, state: str | None = None, limit: int = 50, before: int | None = None
+    ) -> list[Job]:
+        """Jobs newest first (``before``: a ``seq`` cursor from the previous page); no results."""
+        where, args = [], []
+        if owner is not None:
+            where.append("owner = ?")
+            args.append(owner)
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        if before is not None:
+            where.append("seq < ?")
+            args.append(before)
+        sql = f"SELECT {_COLUMNS} FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = self._query(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
+        return [_job(r) for r in rows]
+
+    def queue_position(self, job: Job) -> int:
+        """How many queued jobs are ahead of ``job``."""
+        return self._query("SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND seq < ?", (job.seq,))[0][0]
+
+    def counts(self) -> dict[str, int]:
+        rows = self._query("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        out = dict.fromkeys(STATES, 0)
+        out.update({r[0]: r[1] for r in rows})
+        return out
+
+    def recent_scan_seconds(self, n: int = 20) -> list[float]:
+        rows = self._query(
+            "SELECT scan_seconds FROM jobs WHERE state = 'done' AND scan_seconds IS NOT NULL "
+            "ORDER BY finished DESC LIMIT ?",
+            (n,),
+        )
+        return [float(r[0]) for r in rows]
+
+
+def _job(row: sqlite3.Row) -> Job:
+    d = dict(row)
+    result = d.pop("result", None)
+    d["explain"] = bool(d["explain"])
+    return Job(**d, result=json.loads(result) if result else None)
+
+
+OnFinish = Callable[[Job, dict[str, Any] | None, str | None, float], None]
+
+
+class WorkerPool:
+    """``workers`` threads, each with its own loaded detector, scanning the jobs of a :class:`JobStore`.
+
+    Args:
+        store: the job store.
+        uploads: folder of the uploaded files (a job's ``upload`` is a name inside it).
+        load: returns a loaded detector (``dfdetect.load_detector(...)``); called once per worker.
+        workers: number of scanning threads.
+        on_finish: called after each job with ``(job, result, error, seconds)`` (metrics).
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        uploads: Path,
+        load: Callable[[], Any],
+        workers: int = 1,
+        on_finish: OnFinish | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.store, self.uploads, self.workers = store, Path(uploads), workers
+        self._load, self._on_finish = load, on_finish
+        self._cv = threading.Condition()
+        self._stop = False
+        self._threads: list[threading.Thread] = []
+        self.running: dict[str, float] = {}  # job id -> start time
+        self.detectors: list[Any] = []
+
+    def start(self) -> None:
+        """Load one detector per worker (errors surface here, before serving), then start the threads."""
+        self.detectors = [self._load() for _ in range(self.workers)]
+        for i, detector in enumerate(self.detectors):
+            t = threading.Thread(target=self._loop, args=(detector,), name=f"dfdetect-scan-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def wake(self) -> None:
+        """New jobs were queued."""
+        with self._cv:
+            self._cv.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop taking jobs; a scan still running after ``timeout`` is re-run at the next start."""
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def _loop(self, detector: Any) -> None:
+        while True:
+            with self._cv:
+                if self._stop:
+                    return
+            try:
+                job = self.store.claim()
+            except sqlite3.Error:
+                log.exception("could not claim a job")
+                job = None
+            if job is None:
+                with self._cv:
+                    if not self._stop:
+                        self._cv.wait(timeout=1.0)
+                continue
+            self._run(detector, job)
+
+    def _run(self, detector: Any, job: Job) -> None:
+        path = self.uploads / (job.upload or "")
+        self.running[job.id] = time.time()
+        start = time.perf_counter()
+        result, error = None, None
+        try:
+            if not job.upload or not path.is_file():
+                raise FileNotFoundError("the uploaded file is missing from the server's data folder")
+            pred = detector.scan(str(path), explain=job.explain, thumbnails=True)
+            result = pred.to_dict()
+            result["path"] = job.filename  # never show the server's path
+        except Exception as e:  # noqa: BLE001 - one job's failure never stops the worker
+            log.exception("job %s failed", job.id)
+            error = f"{type(e).__name__}: {e}"
+        seconds = time.perf_counter() - start
+        try:
+            kept = self.store.finish(job, result, error, seconds)
+        except sqlite3.Error:
+            log.exception("could not record job %s", job.id)
+            kept = False
+        finally:
+            self.running.pop(job.id, None)
+        if kept or not self.store.get(job.id, with_result=False):
+            path.unlink(missing_ok=True)
+        if kept and self._on_finish is not None:
+            self._on_finish(job, result, error, seconds)

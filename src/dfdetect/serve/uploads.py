@@ -1,0 +1,254 @@
+"""Multipart uploads streamed straight to disk, with size limits and content sniffing on the way.
+
+Nothing is held whole in memory: each chunk of the request body goes to a ``.part`` file in the
+uploads folder as it arrives. A file over the limit stops the upload at once (413); a file whose
+first bytes are not a media container is refused (415). Stored names are made by the server
+(``<job id><extension of the sniffed type>``); the client's file name is kept for display only.
+On any error every file of the request is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from dfdetect.serve.errors import ApiError
+from dfdetect.serve.jobs import new_job_id
+from dfdetect.serve.sniff import SNIFF_BYTES, sniff
+
+FILE_FIELDS = ("file", "files")
+_FIELDS = "'file' or 'files'"
+_FORMATS = (
+    "video MP4, MOV, MKV, WebM, AVI, FLV, WMV, MPEG-TS; audio WAV, MP3, M4A, FLAC, Ogg; "
+    "images JPEG, PNG, WebP"
+)
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_file_bytes: int = 200 * 1024 * 1024
+    max_files: int = 20
+    max_field_bytes: int = 1024
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self.max_files * self.max_file_bytes + 1024 * 1024
+
+
+@dataclass
+class ReceivedFile:
+    id: str
+    filename: str  # the client's name, cleaned, for display
+    kind: str = ""
+    ext: str = ""
+    size: int = 0
+    head: bytearray = field(default_factory=bytearray)
+    handle: IO[bytes] | None = None
+
+    @property
+    def stored(self) -> str:
+        return f"{self.id}{self.ext}"
+
+
+@dataclass
+class Received:
+    files: list[ReceivedFile]
+    fields: dict[str, str]
+
+
+def display_name(name: str, limit: int = 200) -> str:
+    """The last path component of a client's file name, without control characters, at most ``limit``."""
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip()
+    return name[:limit] or "upload"
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1024 / 1024:.0f} MiB"
+
+
+class _Receiver:
+    """python-multipart callbacks writing file parts to ``folder``."""
+
+    def __init__(self, folder: Path, limits: UploadLimits) -> None:
+        self.folder, self.limits = folder, limits
+        self.files: list[ReceivedFile] = []
+        self.fields: dict[str, str] = {}
+        self._headers: dict[bytes, bytes] = {}
+        self._hname, self._hvalue = b"", b""
+        self._file: ReceivedFile | None = None
+        self._field: tuple[str, bytearray] | None = None
+
+    def callbacks(self) -> dict[str, Any]:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": lambda d, s, e: setattr(self, "_hname", self._hname + d[s:e]),
+            "on_header_value": lambda d, s, e: setattr(self, "_hvalue", self._hvalue + d[s:e]),
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def _part_begin(self) -> None:
+        self._headers, self._file, self._field = {}, None, None
+
+    def _header_end(self) -> None:
+        self._headers[self._hname.strip().lower()] = self._hvalue.strip()
+        self._hname, self._hvalue = b"", b""
+
+    def _headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header
+
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" not in options:
+            self._field = (name, bytearray())
+            return
+        if name not in FILE_FIELDS:
+            raise ApiError(400, "bad_field", f"send files in fields named 'file' or 'files', not {name!r}")
+        if len(self.files) >= self.limits.max_files:
+            raise ApiError(
+                413,
+                "too_many_files",
+                f"at most {self.limits.max_files} files per request; send the rest after",
+            )
+        filename = display_name(options[b"filename"].decode("utf-8", "replace"))
+        self._file = ReceivedFile(id=new_job_id(), filename=filename)
+        self._file.handle = open(self.folder / f".{self._file.id}.part", "wb")  # noqa: SIM115
+        self.files.append(self._file)
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        chunk = data[start:end]
+        if self._field is not None:
+            self._field[1].extend(chunk)
+            if len(self._field[1]) > self.limits.max_field_bytes:
+                raise ApiError(400, "field_too_large", f"form field {self._field[0]!r} is too long")
+            return
+        f = self._file
+        if f is None or f.handle is None:
+            return
+        f.size += len(chunk)
+        if f.size > self.limits.max_file_bytes:
+            raise ApiError(
+                413,
+                "too_large",
+                f"{f.filename!r} is larger than the limit of {_mib(self.limits.max_file_bytes)} per file",
+            )
+        if not f.kind:
+            f.head.extend(chunk)
+            if len(f.head) >= SNIFF_BYTES:
+                self._check(f)
+            return
+        f.handle.write(chunk)
+
+    def _check(self, f: ReceivedFile) -> None:
+        """Sniff the buffered head, then write it out."""
+        found = sniff(bytes(f.head[:SNIFF_BYTES]))
+        if found is None:
+            what = "is empty" if not f.head else "is not a video, audio or image file dfdetect can read"
+            raise ApiError(
+                415,
+                "unsupported_media",
+                f"{f.filename!r} {what} (its content was checked, not its name); send one of: {_FORMATS}",
+            )
+        f.kind, f.ext = found
+        assert f.handle is not None
+        f.handle.write(f.head)
+        f.head = bytearray()
+
+    def _part_end(self) -> None:
+        if self._field is not None:
+            self.fields[self._field[0]] = self._field[1].decode("utf-8", "replace")
+            self._field = None
+            return
+        f = self._file
+        if f is not None and f.handle is not None:
+            if not f.kind:
+                self._check(f)
+            f.handle.close()
+            f.handle = None
+        self._file = None
+
+    def cleanup(self) -> None:
+        for f in self.files:
+            if f.handle is not None:
+                f.handle.close()
+            (self.folder / f".{f.id}.part").unlink(missing_ok=True)
+            if f.ext:
+                (self.folder / f.stored).unlink(missing_ok=True)
+
+
+def _boundary(content_type: str) -> bytes:
+    from python_multipart.multipart import parse_options_header
+
+    ctype, options = parse_options_header(content_type)
+    if ctype != b"multipart/form-data" or not options.get(b"boundary"):
+        raise ApiError(
+            415,
+            "not_multipart",
+            "upload files as multipart/form-data (fields named 'file' or 'files'), "
+            f"not {content_type or 'an empty body'!r}",
+        )
+    return options[b"boundary"]
+
+
+def check_request(headers: Any, folder: Path, limits: UploadLimits) -> bytes:
+    """Refuse before reading the body: wrong content type (415), declared size too large (413),
+    disk nearly full (507). Returns the multipart boundary."""
+    boundary = _boundary(headers.get("content-type", ""))
+    length = headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limits.max_request_bytes:
+        raise ApiError(
+            413,
+            "too_large",
+            f"the request ({_mib(int(length))}) is larger than {limits.max_files} files of "
+            f"{_mib(limits.max_file_bytes)}",
+        )
+    if shutil.disk_usage(folder).free < limits.max_file_bytes + 256 * 1024 * 1024:
+        raise ApiError(507, "disk_full", "the server's data folder is almost full; retry later")
+    return boundary
+
+
+async def receive(request: Any, folder: Path, limits: UploadLimits) -> Received:
+    """Stream the multipart body of ``request`` (a Starlette request) into ``folder``.
+
+    Raises:
+        ApiError: 400 malformed or no file, 413 too large / too many files, 415 not multipart or not
+            media, 507 disk full. Files already written are removed first.
+    """
+    from python_multipart.exceptions import MultipartParseError
+    from python_multipart.multipart import MultipartParser
+    from starlette.requests import ClientDisconnect
+
+    boundary = check_request(request.headers, folder, limits)
+    receiver = _Receiver(folder, limits)
+    parser = MultipartParser(boundary, receiver.callbacks(), max_size=limits.max_request_bytes)
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                parser.write(chunk)
+        parser.finalize()
+        if receiver._file is not None or receiver._field is not None:
+            raise ApiError(400, "bad_multipart", "the multipart body ended in the middle of a part")
+        if not receiver.files:
+            raise ApiError(400, "no_files", f"send one or more files in multipart fields named {_FIELDS}")
+        for f in receiver.files:
+            os.replace(folder / f".{f.id}.part", folder / f.stored)
+    except ApiError:
+        receiver.cleanup()
+        raise
+    except MultipartParseError as e:
+        receiver.cleanup()
+        raise ApiError(400, "bad_multipart", f"malformed multipart body: {e}") from None
+    except ClientDisconnect:
+        receiver.cleanup()
+        raise ApiError(400, "disconnected", "the client closed the connection during the upload") from None
+    except BaseException:
+        receiver.cleanup()
+        raise
+    return Received(files=receiver.files, fields=receiver.fields)
