@@ -227,9 +227,14 @@ async def receive(request: Any, folder: Path, limits: UploadLimits) -> Received:
 
     boundary = check_request(request.headers, folder, limits)
     receiver = _Receiver(folder, limits)
-    parser = MultipartParser(boundary, receiver.callbacks(), max_size=limits.max_request_bytes)
+    parser = MultipartParser(boundary, receiver.callbacks())
+    total = 0
     try:
         async for chunk in request.stream():
+            total += len(chunk)
+            if total > limits.max_request_bytes:
+                limit = _mib(limits.max_request_bytes)
+                raise ApiError(413, "too_large", f"the request is larger than {limit}")
             if chunk:
                 parser.write(chunk)
         parser.finalize()
