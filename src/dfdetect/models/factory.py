@@ -8,6 +8,8 @@ the detector is accepted unless the preset fixes it):
 - ``frequency``: frames -> frequency branch only (F3Net-style) -> temporal transformer.
 - ``audio``: audio -> log-mel CNN (or wav2vec2).
 - ``av``: both, fused (``late`` / ``concat`` / ``cross_attention``), optional lip-sync head.
+- ``aasist`` / ``aasist-l``: speech anti-spoofing on raw 16 kHz waveforms (``models/aasist.py``);
+  ``pretrained=True`` loads the official checkpoints shipped in ``dfdetect/weights/aasist/``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,22 @@ def audio(**kwargs: Any) -> DeepfakeDetector:
 def av(**kwargs: Any) -> DeepfakeDetector:
     """Audio-visual detector (cross-attention fusion by default; ``use_sync=True`` adds lip sync)."""
     return DeepfakeDetector(use_video=True, use_audio=True, **kwargs)
+
+
+@MODELS.register("aasist")
+def aasist(**kwargs: Any) -> nn.Module:
+    """AASIST (official ASVspoof 2019 LA weights with ``pretrained=True``); audio only."""
+    from dfdetect.models.aasist import build_aasist
+
+    return build_aasist("aasist", **kwargs)
+
+
+@MODELS.register("aasist-l")
+def aasist_l(**kwargs: Any) -> nn.Module:
+    """AASIST-L, the 85 k-parameter variant (official weights with ``pretrained=True``); audio only."""
+    from dfdetect.models.aasist import build_aasist
+
+    return build_aasist("aasist-l", **kwargs)
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
