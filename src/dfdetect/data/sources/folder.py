@@ -7,12 +7,14 @@
    ``ROOT/{train,val,test}/{real,fake}/**``; a sub-folder of ``fake/`` names the method;
 3. any folder of videos (recursively): unlabelled (label -1), all in the "test" split.
 
-Video extensions: mp4 mov webm avi mkv m4v mpg mpeg wmv flv (case-insensitive).
+Video extensions: mp4 mov webm avi mkv m4v mpg mpeg wmv flv; audio-only files: wav mp3 flac m4a ogg
+(case-insensitive). A speech CSV's ``speaker`` column is the group and ``generator`` the method.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 from pathlib import Path
@@ -24,13 +26,14 @@ from dfdetect.data.sources._common import (
     DatasetLayoutError,
     SourceOptionError,
     abs_root,
-    iter_videos,
+    is_video,
     rel_posix,
 )
 
 log = logging.getLogger(__name__)
 
 LABELS_CSV = "labels.csv"
+AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".flac", ".m4a", ".ogg"})  # audio-only files (speech sets)
 _LABEL_WORDS = {
     "0": REAL, "real": REAL, "original": REAL, "pristine": REAL,
     "1": FAKE, "fake": FAKE, "deepfake": FAKE, "manipulated": FAKE,
@@ -53,8 +56,21 @@ def _parse_label(value: str, where: str) -> int:
     return _LABEL_WORDS[key]
 
 
-def _csv_rows(csv_path: Path) -> list[ManifestRow]:
-    """Rows of a labels CSV (``path,label[,method,group,split]``)."""
+def _group(raw: dict[str, str], path: Path, column: str | None = None) -> str:
+    """A row's group: the ``column`` named by ``group_by`` (e.g. ``source_repo``: the inputs and outputs
+    of one generator's repository share identities), else the ``group`` column, else ``speaker`` (speech
+    sets: speaker-disjoint splits; case-folded, so ``LJ`` and ``lj`` are one speaker), else the file."""
+    if column:
+        return f"{column}:{raw[column]}"
+    if raw.get("group"):
+        return raw["group"]
+    if raw.get("speaker"):
+        return "speaker:" + raw["speaker"].casefold()
+    return str(path)
+
+
+def _csv_rows(csv_path: Path, group_column: str | None = None) -> list[ManifestRow]:
+    """Rows of a labels CSV (``path,label[,method|generator,group|speaker,split]``)."""
     base = csv_path.parent
     rows, missing = [], 0
     with csv_path.open(newline="", encoding="utf-8-sig") as f:
@@ -65,6 +81,10 @@ def _csv_rows(csv_path: Path) -> list[ManifestRow]:
                 f"{csv_path}: expected a header with 'path' and 'label' (and optionally method, group, "
                 f"split), got {reader.fieldnames}"
             )
+        if group_column and group_column not in fields:
+            raise SourceOptionError(
+                f"{csv_path}: option group_by={group_column!r} is not a column of {fields}"
+            )
         for i, raw in enumerate(reader, 2):
             raw = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
             where = f"{csv_path}:{i}"
@@ -73,12 +93,29 @@ def _csv_rows(csv_path: Path) -> list[ManifestRow]:
             split = _SPLIT_WORDS.get(raw.get("split", "").lower(), raw.get("split", ""))
             if split and split not in SPLITS:
                 raise DatasetLayoutError(f"{where}: split must be train, val or test, got {raw['split']!r}")
-            method = raw.get("method") or {REAL: "real", FAKE: "unknown", UNKNOWN: "unknown"}[label]
+            default = {REAL: "real", FAKE: "unknown", UNKNOWN: "unknown"}[label]
+            method = raw.get("method") or raw.get("generator") or default
             missing += not path.is_file()
-            rows.append(ManifestRow(str(path), label, "folder", method, split, raw.get("group") or str(path)))
+            rows.append(
+                ManifestRow(str(path), label, "folder", method, split, _group(raw, path, group_column))
+            )
     if missing:
         log.warning("%s: %d listed videos do not exist (prepare will report them)", csv_path, missing)
     return rows
+
+
+def _iter_media(root: Path) -> list[Path]:
+    """Videos and audio-only files under ``root`` (sorted, hidden files and folders skipped)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath) / n for n in filenames if is_video(Path(n)) or is_audio(Path(n))]
+    return sorted(found)
+
+
+def is_audio(path: Path) -> bool:
+    """True for a visible file with an audio-only extension (case-insensitive)."""
+    return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
 
 
 def _label_from_parts(parts: tuple[str, ...]) -> tuple[str, int, str] | None:
@@ -120,7 +157,7 @@ def _has_label_folders(root: Path) -> bool:
 
 @SOURCES.register("folder")
 def scan_folder(
-    root: str | os.PathLike, split: str | None = None, group_by: str = "video"
+    root: str | os.PathLike, split: str | None = None, group_by: str = "video", splits: str | None = None
 ) -> list[ManifestRow]:
     """Videos of a user's own folder (or labels CSV) as manifest rows.
 
@@ -129,23 +166,30 @@ def scan_folder(
         split: put every video in this split (e.g. "test" for a held-out set); default: from the
             CSV or split folders, else assigned by group (unlabelled videos go to "test").
         group_by: "video" (each video its own group) or "folder" (videos of one folder share a
-            group, e.g. clips of one person); a CSV's group column wins.
+            group, e.g. clips of one person); a CSV's group column wins. With a labels CSV it may
+            also name a column of the CSV (``group_by=source_repo``) whose value groups the rows.
+        splits: a JSON file ``{"train": [group, ...], "val": [...], "test": [...]}`` that fixes the
+            split of the groups it lists (like FaceForensics++'s official split files; a group is
+            given as its value, e.g. ``ali-vilab/dreamtalk`` for ``group_by=source_repo``); the
+            other rows are assigned by group as usual.
     """
     root = abs_root(root)
     if split is not None and split not in SPLITS:
         raise SourceOptionError(f"option split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if group_by not in ("video", "folder"):
-        raise SourceOptionError(f"option group_by must be 'video' or 'folder', got {group_by!r}")
-    if root.is_file() and root.suffix.lower() == ".csv":
-        rows = _csv_rows(root)
+    csv_path = root if root.suffix.lower() == ".csv" else root / LABELS_CSV
+    column = None if group_by in ("video", "folder") else group_by.strip().lower()
+    if column and not csv_path.is_file():
+        raise SourceOptionError(
+            f"option group_by must be 'video', 'folder' or (with a labels CSV) a column name, got {group_by!r}"
+        )
+    if csv_path.is_file():
+        rows = _csv_rows(csv_path, column)
     elif not root.is_dir():
         raise DatasetLayoutError(f"{root} is neither a folder of videos nor a labels .csv file")
-    elif (root / LABELS_CSV).is_file():
-        rows = _csv_rows(root / LABELS_CSV)
     elif _has_label_folders(root):
-        rows = _tree_rows(root, iter_videos(root), group_by)
+        rows = _tree_rows(root, _iter_media(root), group_by)
     else:
-        videos = iter_videos(root)
+        videos = _iter_media(root)
         rows = [
             ManifestRow(
                 str(p), UNKNOWN, "folder", "unknown", "test",
@@ -156,6 +200,29 @@ def scan_folder(
     if not rows:
         raise DatasetLayoutError(
             f"no videos found under {root}: expected real/ and fake/ folders, a {LABELS_CSV} "
-            f"(path,label), or video files ({', '.join(sorted(e[1:] for e in VIDEO_EXTENSIONS))})"
+            f"(path,label), or video/audio files "
+            f"({', '.join(sorted(e[1:] for e in VIDEO_EXTENSIONS | AUDIO_EXTENSIONS))})"
         )
+    if splits:
+        rows = _apply_splits(rows, Path(splits))
     return [r.with_split(split) for r in rows] if split else rows
+
+
+def _apply_splits(rows: list[ManifestRow], path: Path) -> list[ManifestRow]:
+    """Rows with the split that the JSON file ``path`` gives their group (see ``scan_folder``)."""
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+        wanted = {str(g): _SPLIT_WORDS[s.lower()] for s, groups in table.items() for g in groups}
+    except (OSError, ValueError, KeyError, AttributeError, TypeError) as e:
+        raise SourceOptionError(
+            f'option splits={path}: expected a JSON object {{"train"|"val"|"test": [group, ...]}} ({e})'
+        ) from e
+    known = {r.group for r in rows} | {r.group.split(":", 1)[-1] for r in rows}
+    unknown = sorted(set(wanted) - known)
+    if unknown:
+        raise SourceOptionError(f"option splits={path}: no row has group(s) {unknown[:5]}")
+    out = []
+    for r in rows:
+        s = wanted.get(r.group, wanted.get(r.group.split(":", 1)[-1]))
+        out.append(r.with_split(s) if s else r)
+    return out

@@ -1,0 +1,253 @@
+"""Speech (audio-only) data: canonical decoding, one-codec re-encoding, perturbations and a dataset.
+
+Every file is decoded to 16 kHz mono and, for training and evaluation, re-encoded through one codec
+(:func:`reencode`, Opus 48 kbit/s by default) so that the source format (WAV vs MP3, 22.05 vs 24 kHz)
+carries no label. :class:`SpeechDataset` yields DESIGN.md "Sample" dicts (``audio [S]`` + ``audio_mask``,
+``label``, ``segment_labels [1]``, ``meta``) that the generic training loop and ``DeepfakeTask`` accept.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+import torch
+
+from dfdetect.data.manifest import REAL, UNKNOWN, ManifestRow
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+CODECS = {"opus": ("libopus", "ogg"), "mp3": ("libmp3lame", "mp3"), "aac": ("aac", "adts")}
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    """How speech files become model inputs (recorded in the training config and model card).
+
+    Attributes:
+        codec: ``opus``, ``mp3``, ``aac`` or ``none``: the one codec every file goes through.
+        bitrate: bits per second of that codec.
+        window: samples per training/validation sample (the model's window).
+        max_seconds: seconds decoded from each file (bounds memory and time).
+        p_noise, snr_db: training noise augmentation (probability, SNR range in dB).
+        p_band: training band-limiting to 8 kHz telephone rate (probability).
+        p_gain, gain_db: training gain change (probability, range in dB).
+    """
+
+    codec: str = "opus"
+    bitrate: int = 48000
+    window: int = 64600
+    max_seconds: float = 30.0
+    p_noise: float = 0.3
+    snr_db: tuple[float, float] = (10.0, 40.0)
+    p_band: float = 0.2
+    p_gain: float = 0.3
+    gain_db: tuple[float, float] = (-6.0, 6.0)
+
+
+def _encode(audio: np.ndarray, sample_rate: int, codec: str, container: str, bitrate: int) -> bytes:
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=sample_rate)
+        stream.bit_rate = int(bitrate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(audio[None].astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate = sample_rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def decode_bytes(data: bytes, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Encoded audio bytes -> ``[S]`` float32 mono at ``sample_rate``."""
+    chunks = []
+    with av.open(io.BytesIO(data)) as inp:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        for frame in inp.decode(audio=0):
+            chunks.extend(o.to_ndarray().reshape(-1) for o in resampler.resample(frame))
+        chunks.extend(o.to_ndarray().reshape(-1) for o in resampler.resample(None))
+    return np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+
+
+def reencode(
+    audio: np.ndarray, sample_rate: int = SAMPLE_RATE, codec: str = "opus", bitrate: int = 48000
+) -> np.ndarray:
+    """Pass ``audio [S]`` (mono float) through ``codec`` at ``bitrate`` and back to ``sample_rate``.
+
+    The output has the input's length (codec delay and padding trimmed or padded at the end).
+    ``codec="none"`` returns the input unchanged.
+    """
+    if codec == "none" or audio.size == 0:
+        return audio.astype(np.float32, copy=False)
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)} or none")
+    name, container = CODECS[codec]
+    out = decode_bytes(_encode(np.clip(audio, -1, 1), sample_rate, name, container, bitrate), sample_rate)
+    return fit_length(out, audio.size)
+
+
+def fit_length(audio: np.ndarray, n: int) -> np.ndarray:
+    """Cut or zero-pad ``audio`` to ``n`` samples."""
+    if audio.size >= n:
+        return np.ascontiguousarray(audio[:n])
+    return np.concatenate([audio, np.zeros(n - audio.size, np.float32)])
+
+
+def load_speech(
+    path: str | os.PathLike, codec: str = "opus", bitrate: int = 48000, max_seconds: float | None = 30.0
+) -> np.ndarray:
+    """A speech file as 16 kHz mono float32, re-encoded through ``codec`` (the train/eval canonical form).
+
+    Raises:
+        UnreadableMediaError: the file cannot be decoded.
+    """
+    from dfdetect.io.audio import load_audio
+
+    audio, _ = load_audio(path, SAMPLE_RATE, max_duration=max_seconds)
+    return reencode(audio, SAMPLE_RATE, codec, bitrate)
+
+
+# ------------------------------------------------------------------------------------------------
+# Perturbations (robustness evaluation) and training augmentation
+# ------------------------------------------------------------------------------------------------
+
+
+def resample(audio: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Polyphase resampling (scipy) of ``audio``."""
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(rate_in, rate_out)
+    return resample_poly(audio, rate_out // g, rate_in // g).astype(np.float32)
+
+
+def telephone(audio: np.ndarray, sample_rate: int = SAMPLE_RATE, rate: int = 8000) -> np.ndarray:
+    """Narrow-band telephone channel: down to ``rate`` Hz and back (everything above rate/2 is lost)."""
+    return fit_length(resample(resample(audio, sample_rate, rate), rate, sample_rate), audio.size)
+
+
+def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """White Gaussian noise at ``snr_db`` relative to the signal's power."""
+    power = float(np.mean(np.square(audio, dtype=np.float64))) or 1e-8
+    std = np.sqrt(power / 10 ** (snr_db / 10))
+    return (audio + rng.normal(0, std, audio.shape)).astype(np.float32)
+
+
+def perturb(audio: np.ndarray, name: str, seed: int = 0, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Named perturbations of the speech evaluation: ``clean``, ``mp3_64k`` (MP3 at 64 kbit/s),
+    ``telephone_8k`` (8 kHz band), ``noise_10db`` (white noise at 10 dB SNR)."""
+    if name == "clean":
+        return audio
+    if name == "mp3_64k":
+        return reencode(audio, sample_rate, "mp3", 64000)
+    if name == "telephone_8k":
+        return telephone(audio, sample_rate)
+    if name == "noise_10db":
+        return add_noise(audio, 10.0, np.random.default_rng(seed))
+    raise ValueError(f"unknown perturbation {name!r}; choose clean, mp3_64k, telephone_8k or noise_10db")
+
+
+PERTURBATIONS = ("clean", "mp3_64k", "telephone_8k", "noise_10db")
+
+
+def augment(audio: np.ndarray, cfg: SpeechConfig, rng: np.random.Generator) -> np.ndarray:
+    """Training augmentation: gain, telephone band, noise (each with its probability)."""
+    if rng.random() < cfg.p_gain:
+        audio = audio * np.float32(10 ** (rng.uniform(*cfg.gain_db) / 20))
+    if rng.random() < cfg.p_band:
+        audio = telephone(audio)
+    if rng.random() < cfg.p_noise:
+        audio = add_noise(audio, rng.uniform(*cfg.snr_db), rng)
+    return np.clip(audio, -1, 1).astype(np.float32)
+
+
+def crop(audio: np.ndarray, window: int, start: int | None) -> np.ndarray:
+    """``window`` samples from ``start`` (None = the first window); short clips are repeated."""
+    if audio.size == 0:
+        return np.zeros(window, np.float32)
+    if audio.size < window:
+        audio = np.tile(audio, int(np.ceil(window / audio.size)))
+    start = 0 if start is None else min(start, audio.size - window)
+    return np.ascontiguousarray(audio[start : start + window])
+
+
+# ------------------------------------------------------------------------------------------------
+# Dataset
+# ------------------------------------------------------------------------------------------------
+
+
+class SpeechDataset(torch.utils.data.Dataset):
+    """Manifest rows of speech files -> Sample dicts, one ``cfg.window`` crop per draw.
+
+    Files are decoded and re-encoded once (kept in memory; the speech sets are small). Training draws a
+    random crop and augments it; evaluation takes ``windows_per_clip`` evenly spaced crops (the first
+    window when 1, as the official evaluation). Random draws come from ``(seed, epoch, index)``.
+    Unreadable files and, in training, unlabelled rows are skipped (logged).
+    """
+
+    def __init__(
+        self,
+        rows: list[ManifestRow],
+        cfg: SpeechConfig,
+        train: bool = False,
+        seed: int = 0,
+        windows_per_clip: int = 1,
+    ) -> None:
+        self.cfg, self.train, self.seed, self.epoch = cfg, train, seed, 0
+        self.windows_per_clip = windows_per_clip
+        self.rows: list[ManifestRow] = []
+        self.audio: list[np.ndarray] = []
+        for row in rows:
+            if train and row.label == UNKNOWN:
+                continue
+            try:
+                audio = load_speech(row.path, cfg.codec, cfg.bitrate, cfg.max_seconds)
+            except Exception as e:  # a bad file never stops a run
+                log.warning("skipping %s: %s", row.path, e)
+                continue
+            if audio.size:
+                self.rows.append(row)
+                self.audio.append(audio)
+        log.info("speech dataset: %d of %d files usable", len(self.rows), len(rows))
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.repeat([r.label for r in self.rows], self.windows_per_clip)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.rows) * self.windows_per_clip
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        item, draw = divmod(index, self.windows_per_clip)
+        row, audio, w = self.rows[item], self.audio[item], self.cfg.window
+        last = max(audio.size - w, 0)
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            x = augment(crop(audio, w, int(rng.integers(0, last + 1))), self.cfg, rng)
+        else:
+            start = None if self.windows_per_clip == 1 else round(last * draw / (self.windows_per_clip - 1))
+            x = crop(audio, w, start)
+        label = float(row.label)
+        return {
+            "audio": torch.from_numpy(x),
+            "audio_mask": torch.tensor(True),
+            "label": torch.tensor(label),
+            "segment_labels": torch.tensor([label]),
+            "video_label": torch.tensor(float(UNKNOWN if row.label != REAL else REAL)),
+            "audio_label": torch.tensor(label),
+            "meta": {"path": row.path, "dataset": row.dataset, "method": row.method, "pseudo": ""},
+        }
