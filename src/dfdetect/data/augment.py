@@ -19,9 +19,9 @@ def augment_window(
 ) -> Window:
     """Apply each augmentation of ``cfg`` with its probability; returns a new window.
 
-    Order: random resized crop, flip, colour jitter, blur, JPEG (video); shift, gain, noise (audio,
-    only when the window has audio). ``mouths`` are left as they were: recompute them from the new
-    frames and landmarks (``windows.window_mouths``) when they are used.
+    Order: random resized crop, flip, colour jitter, blur, down-and-up scaling, JPEG, H.264 (video);
+    shift, gain, noise (audio, only when the window has audio). ``mouths`` are left as they were:
+    recompute them from the new frames and landmarks (``windows.window_mouths``) when they are used.
     """
     frames, landmarks = window.frames, window.landmarks
     if rng.random() < cfg.p_crop:
@@ -32,8 +32,12 @@ def augment_window(
         frames = color_jitter(frames, rng, cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue)
     if rng.random() < cfg.p_blur:
         frames = gaussian_blur(frames, float(rng.uniform(*cfg.blur_sigma)))
+    if rng.random() < cfg.p_resize:
+        frames = down_up(frames, float(rng.uniform(*cfg.resize_scale)))
     if rng.random() < cfg.p_jpeg:
         frames = jpeg(frames, int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1)))
+    if rng.random() < cfg.p_h264:
+        frames = h264(frames, int(rng.integers(cfg.h264_crf[0], cfg.h264_crf[1] + 1)))
     window = window.replace(frames=frames, landmarks=landmarks)
     if window.audio_mask:
         window = window.replace(audio=augment_audio(window.audio, cfg, rng, sample_rate))
@@ -126,6 +130,37 @@ def jpeg(frames: np.ndarray, quality: int) -> np.ndarray:
             raise RuntimeError(f"JPEG encoding failed at quality {quality}")
         out.append(cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
     return np.stack(out)
+
+
+def down_up(frames: np.ndarray, scale: float) -> np.ndarray:
+    """Downscale every frame by ``scale`` (< 1) and back to its size: the blur of a low-resolution
+    upload, so that sharpness carries no label."""
+    t, h, w = frames.shape[:3]
+    small = (max(8, round(w * scale)), max(8, round(h * scale)))
+    return np.stack([cv2.resize(cv2.resize(f, small, interpolation=cv2.INTER_AREA), (w, h)) for f in frames])
+
+
+def h264(frames: np.ndarray, crf: int) -> np.ndarray:
+    """Encode the frames ``[T, H, W, 3]`` as one H.264 stream at ``crf`` (libx264 in PyAV) and decode them:
+    the block and motion artefacts of a re-uploaded video, so that a codec's traces carry no label."""
+    import io
+
+    import av
+
+    t, h, w = frames.shape[:3]
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = w + w % 2, h + h % 2, "yuv420p"
+        stream.options = {"crf": str(crf), "preset": "ultrafast", "tune": "zerolatency"}
+        for f in frames:
+            f = np.pad(f, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        out.mux(stream.encode())
+    buf.seek(0)
+    with av.open(buf) as inp:
+        decoded = [fr.to_ndarray(format="rgb24")[:h, :w] for fr in inp.decode(video=0)]
+    return np.stack(decoded) if len(decoded) == t else frames
 
 
 def time_shift(audio: np.ndarray, shift: int) -> np.ndarray:

