@@ -99,18 +99,11 @@ def speech_splits(data: SpeechDataConfig) -> dict[str, list[ManifestRow]]:
 def checkpoint_meta(cfg: SpeechExperimentConfig) -> dict[str, Any]:
     """Keys that make every checkpoint self-describing (model_config, preprocess, calibration, config)."""
     d = cfg.data
-    return {
-        "model_config": {"name": cfg.model.name, **cfg.model.kwargs()},
-        "preprocess": {
-            "sample_rate": 16000,
-            "window_samples": d.window,
-            "codec": d.codec,
-            "bitrate": d.bitrate,
-            "kind": "audio",
-        },
-        "calibration": {"temperature": 1.0},
-        "train_config": cfg.model_dump(mode="json"),
-    }
+    state = speech_checkpoint({}, cfg.model.name, cfg.model.kwargs(), d.codec, d.bitrate)
+    state.pop("model_state")
+    state.pop("metrics")
+    state["train_config"] = cfg.model_dump(mode="json")
+    return state
 
 
 def train_speech(
@@ -136,8 +129,7 @@ def train_speech(
     train_set = SpeechDataset(splits["train"], sc, True, cfg.train.seed, cfg.data.windows_per_clip)
     val_set = SpeechDataset(splits["val"], sc, False, cfg.train.seed, cfg.data.val_windows_per_clip)
     model = create_model(cfg.model.name, **cfg.model.kwargs())
-    meta = checkpoint_meta(cfg)
-    meta["model_config"]["pretrained"] = False  # the checkpoint's own weights rebuild it
+    meta = checkpoint_meta(cfg)  # model_config has pretrained=False: the checkpoint's weights rebuild it
     trainer = Trainer(
         model, DeepfakeTask(cfg.loss), train_set, val_set, collate_fn=collate, train_cfg=cfg.train,
         optim_cfg=cfg.optim, run_dir=run, batch_size=cfg.data.batch_size,
@@ -151,6 +143,37 @@ def train_speech(
     summary = trainer.fit(stages_of(cfg), resume=resume)  # type: ignore[arg-type]
     log.info("done at step %d: best val AUC %s", summary["step"], summary["best"].get("auc"))
     return run
+
+
+def speech_checkpoint(
+    model_state: dict[str, torch.Tensor],
+    name: str = "aasist-l",
+    model_kwargs: dict[str, Any] | None = None,
+    codec: str = "opus",
+    bitrate: int = 48000,
+    metrics: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A self-describing checkpoint dict for a speech model (``dfdetect.checkpoint`` rebuilds it like
+    any other: ``create_model(name, **model_config)`` + ``model_state``). Window, hop and sample rate
+    travel with the model (``model.pretrained_cfg``); ``preprocess`` records the sample rate and the one
+    codec of training and evaluation."""
+    from dfdetect.models.aasist import WINDOW_SAMPLES
+
+    return {
+        "model_state": model_state,
+        "model_config": {"name": name, **(model_kwargs or {}), "pretrained": False},
+        "preprocess": {
+            "sample_rate": 16000,
+            "window_samples": WINDOW_SAMPLES,
+            "codec": codec,
+            "bitrate": bitrate,
+            "kind": "audio",
+        },
+        "calibration": {"temperature": 1.0},
+        "metrics": metrics or {},
+        "train_config": train_config or {},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
