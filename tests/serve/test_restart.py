@@ -30,7 +30,7 @@ def start_server(model: Path, data: Path, port: int, log: Path) -> subprocess.Po
     return subprocess.Popen(cmd, stdout=log.open("ab"), stderr=subprocess.STDOUT, env=env)
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 240.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -42,6 +42,33 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 9
             pass
         time.sleep(0.2)
     pytest.fail(f"server not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(x) for x in text.split()]
+
+
+def wait_gone(pids: list[int], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(Path(f"/proc/{p}").exists() and "Z" not in _state(p) for p in pids):
+        assert time.monotonic() < deadline, f"processes {pids} still alive"
+        time.sleep(0.2)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def wait_state(url: str, job_id: str, timeout: float = 90.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while (job := httpx.get(f"{url}/v1/scans/{job_id}", timeout=5).json())["state"] not in ("done", "failed"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    return job
 
 
 def test_kill_9_mid_scan_loses_and_duplicates_nothing(tiny_ckpt: Path, tmp_path: Path) -> None:
@@ -56,11 +83,13 @@ def test_kill_9_mid_scan_loses_and_duplicates_nothing(tiny_ckpt: Path, tmp_path:
         while httpx.get(f"{url}/v1/scans/{ids[0]}", timeout=5).json()["state"] != "running":
             assert time.monotonic() < deadline, "the first job never started"
             time.sleep(0.02)
+        scanners = children(proc.pid)
+        assert scanners, "the worker's model lives in a child process"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            stop(proc)
 
     with sqlite3.connect(data / "jobs.sqlite") as db:
         states = dict(db.execute("SELECT id, state FROM jobs").fetchall())
@@ -86,6 +115,30 @@ def test_kill_9_mid_scan_loses_and_duplicates_nothing(tiny_ckpt: Path, tmp_path:
         scans = sum(int(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if "scans_total{" in line)
         assert scans == 3, "the restarted server scanned each job exactly once"
         assert list((data / "uploads").iterdir()) == [], "uploads are removed once scanned"
+        wait_gone(scanners)  # the killed server's scanner saw its socket close and exited
+
+        # A scanner process that dies mid-scan fails that job only; the next job gets a new scanner.
+        (child,) = children(proc.pid)
+        doomed = httpx.post(f"{url}/v1/scans", files=files[:1], timeout=30).json()["jobs"][0]["id"]
+        while httpx.get(f"{url}/v1/scans/{doomed}", timeout=5).json()["state"] != "running":
+            time.sleep(0.02)
+        os.kill(child, signal.SIGKILL)
+        job = wait_state(url, doomed)
+        assert job["state"] == "failed" and "scanner process died (signal 9)" in job["error"], job
+        after = wait_state(
+            url, httpx.post(f"{url}/v1/scans", files=files[1:2], timeout=30).json()["jobs"][0]["id"]
+        )
+        assert after["state"] == "done" and after["prediction"]["status"] == "no_audio"
+        assert httpx.get(f"{url}/healthz", timeout=5).json()["status"] == "ok"
     finally:
-        proc.terminate()
-        proc.wait(15)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (graceful: the workers' processes stop too), SIGKILL if that takes over a minute."""
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)

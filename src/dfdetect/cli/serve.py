@@ -134,26 +134,11 @@ def run(args: argparse.Namespace) -> int:
         host = "127.0.0.1"
     elif settings.keys is None:
         log.warning("no --api-key-file: anyone on this machine can use the service")
-    import dfdetect
-
-    try:  # fail here with a clear message, not in a worker thread
-        loaded = [dfdetect.load_detector(settings.model, device=settings.device)]
-    except Exception as e:  # noqa: BLE001 - any load failure is a usage error at this edge
-        print(f"dfdetect serve: error: cannot load the model: {e}", file=sys.stderr)
+    try:  # the workers load the model as the app starts; a failure stops it with the reason
+        app = create_app(settings)
+    except Exception as e:  # noqa: BLE001 - any setup failure is a usage error at this edge
+        print(f"dfdetect serve: error: {e}", file=sys.stderr)
         return 2
-
-    def load():
-        return loaded.pop() if loaded else dfdetect.load_detector(settings.model, device=settings.device)
-
-    _threads(settings.workers)
-    app = create_app(settings, load)
     log.info("serving on http://%s:%d (docs at /docs), data in %s", host, args.port, settings.data_dir)
     uvicorn.run(app, host=host, port=args.port, log_level=args.log_level, access_log=False)
     return 0
-
-
-def _threads(workers: int) -> None:
-    """Share the cores between workers (torch's pool is per process)."""
-    import torch
-
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers)))

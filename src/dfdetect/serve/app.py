@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -74,7 +75,7 @@ class ServeSettings:
 class Service:
     """The running parts: job store, worker pool, limits, metrics."""
 
-    def __init__(self, settings: ServeSettings, load: Any) -> None:
+    def __init__(self, settings: ServeSettings, make_scanner: Any) -> None:
         self.settings = settings
         self.uploads = Path(settings.data_dir) / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
@@ -82,7 +83,7 @@ class Service:
         self.metrics = Metrics()
         self.upload_limiter = RateLimiter(settings.uploads_per_minute)
         self.read_limiter = RateLimiter(settings.reads_per_minute)
-        self.pool = WorkerPool(self.store, self.uploads, load, settings.workers, self._finished)
+        self.pool = WorkerPool(self.store, self.uploads, make_scanner, settings.workers, self._finished)
         self._stop = threading.Event()
         self._janitor: threading.Thread | None = None
 
@@ -234,24 +235,37 @@ class _Observe:
 
 
 def create_app(settings: ServeSettings, load: Any = None) -> FastAPI:
-    """Build the app; the model is loaded (``load()`` once per worker) when the app starts.
+    """Build the app; the model is loaded in every worker when the app starts.
 
     Args:
         settings: the service settings.
-        load: returns a loaded detector; default ``dfdetect.load_detector(settings.model, device=...)``.
+        load: ``None`` (default): each worker is a child process that loads ``settings.model`` (see
+            :mod:`dfdetect.serve.scanners`). Else a callable returning a loaded detector, called once
+            per worker, scanning in this process (tests; one worker).
     """
+    from dfdetect.serve.scanners import InProcessScanner, ModelSpec, ProcessScanner
+
     if load is None:
+        threads = max(1, (os.cpu_count() or 1) // settings.workers)
+        spec = ModelSpec(settings.model, settings.device, threads)
 
-        def load() -> Any:
-            import dfdetect
+        def make_scanner() -> Any:
+            return ProcessScanner(spec)
 
-            return dfdetect.load_detector(settings.model, device=settings.device)
+    else:
 
-    service = Service(settings, load)
+        def make_scanner() -> Any:
+            return InProcessScanner(load())
+
+    service = Service(settings, make_scanner)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        await run_in_threadpool(service.start)
+        try:
+            await run_in_threadpool(service.start)
+        except Exception as e:
+            log.error("dfdetect serve cannot start: %s", e)
+            raise
         try:
             yield
         finally:

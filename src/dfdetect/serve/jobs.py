@@ -287,13 +287,13 @@ OnFinish = Callable[[Job, dict[str, Any] | None, str | None, float], None]
 
 
 class WorkerPool:
-    """``workers`` threads, each with its own loaded detector, scanning the jobs of a :class:`JobStore`.
+    """``workers`` threads, each driving its own scanner (a loaded model), over a :class:`JobStore`.
 
     Args:
         store: the job store.
         uploads: folder of the uploaded files (a job's ``upload`` is a name inside it).
-        load: returns a loaded detector (``dfdetect.load_detector(...)``); called once per worker.
-        workers: number of scanning threads.
+        make_scanner: returns a :class:`~dfdetect.serve.scanners.Scanner`; called once per worker.
+        workers: number of workers.
         on_finish: called after each job with ``(job, result, error, seconds)`` (metrics).
     """
 
@@ -301,25 +301,40 @@ class WorkerPool:
         self,
         store: JobStore,
         uploads: Path,
-        load: Callable[[], Any],
+        make_scanner: Callable[[], Any],
         workers: int = 1,
         on_finish: OnFinish | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.store, self.uploads, self.workers = store, Path(uploads), workers
-        self._load, self._on_finish = load, on_finish
+        self._make, self._on_finish = make_scanner, on_finish
         self._cv = threading.Condition()
         self._stop = False
         self._threads: list[threading.Thread] = []
         self.running: dict[str, float] = {}  # job id -> start time
-        self.detectors: list[Any] = []
+        self.scanners: list[Any] = []
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Name, device and verdict thresholds of the loaded model."""
+        return self.scanners[0].info if self.scanners else {}
 
     def start(self) -> None:
-        """Load one detector per worker (errors surface here, before serving), then start the threads."""
-        self.detectors = [self._load() for _ in range(self.workers)]
-        for i, detector in enumerate(self.detectors):
-            t = threading.Thread(target=self._loop, args=(detector,), name=f"dfdetect-scan-{i}", daemon=True)
+        """Load the model in every worker, in parallel (errors surface here, before serving); start."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(self.workers) as ex:
+            futures = [ex.submit(self._make) for _ in range(self.workers)]
+        try:
+            self.scanners = [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                if f.exception() is None:
+                    f.result().close()
+            raise
+        for i, scanner in enumerate(self.scanners):
+            t = threading.Thread(target=self._loop, args=(scanner,), name=f"dfdetect-scan-{i}", daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -329,15 +344,17 @@ class WorkerPool:
             self._cv.notify_all()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop taking jobs; a scan still running after ``timeout`` is re-run at the next start."""
+        """Stop taking jobs; a scan cut short here stays ``running`` and is re-run at the next start."""
         with self._cv:
             self._stop = True
             self._cv.notify_all()
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+        for scanner in self.scanners:
+            scanner.close()
 
-    def _loop(self, detector: Any) -> None:
+    def _loop(self, scanner: Any) -> None:
         while True:
             with self._cv:
                 if self._stop:
@@ -352,9 +369,11 @@ class WorkerPool:
                     if not self._stop:
                         self._cv.wait(timeout=1.0)
                 continue
-            self._run(detector, job)
+            self._run(scanner, job)
 
-    def _run(self, detector: Any, job: Job) -> None:
+    def _run(self, scanner: Any, job: Job) -> None:
+        from dfdetect.serve.scanners import ScannerCrashedError
+
         path = self.uploads / (job.upload or "")
         self.running[job.id] = time.time()
         start = time.perf_counter()
@@ -362,13 +381,20 @@ class WorkerPool:
         try:
             if not job.upload or not path.is_file():
                 raise FileNotFoundError("the uploaded file is missing from the server's data folder")
-            pred = detector.scan(str(path), explain=job.explain, thumbnails=True)
-            result = pred.to_dict()
+            result = scanner.scan(str(path), job.explain)
             result["path"] = job.filename  # never show the server's path
+        except ScannerCrashedError as e:
+            error = f"{e} while scanning this file; it was not scanned"
         except Exception as e:  # noqa: BLE001 - one job's failure never stops the worker
-            log.exception("job %s failed", job.id)
-            error = f"{type(e).__name__}: {e}"
-        seconds = time.perf_counter() - start
+            error = f"{type(e).__name__}: {e}" if not isinstance(e, RuntimeError) else str(e)
+        if error and self._stop:
+            self.running.pop(job.id, None)
+            return  # shutting down: left running, re-run at the next start
+        if error:
+            log.warning("job %s (%s) failed: %s", job.id, job.filename, error)
+        self._record(job, result, error, time.perf_counter() - start, path)
+
+    def _record(self, job: Job, result: dict | None, error: str | None, seconds: float, path: Path) -> None:
         try:
             kept = self.store.finish(job, result, error, seconds)
         except sqlite3.Error:

@@ -111,9 +111,9 @@ def install_routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one 
         from dfdetect.infer.report import render_report
         from dfdetect.types import Prediction
 
-        detector = service.pool.detectors[0]
+        thresholds = tuple(service.pool.info.get("thresholds", (0.35, 0.65)))
         pred = Prediction.from_dict(job.result)
-        html = render_report([pred], title=f"dfdetect: {job.filename}", thresholds=detector.thresholds)
+        html = render_report([pred], title=f"dfdetect: {job.filename}", thresholds=thresholds)
         return HTMLResponse(html, headers={"Content-Security-Policy": _REPORT_CSP})
 
     @app.delete("/v1/scans/{job_id}", tags=["scans"], summary="Delete a job, its upload and result")
@@ -126,9 +126,11 @@ def install_routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one 
     def models(owner: str = principal) -> dict[str, Any]:
         import dfdetect
 
-        d = service.pool.detectors[0]
-        loaded = {"name": d.name, "device": str(d.device), "thresholds": list(d.thresholds)}
-        return {"loaded": loaded, "available": dfdetect.available_models(), "workers": service.pool.workers}
+        return {
+            "loaded": service.pool.info,
+            "available": dfdetect.available_models(),
+            "workers": service.pool.workers,
+        }
 
     @app.get("/healthz", tags=["service"], summary="Liveness and readiness")
     def healthz() -> dict[str, Any]:
@@ -137,7 +139,7 @@ def install_routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one 
         return {
             "status": "ok",
             "version": __version__,
-            "model": service.pool.detectors[0].name if service.pool.detectors else None,
+            "model": service.pool.info.get("name"),
             "workers": service.pool.workers,
             "busy": len(service.pool.running),
             "queued": counts["queued"],

@@ -207,7 +207,7 @@ function renderPrediction(job) {
     p.p_fake !== null && p.p_fake !== undefined
       ? h("div", { class: "p-fake" }, pct(p.p_fake), h("small", { text: "p(fake), calibrated" })) : null,
     h("div", { class: "side" },
-      h("div", { text: `status: ${p.status}` }),
+      h("div", { text: `status: ${p.status}${p.kind ? ` · ${p.kind}` : ""}` }),
       p.uncertainty !== undefined ? h("div", { text: `± ${pct(p.uncertainty)}` }) : null,
       spread ? h("div", { class: "uncertainty", text: spread }) : null,
       h("div", { text: `real ≤ ${lo} < uncertain < ${hi} ≤ fake` })));

@@ -1,0 +1,189 @@
+"""Scanners: what a worker of the pool calls to turn an uploaded file into a prediction dict.
+
+:class:`ProcessScanner` (what ``dfdetect serve`` uses) keeps the model loaded in a child process of its
+own: scans never share torch state between threads (two concurrent in-process scans can crash torch),
+and a file that crashes the decoder or the model kills only that child, which is started again for the
+next job, while the server and its other workers go on. :class:`InProcessScanner` wraps an already
+loaded detector (tests, notebooks, one worker).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class ScannerCrashedError(RuntimeError):
+    """The scanner process died during a scan."""
+
+
+class Scanner(Protocol):
+    info: dict[str, Any]  # name, device, thresholds of the loaded model
+
+    def scan(self, path: str, explain: bool) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def _info(detector: Any) -> dict[str, Any]:
+    return {
+        "name": str(getattr(detector, "name", "model")),
+        "device": str(getattr(detector, "device", "cpu")),
+        "thresholds": [float(x) for x in getattr(detector, "thresholds", (0.35, 0.65))],
+    }
+
+
+class InProcessScanner:
+    """Scans with a detector loaded in this process (one scan at a time per detector)."""
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+        self.info = _info(detector)
+
+    def scan(self, path: str, explain: bool) -> dict[str, Any]:
+        return self.detector.scan(path, explain=explain, thumbnails=True).to_dict()
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a child process loads: ``dfdetect.load_detector(model, device=device)``."""
+
+    model: str | None = None
+    device: str = "auto"
+    threads: int = 1  # torch intra-op threads in the child
+
+
+def _child(conn: Any, spec: ModelSpec) -> None:
+    """Child process: load the model once, then answer ``(path, explain)`` requests until EOF / None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops the children
+    try:
+        import torch
+
+        import dfdetect
+
+        torch.set_num_threads(max(1, spec.threads))
+        detector = dfdetect.load_detector(spec.model, device=spec.device)
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which refuses to start
+        conn.send(("error", f"cannot load the model: {e}"))
+        return
+    conn.send(("ready", _info(detector)))
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return  # the server is gone
+        if msg is None:
+            return
+        path, explain = msg
+        try:
+            reply = ("ok", detector.scan(path, explain=explain, thumbnails=True).to_dict())
+        except Exception as e:  # noqa: BLE001 - one file never stops the worker
+            reply = ("error", f"{type(e).__name__}: {e}")
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            return
+
+
+class ProcessScanner:
+    """A child process with the model loaded (``python -m dfdetect.serve.scanners``), restarted after a crash.
+
+    The child is a fresh interpreter (not a fork of the server) talking over a socket pair.
+
+    Raises:
+        RuntimeError: at construction, when the child cannot load the model (message from the child).
+    """
+
+    def __init__(self, spec: ModelSpec, start_timeout: float = 600.0) -> None:
+        self.spec, self.start_timeout = spec, start_timeout
+        self._proc: subprocess.Popen | None = None
+        self._conn: Any = None
+        self.info: dict[str, Any] = {}
+        self._start()
+
+    def _start(self) -> None:
+        from multiprocessing.connection import Connection
+
+        mine, theirs = socket.socketpair()
+        cmd = [
+            sys.executable,
+            "-m",
+            "dfdetect.serve.scanners",
+            str(theirs.fileno()),
+            json.dumps(asdict(self.spec)),
+        ]
+        try:
+            self._proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        self._conn = Connection(mine.detach())
+        kind, payload = self._wait(self.start_timeout)
+        if kind != "ready":
+            self.close()
+            raise RuntimeError(payload)
+        self.info = payload
+
+    def _alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _wait(self, timeout: float | None) -> tuple[str, Any]:
+        waited = 0.0
+        while not self._conn.poll(0.25):
+            waited += 0.25
+            if not self._alive():
+                code = self._proc.returncode if self._proc is not None else None
+                self.close()
+                why = f"signal {-code}" if code and code < 0 else f"exit code {code}"
+                raise ScannerCrashedError(f"the scanner process died ({why})")
+            if timeout is not None and waited > timeout:
+                self.close()
+                raise ScannerCrashedError(f"the scanner process did not answer in {timeout:.0f} s")
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            self.close()
+            raise ScannerCrashedError("the scanner process closed its pipe") from None
+
+    def scan(self, path: str, explain: bool) -> dict[str, Any]:
+        if not self._alive():
+            log.warning("restarting a scanner process")
+            self._start()
+        self._conn.send((os.fspath(path), bool(explain)))
+        kind, payload = self._wait(None)
+        if kind != "ok":
+            raise RuntimeError(payload)
+        return payload
+
+    def close(self) -> None:
+        proc, conn = self._proc, self._conn
+        self._proc = self._conn = None
+        if conn is not None:
+            try:
+                conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            conn.close()
+        if proc is not None:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+if __name__ == "__main__":  # the child: python -m dfdetect.serve.scanners FD SPEC_JSON
+    from multiprocessing.connection import Connection
+
+    _child(Connection(int(sys.argv[1])), ModelSpec(**json.loads(sys.argv[2])))
