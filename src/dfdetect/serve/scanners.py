@@ -143,18 +143,26 @@ class ProcessScanner:
         while not self._conn.poll(0.25):
             waited += 0.25
             if not self._alive():
-                code = self._proc.returncode if self._proc is not None else None
-                self.close()
-                why = f"signal {-code}" if code and code < 0 else f"exit code {code}"
-                raise ScannerCrashedError(f"the scanner process died ({why})")
+                raise ScannerCrashedError(self._death())
             if timeout is not None and waited > timeout:
                 self.close()
                 raise ScannerCrashedError(f"the scanner process did not answer in {timeout:.0f} s")
         try:
             return self._conn.recv()
         except (EOFError, OSError):
-            self.close()
-            raise ScannerCrashedError("the scanner process closed its pipe") from None
+            raise ScannerCrashedError(self._death()) from None
+
+    def _death(self) -> str:
+        """Why the child is gone (it closed its end: it died or is dying); cleans up."""
+        code = None
+        if self._proc is not None:
+            try:
+                code = self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.close()
+        why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return f"the scanner process died ({why})"
 
     def scan(self, path: str, explain: bool) -> dict[str, Any]:
         if not self._alive():
