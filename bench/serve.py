@@ -39,10 +39,23 @@ CLIPS = [
 
 
 def rss_mib(pid: int, field: str = "VmRSS") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return float("nan")
+    for line in lines:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def tree_rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """``field`` summed over the server and its scanner processes (VmHWM: sum of each one's peak)."""
+    try:
+        kids = [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        kids = []
+    return sum(rss_mib(p, field) for p in [pid, *kids])
 
 
 def free_port() -> int:
@@ -114,7 +127,8 @@ def start_server(args: argparse.Namespace, data: Path, port: int) -> subprocess.
     cmd += ["--max-queue", str(10 * args.clients), "--log-level", "warning"]
     if args.model:
         cmd += ["--model", args.model]
-    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = (data / "server.log").open("ab")  # not a pipe: nobody reads it while the server runs
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen | None, timeout: float = 180) -> None:
@@ -123,13 +137,22 @@ def wait_healthy(url: str, proc: subprocess.Popen | None, timeout: float = 180) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            sys.exit(f"server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            sys.exit(f"server exited with {proc.returncode}; see its server.log")
         try:
             if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             time.sleep(0.3)
     sys.exit("server not healthy in time")
+
+
+def requests_served(url: str) -> int:
+    """HTTP requests the server has answered (its /metrics counter)."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    lines = [x for x in text.splitlines() if x.startswith("dfdetect_http_requests_total")]
+    return sum(int(float(x.rsplit(" ", 1)[1])) for x in lines)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -184,7 +207,9 @@ def main() -> None:
     if url is None:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = start_server(args, Path(tempfile.mkdtemp(prefix="dfdetect-bench-")), port)
+        data = Path(tempfile.mkdtemp(prefix="dfdetect-bench-"))
+        print(f"server data and log in {data}", file=sys.stderr)
+        proc = start_server(args, data, port)
     try:
         wait_healthy(url, proc)
         rounds = []
@@ -192,8 +217,9 @@ def main() -> None:
             records, wall = asyncio.run(run_round(url, workload, args.timeout))
             summary = summarise(records, per_clip, wall, batch, len(workload))
             if proc is not None:
-                summary["server_rss_mib_after"] = round(rss_mib(proc.pid), 1)
-                summary["server_peak_rss_mib"] = round(rss_mib(proc.pid, "VmHWM"), 1)
+                summary["server_rss_mib_after"] = round(tree_rss_mib(proc.pid), 1)
+                summary["server_peak_rss_mib"] = round(tree_rss_mib(proc.pid, "VmHWM"), 1)
+            summary["http_requests_so_far"] = requests_served(url)
             summary["round"] = i + 1
             rounds.append(summary)
             print(json.dumps(summary), file=sys.stderr)
