@@ -15,12 +15,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from dfdetect.types import Status
+from dfdetect.types import MediaKind, Status
 from tests.conftest import media
 
 FrameFn = Callable[[int, int, int], np.ndarray]  # (index, width, height) -> [H, W, 3] uint8 RGB
 
-# The status `prepare` (and `scan`) must report for each entry of make_malformed_corpus().
+# The status `prepare` must report for each entry of make_malformed_corpus() (datasets are videos).
 EXPECTED: dict[str, Status] = {
     "zero_byte": Status.UNREADABLE,
     "truncated": Status.UNREADABLE,
@@ -31,6 +31,8 @@ EXPECTED: dict[str, Status] = {
     "faceless": Status.NO_FACE,
     "single_frame": Status.NO_FACE,
 }
+# What `scan` with an audio-visual model reports: it also hears audio-only files.
+SCAN_EXPECTED: dict[str, Status] = {**EXPECTED, "audio_only": Status.OK}
 
 
 def level_frame(index: int, width: int, height: int) -> np.ndarray:
@@ -190,3 +192,148 @@ def _speech() -> np.ndarray:
         chunks = [out.to_ndarray().reshape(-1) for f in frames for out in resampler.resample(f)]
     audio = np.concatenate(chunks) if chunks else sine(3.0)
     return audio[: 3 * 16000].astype(np.float32)
+
+
+# --------------------------------------------------------------------------- scan edge corpus
+
+FACE_CLIP = "real/pcavs_Audio_Source_00015.mp4"  # 224 px talking head with speech
+
+# What `scan` with an audio-visual model reports for each entry of make_edge_corpus(): (status, kind).
+EDGE_EXPECTED: dict[str, tuple[Status, MediaKind]] = {
+    "corrupt_middle": (Status.OK, MediaKind.VIDEO),
+    "image_as_mp4": (Status.OK, MediaKind.IMAGE),
+    "folder.mp4": (Status.UNREADABLE, MediaKind.VIDEO),
+    "one_face_frame": (Status.NO_AUDIO, MediaKind.VIDEO),
+    "rotated_phone": (Status.NO_AUDIO, MediaKind.VIDEO),
+    "vfr": (Status.NO_AUDIO, MediaKind.VIDEO),
+    "tiny_17x31": (Status.NO_FACE, MediaKind.VIDEO),
+    "8k": (Status.NO_FACE, MediaKind.VIDEO),
+    "gray": (Status.NO_AUDIO, MediaKind.VIDEO),
+    "yuv444": (Status.NO_AUDIO, MediaKind.VIDEO),
+    "stereo_44k": (Status.OK, MediaKind.VIDEO),
+    "silent_audio": (Status.NO_AUDIO, MediaKind.VIDEO),
+    "vp9_webm": (Status.NO_AUDIO, MediaKind.VIDEO),
+    "mpeg4_avi": (Status.NO_AUDIO, MediaKind.VIDEO),
+    "non_ascii": (Status.OK, MediaKind.VIDEO),
+    "speech_wav": (Status.OK, MediaKind.AUDIO),
+    "silent_wav": (Status.NO_SPEECH, MediaKind.AUDIO),
+    "faceless_png": (Status.NO_FACE, MediaKind.IMAGE),
+}
+
+
+def face_frames(n: int = 20, rel: str = FACE_CLIP) -> np.ndarray:
+    """``[n, 224, 224, 3]`` uint8 RGB frames of a real talking head (the first ``n``)."""
+    with av.open(str(media(rel))) as container:
+        frames = [
+            f.to_ndarray(format="rgb24") for _, f in zip(range(n), container.decode(video=0), strict=False)
+        ]
+    return np.stack(frames)
+
+
+def _from(frames: np.ndarray, transform: Callable[[np.ndarray], np.ndarray] = lambda x: x) -> FrameFn:
+    """A FrameFn drawing ``transform(frames[i])`` (the size given to write_video must match)."""
+    return lambda i, _w, _h: np.ascontiguousarray(transform(frames[i % len(frames)]))
+
+
+def _write_wav(path: Path, audio: np.ndarray, rate: int = 16000, channels: int = 1) -> Path:
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate)
+        stream.layout = "stereo" if channels == 2 else "mono"
+        pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+        data = np.repeat(pcm[None, :], channels, axis=0).T.reshape(1, -1)  # packed (interleaved)
+        frame = av.AudioFrame.from_ndarray(data, format="s16", layout=stream.layout.name)
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _stereo_video(path: Path, frames: np.ndarray, audio: np.ndarray, rate: int = 44100) -> Path:
+    """A face video with 44.1 kHz stereo AAC audio."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        sound = container.add_stream("aac", rate=rate)
+        sound.layout = "stereo"
+        for f in frames:
+            for packet in video.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        chunk = sound.codec_context.frame_size or 1024
+        for start in range(0, len(audio) - chunk, chunk):
+            block = np.repeat(audio[None, start : start + chunk], 2, axis=0).astype(
+                np.float32
+            )  # [2, n] planar
+            frame = av.AudioFrame.from_ndarray(block, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+    return path
+
+
+def make_edge_corpus(directory: str | os.PathLike) -> dict[str, Path]:
+    """Edge inputs of a scan (keys match :data:`EDGE_EXPECTED`), beside :func:`make_malformed_corpus`.
+
+    Real faces come from a 224 px talking head; each generated clip is 1-3 s so a scan stays short.
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    faces = face_frames(40)
+    speech = _speech()
+    out: dict[str, Path] = {}
+    data = bytearray(media(FACE_CLIP).read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 4000] = np.random.default_rng(1).integers(0, 256, 4000, np.uint8).tobytes()
+    out["corrupt_middle"] = d / "corrupt_middle.mp4"
+    out["corrupt_middle"].write_bytes(bytes(data))
+    out["image_as_mp4"] = d / "image_as.mp4"
+    out["image_as_mp4"].write_bytes(media("images/obama.jpg").read_bytes())
+    out["folder.mp4"] = d / "folder.mp4"
+    out["folder.mp4"].mkdir(exist_ok=True)
+    size = (224, 224)
+    out["one_face_frame"] = write_video(d / "one_face_frame.mp4", 1, size, frame_fn=_from(faces))
+    out["rotated_phone"] = write_video(
+        d / "rotated_phone.mp4",
+        15,
+        (224, 224),
+        fps=10,
+        frame_fn=_from(faces, lambda f: np.rot90(f, -1)),
+        rotation=90,
+    )
+    vfr_times = np.cumsum([0.0] + [0.04 if i % 3 else 0.2 for i in range(19)])
+    out["vfr"] = write_video(d / "vfr.mp4", 20, size, frame_fn=_from(faces), times=vfr_times)
+    out["tiny_17x31"] = write_video(d / "tiny_17x31.mp4", 10, (17, 31), pix_fmt="yuv444p")
+    out["8k"] = write_video(d / "8k.mp4", 3, (7680, 4320), fps=5)
+    gray = _from(faces, lambda f: np.repeat(f.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2))
+    out["gray"] = write_video(d / "gray.mkv", 15, size, fps=10, codec="ffv1", frame_fn=gray, pix_fmt="gray")
+    out["yuv444"] = write_video(d / "yuv444.mp4", 15, size, fps=10, frame_fn=_from(faces), pix_fmt="yuv444p")
+    at_44k = np.interp(np.arange(int(1.6 * 44100)) * 16000 / 44100, np.arange(speech.size), speech)
+    out["stereo_44k"] = _stereo_video(d / "stereo_44k.mp4", faces[:40], at_44k.astype(np.float32))
+    out["silent_audio"] = write_video(
+        d / "silent_audio.mp4", 15, size, fps=10, frame_fn=_from(faces), audio=np.zeros(24000, np.float32)
+    )
+    out["vp9_webm"] = write_video(d / "vp9.webm", 15, size, fps=10, codec="libvpx-vp9", frame_fn=_from(faces))
+    out["mpeg4_avi"] = write_video(d / "mpeg4.avi", 15, size, fps=10, codec="mpeg4", frame_fn=_from(faces))
+    out["non_ascii"] = d / "vidéo_日本語 ü.mp4"
+    out["non_ascii"].write_bytes(media(FACE_CLIP).read_bytes())
+    out["speech_wav"] = _write_wav(d / "speech.wav", speech)
+    out["silent_wav"] = _write_wav(d / "silent.wav", np.zeros(32000, np.float32))
+    out["faceless_png"] = d / "faceless.png"
+    _write_png(out["faceless_png"], noise_frame(0, 200, 150))
+    return out
+
+
+def _write_png(path: Path, image: np.ndarray) -> Path:
+    with av.open(str(path), "w", format="image2") as container:
+        stream = container.add_stream("png", rate=1)
+        stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "rgb24"
+        for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+            container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

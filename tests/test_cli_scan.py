@@ -34,7 +34,7 @@ def test_help_is_instant_and_documents_exit_codes() -> None:
         text=True,
         check=True,
     )
-    assert "exit codes:" in res.stdout and "3  no video was judged fake" in res.stdout
+    assert "exit codes:" in res.stdout and "3  nothing was judged fake" in res.stdout
     imported = res.stderr
     assert " torch" not in imported and " av" not in imported, "--help must not import torch or PyAV"
 
@@ -47,7 +47,7 @@ def test_json_and_table(ckpt: str, capsys) -> None:
     assert code == (1 if data[0]["verdict"] == "fake" else 0)
     code, out, _ = _scan(capsys, str(media(CLIP)), "--model", ckpt, "--threshold-band", "1", "1")
     lines = out.strip().splitlines()
-    assert lines[0].split()[:4] == ["path", "status", "verdict", "p_fake"]
+    assert lines[0].split()[:5] == ["path", "kind", "status", "verdict", "p_fake"]
     assert "no_audio" in lines[1] and "real" in lines[1]
     assert code == 0, "with the band at 1 every scored video is real"
 

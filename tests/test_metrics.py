@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from dfdetect.eval.aggregate import aggregate, logit, sigmoid
 from dfdetect.eval.calibrate import calibration_report, fit_temperature, nll
-from dfdetect.eval.metrics import (
+from dfdetect.infer.aggregate import aggregate, logit, sigmoid
+from dfdetect.metrics import (
     MetricError,
     at_threshold,
     auc,
@@ -136,9 +136,27 @@ def test_aggregate_strategies():
 
 
 def test_fast_bootstrap_curve_matches_sklearn():
-    from dfdetect.eval.metrics import _auc
+    from dfdetect.metrics import _auc
 
     for seed in range(5):
         y, p = _random(200, seed)
         p = np.round(p, 1)  # many ties
         assert _auc(y, p) == pytest.approx(skm.roc_auc_score(y, p))
+
+
+def test_binary_metrics_of_training_match_sklearn():
+    """train's validation metrics come from the same module as eval's."""
+    from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+    from dfdetect.metrics import binary_metrics
+    from dfdetect.train.logging import binary_metrics as train_metrics
+
+    assert train_metrics is binary_metrics
+    y = np.array([0, 0, 1, 1, 1, 0])
+    s = np.array([0.1, 0.6, 0.7, 0.4, 0.9, 0.2])
+    m = binary_metrics(s, y)
+    assert m["auc"] == pytest.approx(roc_auc_score(y, s)) and m["ap"] == pytest.approx(
+        average_precision_score(y, s)
+    )
+    assert m["f1"] == pytest.approx(f1_score(y, s >= 0.5)) and m["n"] == 6 and m["n_fake"] == 3
+    assert np.isnan(binary_metrics(s[:2], y[:2])["auc"])

@@ -5,7 +5,7 @@ Public API::
     import dfdetect
 
     detector = dfdetect.load_detector()          # the packaged default model
-    prediction = detector.scan("video.mp4")      # -> dfdetect.types.Prediction
+    prediction = detector.scan("video.mp4")      # -> dfdetect.types.Prediction (also images, audio)
     print(prediction.verdict, prediction.p_fake)
     dfdetect.available_models()                  # names usable with load_detector(name)
 
@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from dfdetect._version import __version__
+
 __all__ = ["__version__", "available_models", "load_detector"]
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def load_detector(name_or_path: str | None = None, device: str = "auto", **kwarg
 
     Raises:
         dfdetect.infer.pipeline.ModelNotFoundError: unknown name (the message lists the known ones).
-        dfdetect.train.checkpoint.CheckpointError: the checkpoint cannot be read.
+        dfdetect.checkpoint.CheckpointError: the checkpoint cannot be read.
     """
     from dfdetect.infer.pipeline import load_detector as _load
 

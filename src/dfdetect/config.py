@@ -8,10 +8,55 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from dfdetect.constants import DEFAULT_FPS, SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class PreparedDir:
+    """The layout of a ``dfdetect prepare`` output folder: the one place that spells it.
+
+    ``manifest.csv`` (one row per video), ``cache/`` (one entry per video), ``prepare_report.jsonl``
+    (one status line per video and run) and ``prepare_config.json`` (the source and settings).
+    """
+
+    root: Path
+
+    MANIFEST: ClassVar[str] = "manifest.csv"
+    CACHE: ClassVar[str] = "cache"
+    REPORT: ClassVar[str] = "prepare_report.jsonl"
+    CONFIG: ClassVar[str] = "prepare_config.json"
+
+    @property
+    def manifest(self) -> Path:
+        return Path(self.root) / self.MANIFEST
+
+    @property
+    def cache(self) -> Path:
+        return Path(self.root) / self.CACHE
+
+    @property
+    def report(self) -> Path:
+        return Path(self.root) / self.REPORT
+
+    @property
+    def config(self) -> Path:
+        return Path(self.root) / self.CONFIG
+
+    @classmethod
+    def of_manifest(cls, manifest: str | os.PathLike) -> PreparedDir:
+        """The prepared folder a manifest lives in."""
+        return cls(Path(manifest).resolve().parent)
+
+    @classmethod
+    def of_cache(cls, cache_dir: str | os.PathLike) -> PreparedDir:
+        """The prepared folder a cache folder lives in."""
+        return cls(Path(cache_dir).parent)
 
 
 class StrictModel(BaseModel):
@@ -21,7 +66,7 @@ class StrictModel(BaseModel):
 class PrepareConfig(StrictModel):
     """How videos are turned into cache entries (stored in every entry's ``params``)."""
 
-    fps: float = Field(5.0, gt=0, description="frames sampled per second of video")
+    fps: float = Field(DEFAULT_FPS, gt=0, description="frames sampled per second of video")
     size: int = Field(224, ge=32, description="side of the square face crop, pixels")
     margin: float = Field(1.3, ge=1.0, description="crop side = margin x face box side")
     align: bool = Field(False, description="rotate crops so the eyes are level (5-point alignment)")
@@ -37,7 +82,7 @@ class PrepareConfig(StrictModel):
     min_score: float = Field(0.9, ge=0, le=1, description="lowest detection confidence kept")
     min_blur: float = Field(0.0, ge=0, description="lowest variance-of-Laplacian of a kept track (0 = off)")
     min_track_frames: int = Field(3, ge=1, description="shortest track kept, sampled frames")
-    sample_rate: int = Field(16000, description="audio sample rate (mono)")
+    sample_rate: int = Field(SAMPLE_RATE, description="audio sample rate (mono)")
 
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,13 +92,13 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class PreprocessConfig(StrictModel):
     """How cached clips become model inputs; saved in every checkpoint so scanning matches training."""
 
-    fps: float = Field(5.0, gt=0, description="frame rate given to the model (<= the cache's fps)")
+    fps: float = Field(DEFAULT_FPS, gt=0, description="frame rate given to the model (<= the cache's fps)")
     size: int = Field(224, ge=32, description="side of the face crop given to the model")
     margin: float = Field(1.3, ge=1.0, description="crop margin the cache was made with (recorded)")
     clip_frames: int = Field(16, ge=1, description="frames per model window (T)")
     segment_seconds: float = Field(1.0, gt=0, description="length of one segment score")
     mouth_size: int = Field(64, ge=16, description="side of the mouth crop for lip-sync heads")
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
 
@@ -85,6 +130,10 @@ class AugmentConfig(StrictModel):
     blur_sigma: tuple[float, float] = (0.1, 1.5)
     p_jpeg: float = Field(0.3, ge=0, le=1)
     jpeg_quality: tuple[int, int] = (40, 95)
+    p_resize: float = Field(0.0, ge=0, le=1, description="downscale and upscale back (low-res uploads)")
+    resize_scale: tuple[float, float] = (0.4, 0.9)
+    p_h264: float = Field(0.0, ge=0, le=1, description="re-encode the window as H.264 (libx264)")
+    h264_crf: tuple[int, int] = (18, 36)
     p_audio_shift: float = Field(0.3, ge=0, le=1)
     audio_shift_seconds: float = 0.04  # small shifts that keep audio-visual sync plausible
     p_audio_noise: float = Field(0.3, ge=0, le=1)
@@ -134,6 +183,18 @@ class SourceConfig(StrictModel):
     cache: str | None = None
     methods: list[str] | None = Field(None, description="keep only these methods (and 'real')")
     limit: int | None = Field(None, gt=0, description="keep at most this many rows per split (debugging)")
+    rename_splits: dict[str, str] = Field(
+        default_factory=dict, description="use this source's splits under other names, e.g. {val: test}"
+    )
+    holdout: float = Field(
+        0.0, ge=0, lt=1, description="share of this source's train groups moved to val (seeded by group)"
+    )
+    windows_per_video: int | None = Field(
+        None, ge=1, description="training windows per video and epoch (default: data.windows_per_video)"
+    )
+    fake_share: float = Field(
+        1.0, gt=0, le=1, description="share of this source's train fakes used (kept by a hash of the group)"
+    )
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceConfig:
@@ -142,10 +203,10 @@ class SourceConfig(StrictModel):
         return self
 
     def manifest_path(self) -> Path:
-        return Path(self.manifest) if self.manifest else Path(self.prepared or ".") / "manifest.csv"
+        return Path(self.manifest) if self.manifest else PreparedDir(Path(self.prepared or ".")).manifest
 
     def cache_path(self) -> Path:
-        return Path(self.cache) if self.cache else Path(self.prepared or ".") / "cache"
+        return Path(self.cache) if self.cache else PreparedDir(Path(self.prepared or ".")).cache
 
 
 class DataConfig(StrictModel):

@@ -1,5 +1,8 @@
 """Detection metrics on binary labels (1 = fake) and scores (p_fake), scikit-learn where it has them.
 
+The one home of metric code: ``eval`` (reports) and ``train`` (validation) both use it, so it lives at
+package level, below both (scikit-learn is imported on first use, not at import time).
+
 Ties are handled as scikit-learn does (``roc_curve`` merges tied scores into one operating point).
 ECE/MCE/Brier/log loss need probabilities; AUC/EER/AP only need an ordering.
 """
@@ -10,7 +13,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
+
+
+def _skm() -> Any:
+    from sklearn import metrics
+
+    return metrics
+
 
 DEFAULT_THRESHOLDS = (0.5, 0.6, 0.7)
 
@@ -55,7 +64,7 @@ def check_inputs(
 def auc(labels, scores) -> float:
     """Area under the ROC curve."""
     y, s = check_inputs(labels, scores)
-    return float(skm.roc_auc_score(y, s))
+    return float(_skm().roc_auc_score(y, s))
 
 
 def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -93,14 +102,14 @@ def _auc(y: np.ndarray, s: np.ndarray) -> float:
 def fpr_at_tpr(labels, scores, target: float = 0.95) -> float:
     """False-positive rate of the first operating point reaching a true-positive rate >= ``target``."""
     y, s = check_inputs(labels, scores)
-    fpr, tpr, _ = skm.roc_curve(y, s)
+    fpr, tpr, _ = _skm().roc_curve(y, s)
     return float(fpr[min(int(np.searchsorted(tpr, target - 1e-12, side="left")), len(fpr) - 1)])
 
 
 def tpr_at_fpr(labels, scores, target: float = 0.01) -> float:
     """Highest true-positive rate among operating points with a false-positive rate <= ``target``."""
     y, s = check_inputs(labels, scores)
-    fpr, tpr, _ = skm.roc_curve(y, s)
+    fpr, tpr, _ = _skm().roc_curve(y, s)
     return float(tpr[fpr <= target + 1e-12].max())
 
 
@@ -108,12 +117,12 @@ def at_threshold(labels, scores, threshold: float = 0.5) -> dict[str, float]:
     """Accuracy, precision, recall, F1 (fake = positive; predicted fake when score >= threshold)."""
     y = np.asarray(labels).astype(int).reshape(-1)
     pred = (np.asarray(scores, dtype=np.float64).reshape(-1) >= threshold).astype(int)
-    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    tn, fp, fn, tp = _skm().confusion_matrix(y, pred, labels=[0, 1]).ravel()
     return {
-        "accuracy": float(skm.accuracy_score(y, pred)),
-        "precision": float(skm.precision_score(y, pred, zero_division=0)),
-        "recall": float(skm.recall_score(y, pred, zero_division=0)),
-        "f1": float(skm.f1_score(y, pred, zero_division=0)),
+        "accuracy": float(_skm().accuracy_score(y, pred)),
+        "precision": float(_skm().precision_score(y, pred, zero_division=0)),
+        "recall": float(_skm().recall_score(y, pred, zero_division=0)),
+        "f1": float(_skm().f1_score(y, pred, zero_division=0)),
         "tp": int(tp),
         "fp": int(fp),
         "tn": int(tn),
@@ -190,9 +199,9 @@ def compute_metrics(
         "eer": e,
         "eer_threshold": e_thr,
         "eer_ci": list(bootstrap_ci(y, s, lambda a, b: _eer(a, b)[0], n_boot, seed)),
-        "ap": float(skm.average_precision_score(y, s)),
-        "log_loss": float(skm.log_loss(y, np.clip(s, 1e-7, 1 - 1e-7), labels=[0, 1])),
-        "brier": float(skm.brier_score_loss(y, s)),
+        "ap": float(_skm().average_precision_score(y, s)),
+        "log_loss": float(_skm().log_loss(y, np.clip(s, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "brier": float(_skm().brier_score_loss(y, s)),
         "ece": ece,
         "mce": mce,
         "fpr_at_95tpr": fpr_at_tpr(y, s, 0.95),
@@ -214,4 +223,20 @@ def accuracy_only(labels, scores, threshold: float = 0.5) -> dict[str, Any]:
         "n_fake": int((y == 1).sum()),
         "accuracy": float(((s >= threshold).astype(int) == y).mean()),
         "mean_p": float(s.mean()),
+    }
+
+
+def binary_metrics(scores, labels, threshold: float = 0.5) -> dict[str, float]:
+    """Validation metrics of probabilities ``scores`` [N] (training logs): AUC, AP, F1, precision,
+    recall, accuracy at ``threshold``, counts. AUC/AP are NaN when only one class is present."""
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels).astype(int).reshape(-1)
+    two_classes = np.unique(y).size == 2
+    at = at_threshold(y, s, threshold)
+    return {
+        "auc": float(_skm().roc_auc_score(y, s)) if two_classes else float("nan"),
+        "ap": float(_skm().average_precision_score(y, s)) if two_classes else float("nan"),
+        **{k: at[k] for k in ("f1", "precision", "recall", "accuracy")},
+        "n": float(y.size),
+        "n_fake": float(y.sum()),
     }

@@ -21,7 +21,8 @@ class Status(StrEnum):
     OK = "ok"
     NO_AUDIO = "no_audio"  # scored from video only (no audio stream, or a silent one)
     NO_FACE = "no_face"  # readable video, but no face track passed the quality filters
-    NO_VIDEO = "no_video"  # the file has no video stream (audio-only)
+    NO_VIDEO = "no_video"  # no video stream (audio-only file) and the model cannot score audio alone
+    NO_SPEECH = "no_speech"  # an audio file (or audio-only scan) in which no speech was found
     UNREADABLE = "unreadable"  # missing, zero-byte, corrupt, truncated beyond use, not a media file
     ERROR = "error"  # an unexpected failure; the message says what happened
 
@@ -32,6 +33,14 @@ class AudioStatus(StrEnum):
     OK = "ok"  # an audio stream with some signal (speech may still be absent)
     NO_STREAM = "no_stream"  # the container has no audio stream
     SILENT = "silent"  # an audio stream whose samples are (near) silence
+
+
+class MediaKind(StrEnum):
+    """What a scanned file is; the pipeline dispatches on it."""
+
+    VIDEO = "video"  # a video stream (with or without audio)
+    IMAGE = "image"  # a still image: faces scored as one-frame clips
+    AUDIO = "audio"  # audio only: scored from audio alone by an audio-capable model
 
 
 class Verdict(StrEnum):
@@ -107,6 +116,12 @@ class Clip:
     audio_status: AudioStatus
     speech: list[tuple[float, float]]  # speech segments (start, end) in seconds from VAD
     params: dict[str, Any] = field(default_factory=dict)  # fps, size, margin, detector, ...
+    kind: MediaKind = MediaKind.VIDEO
+
+    @property
+    def has_usable_audio(self) -> bool:
+        """The one decision of "has usable audio": a stream with signal (not silent), samples present."""
+        return self.audio_status == AudioStatus.OK and np.asarray(self.audio).size > 0
 
 
 @dataclass(frozen=True)
@@ -125,14 +140,16 @@ class TrackScore:
 
 @dataclass(frozen=True)
 class Prediction:
-    """The answer for one video; JSON-serialisable through :meth:`to_dict`.
+    """The answer for one file (``kind``: video, image or audio); JSON-serialisable through :meth:`to_dict`.
 
     ``p_fake`` is calibrated (temperature scaling from the checkpoint); ``None`` when ``status`` has
-    no score (no_face, unreadable, ...). ``timeline`` holds ``(t0, t1, p_fake)`` per second.
+    no score (no_face, no_speech, unreadable, ...). ``timeline`` holds ``(t0, t1, p_fake)`` per second;
+    ``speech`` the judged speech segments of an audio file.
     """
 
     path: str
     status: Status
+    kind: MediaKind = MediaKind.VIDEO
     p_fake: float | None = None
     verdict: Verdict | None = None
     message: str = ""
@@ -140,6 +157,7 @@ class Prediction:
     tracks: list[TrackScore] = field(default_factory=list)
     timeline: list[tuple[float, float, float]] = field(default_factory=list)
     suspicious: list[tuple[float, float, float]] = field(default_factory=list)  # top segments
+    speech: list[tuple[float, float, float]] = field(default_factory=list)  # audio: (t0, t1, p) per speech
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     model: str = ""
     extras: dict[str, Any] = field(default_factory=dict)  # explanations, frame scores, label, ...
@@ -152,9 +170,10 @@ class Prediction:
     def from_dict(cls, d: dict[str, Any]) -> Prediction:
         d = dict(d)
         d["status"] = Status(d["status"])
+        d["kind"] = MediaKind(d.get("kind", MediaKind.VIDEO))
         d["verdict"] = Verdict(d["verdict"]) if d.get("verdict") else None
         d["tracks"] = [TrackScore(**{**t, "box": tuple(t["box"])}) for t in d.get("tracks", [])]
-        for key in ("timeline", "suspicious"):
+        for key in ("timeline", "suspicious", "speech"):
             d[key] = [tuple(x) for x in d.get(key, [])]
         return cls(**d)
 

@@ -9,8 +9,9 @@ import pytest
 
 from dfdetect.config import PrepareConfig, PreprocessConfig
 from dfdetect.data.manifest import ManifestRow, read_manifest, write_manifest
-from dfdetect.eval.evaluate import Scorer, evaluate, read_jsonl
+from dfdetect.eval.evaluate import evaluate, read_jsonl
 from dfdetect.eval.report import SECTIONS, build_report
+from dfdetect.infer.pipeline import Detector
 from tests.eval.conftest import StubModel, media
 
 # label 1 for a real clip is a stand-in fake (only one real fake ships with the test media)
@@ -42,9 +43,9 @@ def prepared(tmp_path_factory) -> Path:
     return out
 
 
-def _stub_scorer() -> Scorer:
+def _stub_scorer() -> Detector:
     pre = PreprocessConfig(fps=5.0, size=64, clip_frames=5, segment_seconds=0.5, mouth_size=32)
-    return Scorer(StubModel(pre.num_segments), pre, 1.0, "stub", "", "none", {})
+    return Detector.from_model(StubModel(pre.num_segments), pre, name="stub")
 
 
 @pytest.mark.slow

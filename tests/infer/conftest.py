@@ -10,6 +10,7 @@ import yaml
 
 from dfdetect.config import PrepareConfig, PreprocessConfig
 from tests.conftest import ROOT, media
+from tests.eval.conftest import clip, pre  # noqa: F401 - the scoring fixtures, shared with eval
 
 DEMO_CONFIG = ROOT / "configs" / "models" / "demo_tiny.yaml"
 # Small crops and short reads keep every scan in these tests at about a second.
@@ -29,11 +30,11 @@ def make_checkpoint(path: Path, temperature: float = 1.5, seed: int = 0) -> Path
     torch.manual_seed(seed)
     model = create_model(name, **cfg)
     # Mouth crops must have the size the model's lip-sync head was built for (48 by default).
-    pre = PRE.model_copy(update={"mouth_size": int(cfg.get("mouth_size", getattr(model, "mouth_size", 48)))})
+    prep = PRE.model_copy(update={"mouth_size": int(cfg.get("mouth_size", getattr(model, "mouth_size", 48)))})
     state = {
         "model_state": model.state_dict(),
         "model_config": {"name": name, **cfg},
-        "preprocess": pre.model_dump(),
+        "preprocess": prep.model_dump(),
         "prepare": PREPARE.model_dump(),
         "calibration": {"temperature": temperature},
     }

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfdetect.infer.explain import explain_clip, overlay_heatmap, thumbnail_extras
+from dfdetect.infer.explain import explain_scores, overlay_heatmap, thumbnail_extras, thumbnails_of
 
 
 def _check_frames(expl, clip, size: int) -> None:
@@ -29,10 +29,10 @@ def _check_frames(expl, clip, size: int) -> None:
 def test_gradcam_on_real_clip(detector, prepared_clip, tmp_path: Path) -> None:
     model = detector.model
     assert getattr(model, "cam_layer", None) is not None, "the demo model exposes a Grad-CAM layer"
-    pred = detector._score(prepared_clip, {})
-    expl = explain_clip(model, prepared_clip, detector.preprocess, prediction=pred, temperature=1.5)
+    scores = detector.score(prepared_clip)
+    expl = explain_scores(model, scores, detector.preprocess)
     assert expl.method == "gradcam"
-    assert expl.track_id == pred.extras.get("decisive_track", expl.track_id)
+    assert expl.track_id == scores.decisive
     _check_frames(expl, prepared_clip, detector.preprocess.size)
     assert any(f.heatmap.max() > 0.99 for f in expl.frames), "each map is normalised to its peak"
     curve = expl.curves["fake_probability"]
@@ -49,7 +49,7 @@ def test_gradcam_on_real_clip(detector, prepared_clip, tmp_path: Path) -> None:
 def test_saliency_fallback_without_cam_layer(detector, prepared_clip, monkeypatch) -> None:
     model = detector.model
     monkeypatch.setattr(model, "cam_layer", None)
-    expl = explain_clip(model, prepared_clip, detector.preprocess, top_k=3)
+    expl = explain_scores(model, detector.score(prepared_clip), detector.preprocess, top_k=3)
     assert expl.method == "saliency"
     _check_frames(expl, prepared_clip, detector.preprocess.size)
 
@@ -60,7 +60,7 @@ def test_overlay_and_thumbnails(prepared_clip, tmp_path: Path) -> None:
     heat[16, 16] = 1.0
     out = overlay_heatmap(crop, heat)
     assert out.shape == crop.shape and not np.array_equal(out[16, 16], out[0, 0])
-    thumbs = thumbnail_extras(prepared_clip)
+    thumbs = thumbnail_extras(thumbnails_of(prepared_clip))
     assert set(thumbs) == {str(f.track.track_id) for f in prepared_clip.faces}
-    files = thumbnail_extras(prepared_clip, tmp_path)
+    files = thumbnail_extras(thumbnails_of(prepared_clip), tmp_path)
     assert all(Path(p).is_file() for p in files.values())

@@ -13,7 +13,6 @@ from dfdetect.infer.pipeline import (
     available_models,
     expand_inputs,
     load_detector,
-    prepare_from_state,
     resolve_model,
 )
 from dfdetect.types import Prediction, Status, Verdict
@@ -59,7 +58,8 @@ def test_scan_several_faces(detector: Detector) -> None:
 
 
 def test_malformed_batch_never_stops(detector: Detector, tmp_path: Path) -> None:
-    from tests.malformed import EXPECTED, make_malformed_corpus
+    from tests.malformed import SCAN_EXPECTED as EXPECTED
+    from tests.malformed import make_malformed_corpus
 
     corpus = make_malformed_corpus(tmp_path / "bad")
     paths = [*corpus.values(), media("real/liveportrait_d0.mp4"), tmp_path / "missing.mp4"]
@@ -70,7 +70,7 @@ def test_malformed_batch_never_stops(detector: Detector, tmp_path: Path) -> None
         pred = by_path[str(path)]
         assert pred.status == EXPECTED[name], f"{name}: {pred.status} {pred.message}"
         assert pred.message, f"{name} has no message"
-        assert pred.p_fake is None and pred.verdict is None
+        assert (pred.p_fake is None) == (pred.status not in (Status.OK, Status.NO_AUDIO))
     assert by_path[str(media("real/liveportrait_d0.mp4"))].p_fake is not None, "good files still scored"
     assert by_path[str(tmp_path / "missing.mp4")].status == Status.UNREADABLE
 
@@ -79,7 +79,7 @@ def test_unexpected_error_becomes_status(detector: Detector, monkeypatch: pytest
     def boom(*_args, **_kwargs):
         raise RuntimeError("model exploded")
 
-    monkeypatch.setattr(detector, "_score", boom)
+    monkeypatch.setattr(detector, "score", boom)
     pred = detector.scan(media("real/liveportrait_d0.mp4"))
     assert pred.status == Status.ERROR
     assert "model exploded" in pred.message
@@ -113,11 +113,14 @@ def test_public_api(tiny_checkpoint: Path) -> None:
     assert det.thresholds == (0.2, 0.8)
 
 
-def test_prepare_from_state_defaults() -> None:
+def test_checkpoint_prepare_defaults() -> None:
+    from dfdetect.checkpoint import Checkpoint
+
     pre = {"fps": 4.0, "size": 96, "margin": 1.4, "clip_frames": 8}
-    cfg = prepare_from_state({"preprocess": pre}, max_duration=7.0)
+    base = {"model_state": {}, "model_config": {"name": "visual"}, "preprocess": pre}
+    cfg = Checkpoint.from_state(base).prepare_config(max_duration=7.0)
     assert (cfg.fps, cfg.size, cfg.margin, cfg.max_duration) == (4.0, 96, 1.4, 7.0)
-    recorded = prepare_from_state({"preprocess": pre, "prepare": {"fps": 10.0, "detect_every": 2}})
+    recorded = Checkpoint.from_state({**base, "prepare": {"fps": 10.0, "detect_every": 2}}).prepare
     assert recorded.fps == 10.0 and recorded.detect_every == 2
 
 
@@ -130,3 +133,50 @@ def test_expand_inputs(tmp_path: Path) -> None:
     assert missing == [str(tmp_path / "nope.mp4")]
     again, _ = expand_inputs([tmp_path / "a", tmp_path / "a" / "x.mp4"])
     assert len(again) == 2, "duplicates are dropped"
+
+
+@pytest.mark.slow
+def test_edge_corpus_batch(detector: Detector, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """At least 20 malformed and edge inputs in one batch: each gets its status and kind, none a traceback."""
+    import logging
+
+    from tests.malformed import EDGE_EXPECTED, SCAN_EXPECTED, make_edge_corpus, make_malformed_corpus
+
+    bad = make_malformed_corpus(tmp_path / "bad")
+    edge = make_edge_corpus(tmp_path / "edge")
+    expected = {**{k: (s, None) for k, s in SCAN_EXPECTED.items()}, **EDGE_EXPECTED}
+    corpus = {**bad, **edge}
+    assert len(corpus) >= 20
+    with caplog.at_level(logging.DEBUG):
+        preds = {p.path: p for p in detector.scan_many(corpus.values(), progress=False)}
+    folder = preds.pop(str(edge["folder.mp4"]))  # a folder is expanded: nothing inside it matched
+    assert folder.status == Status.UNREADABLE and folder.message
+    assert len(preds) == len(corpus) - 1, "the batch finished"
+    for name, path in corpus.items():
+        if name == "folder.mp4":
+            continue
+        pred, (status, kind) = preds[str(path)], expected[name]
+        assert pred.status == status, f"{name}: {pred.status} {pred.message}"
+        assert kind is None or pred.kind == kind, f"{name}: kind {pred.kind}"
+        assert pred.message and (pred.p_fake is None) == (status not in (Status.OK, Status.NO_AUDIO))
+    assert "too small" in preds[str(edge["tiny_17x31"])].message
+    assert preds[str(edge["speech_wav"])].speech, "the speech segments of an audio file are judged"
+    assert not [r for r in caplog.records if r.exc_info], "no traceback for an expected condition"
+    assert detector.scan(edge["folder.mp4"]).status == Status.UNREADABLE
+
+
+def test_scan_still_image_and_audio(detector: Detector) -> None:
+    image = detector.scan(media("images/obama.jpg"))
+    assert (image.status, image.kind) == (Status.OK, "image"), image.message
+    assert image.tracks and image.p_fake is not None and image.timeline == []
+    voice = detector.scan(media("videoretalking_audio_1.wav"))
+    assert (voice.status, voice.kind) == (Status.OK, "audio"), voice.message
+    assert voice.timeline and voice.speech and voice.tracks == []
+    json.dumps(voice.to_dict())
+
+
+def test_explain_gives_the_same_scores(detector: Detector) -> None:
+    path = media("real/liveportrait_d0.mp4")
+    plain, explained = detector.scan(path), detector.scan(path, explain=True)
+    assert explained.p_fake == plain.p_fake and explained.timeline == plain.timeline
+    assert explained.extras["explain"]["frames"] and explained.extras["thumbnails"]

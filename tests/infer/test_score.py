@@ -1,4 +1,4 @@
-"""score_clip on clips built from real frames: statuses, rules, timeline, JSON round trip."""
+"""infer.score.score_clip on clips built from real frames: statuses, rules, timeline, JSON round trip."""
 
 from __future__ import annotations
 
@@ -7,9 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from dfdetect.eval.scoring import score_clip, verdict_for
-from dfdetect.types import Prediction, Status, Verdict
+from dfdetect.infer import score
+from dfdetect.infer.result import verdict_for
+from dfdetect.types import MediaKind, Prediction, Status, Verdict
 from tests.eval.conftest import StubModel, make_clip
+
+
+def score_clip(*args, **kwargs) -> Prediction:
+    """The Prediction of infer.score.score_clip (its ClipScores, made JSON-ready)."""
+    return score.score_clip(*args, **kwargs).prediction()
 
 
 def _roundtrip(pred: Prediction) -> None:
@@ -26,6 +32,7 @@ def test_stub_scores_statuses_and_timeline(pre, clip):
     assert starts == [0.0, 1.0, 2.0] and pred.timeline[-1][1] == pytest.approx(3.0, abs=0.25)
     assert set(pred.modality) == {"visual", "audio", "sync"}
     assert pred.tracks[0].speaking and pred.tracks[0].sync_score is not None
+    assert pred.kind == MediaKind.VIDEO
     frames = pred.extras["frame_scores"][0]
     assert len(frames["t"]) == len(clip.faces[0].track.timestamps)  # every cached frame scored once
     assert pred.extras["segment_scores"]["0"]
@@ -90,8 +97,39 @@ def test_temperature_and_aggregations(pre, clip):
 
 
 def test_suspicious_segments_are_runs_of_seconds_judged_fake_on_their_own():
-    from dfdetect.eval.scoring import _suspicious
+    from dfdetect.infer.aggregate import suspicious
 
     timeline = [(0.0, 1.0, 0.9), (1.0, 2.0, 0.7), (2.0, 3.0, 0.55), (3.0, 4.0, 0.95), (5.0, 6.0, 0.66)]
-    assert _suspicious(timeline, 0.65) == [(3.0, 4.0, 0.95), (0.0, 2.0, 0.9), (5.0, 6.0, 0.66)]
-    assert _suspicious(timeline, 0.99) == []
+    assert suspicious(timeline, 0.65) == [(3.0, 4.0, 0.95), (0.0, 2.0, 0.9), (5.0, 6.0, 0.66)]
+    assert suspicious(timeline, 0.99) == []
+
+
+def test_scores_keep_every_window_and_stay_logits(pre, clip):
+    """The typed result keeps each window's outputs; p_fake is sigmoid(logit / T) of the kept logits."""
+    result = score.score_clip(StubModel(pre.num_segments), clip, pre, temperature=2.0)
+    stream = result.stream(result.decisive)
+    assert len(stream.windows) == len(stream.head("logit")) == stream.head("frame_logits").shape[0]
+    assert result.p_fake == pytest.approx(1 / (1 + np.exp(-np.mean(stream.head("logit")) / 2.0)), abs=1e-6)
+    curve = result.frame_curve(result.decisive)
+    assert len(curve["p"]) == len(curve["t"]) and all(0 <= p <= 1 for p in curve["p"])
+
+
+def test_image_clip_has_no_timeline(pre):
+    import dataclasses
+
+    image = dataclasses.replace(make_clip(seconds=0.1, audio=False), kind=MediaKind.IMAGE)
+    pred = score_clip(StubModel(pre.num_segments), image, pre)
+    assert pred.status == Status.OK and pred.kind == MediaKind.IMAGE and pred.p_fake is not None
+    assert pred.timeline == [] and "image" in pred.message
+
+
+def test_audio_clip_is_scored_from_speech_windows(pre):
+    import dataclasses
+
+    voice = dataclasses.replace(make_clip(faces=False), kind=MediaKind.AUDIO)
+    pred = score_clip(StubModel(pre.num_segments), voice, pre)
+    assert pred.status == Status.OK and pred.kind == MediaKind.AUDIO, pred.message
+    assert pred.timeline and pred.speech and set(pred.modality) == {"audio"}
+    assert all(0 <= p <= 1 for _, _, p in pred.speech)
+    silent = dataclasses.replace(voice, speech=[])
+    assert score_clip(StubModel(pre.num_segments), silent, pre).status == Status.NO_SPEECH

@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from dfdetect import __version__
+from dfdetect._version import __version__
 
 COMMANDS = ("prepare", "train", "eval", "scan", "export", "serve")
 

@@ -57,10 +57,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dfdetect.checkpoint import CheckpointError
     from dfdetect.data.manifest import ManifestError
     from dfdetect.eval.evaluate import evaluate
     from dfdetect.eval.metrics import MetricError
-    from dfdetect.train.checkpoint import CheckpointError
 
     perturb = args.perturb_only or args.perturb
     try:

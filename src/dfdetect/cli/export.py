@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dfdetect.train.checkpoint import CheckpointError, export_checkpoint
+    from dfdetect.checkpoint import CheckpointError, export_checkpoint
 
     try:
         path = export_checkpoint(args.checkpoint, args.out)

@@ -1,4 +1,4 @@
-"""`dfdetect scan`: scan videos, files, folders or globs for deepfakes."""
+"""`dfdetect scan`: scan videos, images and audio files (files, folders or globs) for deepfakes."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 from typing import TYPE_CHECKING, Any
+
+from dfdetect.constants import VERDICT_BAND
 
 if TYPE_CHECKING:
     from dfdetect.types import Prediction
@@ -20,10 +22,13 @@ exit codes:
   0  every input was scanned and none was judged fake (real or uncertain)
   1  at least one video was judged fake (whatever happened to the others)
   2  usage error: bad arguments, no input found, or the model could not be loaded
-  3  no video was judged fake, but some inputs could not be scored
-     (status unreadable, no_video, no_face or error; see the status column / message)
+  3  nothing was judged fake, but some inputs could not be scored
+     (status unreadable, no_video, no_face, no_speech or error; see the status column / message)
 
-statuses: ok, no_audio (scored from video only), no_face, no_video, unreadable, error.
+kinds: a video is scored face track by face track; a still image (jpg, png, webp, ...) face by face;
+an audio file (wav, mp3, flac, ...) from audio alone when the model hears (else no_video).
+
+statuses: ok, no_audio (scored from video only), no_face, no_speech, no_video, unreadable, error.
 
 examples:
   dfdetect scan clip.mp4
@@ -42,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="video files, folders or glob patterns")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="media files, folders or glob patterns")
     p.add_argument(
         "--model",
         "-m",
@@ -59,9 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--threshold-band",
         nargs=2,
         type=float,
-        default=(0.35, 0.65),
+        default=VERDICT_BAND,
         metavar=("LOW", "HIGH"),
-        help="p_fake <= LOW is real, >= HIGH is fake, between is uncertain (default: 0.35 0.65)",
+        help="p_fake <= LOW is real, >= HIGH is fake, between is uncertain (default: %(default)s)",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     p.add_argument("--max-duration", type=float, metavar="S", help="seconds read from each video")
@@ -76,13 +81,14 @@ def _fmt(p: float | None) -> str:
 
 def table(predictions: list[Prediction]) -> str:
     """A plain-text table: path, status, verdict, p_fake, visual/audio/sync, faces, seconds."""
-    head = ("path", "status", "verdict", "p_fake", "visual", "audio", "sync", "faces", "seconds")
+    head = ("path", "kind", "status", "verdict", "p_fake", "visual", "audio", "sync", "faces", "seconds")
     rows = [head]
     for p in predictions:
         path = p.path if len(p.path) <= 48 else "…" + p.path[-47:]
         rows.append(
             (
                 path,
+                str(p.kind),
                 str(p.status),
                 str(p.verdict) if p.verdict else "-",
                 _fmt(p.p_fake),
@@ -96,7 +102,7 @@ def table(predictions: list[Prediction]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = []
     for r in rows:
-        cells = [c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        cells = [c.ljust(w) if i < 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -116,12 +122,12 @@ def _summary(predictions: list[Prediction]) -> str:
         key = str(p.verdict) if p.verdict else f"not scored ({p.status})"
         counts[key] = counts.get(key, 0) + 1
     parts = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
-    return f"scanned {len(predictions)} video(s): {parts}"
+    return f"scanned {len(predictions)} file(s): {parts}"
 
 
 def _load(args: argparse.Namespace) -> Any:
+    from dfdetect.checkpoint import CheckpointError
     from dfdetect.infer.pipeline import ModelNotFoundError, load_detector
-    from dfdetect.train.checkpoint import CheckpointError
 
     try:
         return load_detector(

@@ -12,11 +12,12 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dfdetect.io.files import atomic_write
-from dfdetect.types import AudioStatus, Clip, FaceCrops, FaceTrack, VideoInfo
+from dfdetect.types import AudioStatus, Clip, FaceCrops, FaceTrack, MediaKind, VideoInfo
 
 CACHE_VERSION = 1
 _TRACK_ARRAYS = ("timestamps", "boxes", "landmarks", "scores", "detected")
@@ -58,6 +59,7 @@ def _arrays(clip: Clip) -> dict[str, np.ndarray]:
         "audio_status": str(clip.audio_status),
         "speech": [list(s) for s in clip.speech],
         "params": clip.params,
+        "kind": str(clip.kind),
     }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     return arrays
@@ -103,14 +105,36 @@ def read_entry_file(path: str | os.PathLike, mmap: bool = False) -> Clip:
         raise CacheError(f"unreadable cache entry {path}: {e}; delete it and run prepare again") from e
 
 
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The metadata of the cache entry file at ``path`` (path, info, n_faces, track_ids, sample_rate,
+    audio_status, speech, params, kind), reading only its small ``meta`` array.
+
+    Raises:
+        CacheError: missing, unreadable, or from another cache version.
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return _meta(z, path)
+    except CacheError:
+        raise
+    except Exception as e:  # missing, corrupt zip, truncated file, ...
+        raise CacheError(f"unreadable cache entry {path}: {e}; delete it and run prepare again") from e
+
+
+def _meta(z: Any, path: Path) -> dict[str, Any]:
+    meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+    if meta.get("version") != CACHE_VERSION:
+        raise CacheError(
+            f"cache entry {path} has version {meta.get('version')}, expected {CACHE_VERSION}; "
+            "run prepare again"
+        )
+    return meta
+
+
 def _read(path: Path, mapped: bool) -> Clip:
     with np.load(path, allow_pickle=False) as z:
-        meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-        if meta.get("version") != CACHE_VERSION:
-            raise CacheError(
-                f"cache entry {path} has version {meta.get('version')}, expected {CACHE_VERSION}; "
-                "run prepare again"
-            )
+        meta = _meta(z, path)
         data = {k: z[k] for k in z.files if k != "meta" and not (mapped and k.endswith("_crops"))}
     if mapped:
         with zipfile.ZipFile(path) as zf:
@@ -131,6 +155,7 @@ def _read(path: Path, mapped: bool) -> Clip:
         audio_status=AudioStatus(meta["audio_status"]),
         speech=[tuple(s) for s in meta["speech"]],
         params=meta["params"],
+        kind=MediaKind(meta.get("kind", MediaKind.VIDEO)),
     )
 
 

@@ -1,9 +1,10 @@
-"""Prepare videos into cache entries: decode once, track faces, extract audio, write atomically.
+"""The prepare batch runner: many videos -> cache entries, in worker processes, resumable.
 
-:func:`prepare_clip` turns one video into an in-memory :class:`~dfdetect.types.Clip` (``scan`` uses it
-too). :func:`prepare` runs it over many videos in worker processes, with resume, a per-video report
+Per-file extraction (one file -> :class:`~dfdetect.types.Clip`, what ``scan`` uses too) lives in
+:mod:`dfdetect.data.extract`. :func:`prepare` runs it over many videos with resume, a per-video report
 (``prepare_report.jsonl``) and a summary; a bad file is reported with its status and never stops the
-batch. :func:`prepare_source` scans a dataset layout first and writes the manifest.
+batch. :func:`prepare_source` scans a dataset layout first and writes the manifest. The folder's layout
+is :class:`~dfdetect.config.PreparedDir`.
 """
 
 from __future__ import annotations
@@ -12,122 +13,26 @@ import dataclasses
 import json
 import logging
 import os
-import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dfdetect.config import PrepareConfig
+from dfdetect.config import PrepareConfig, PreparedDir
 from dfdetect.data import cache
+from dfdetect.data.extract import clip_status, extract_clip
 from dfdetect.data.manifest import ManifestRow, write_manifest
-from dfdetect.io.audio import load_audio, speech_segments
 from dfdetect.io.files import atomic_write_text
-from dfdetect.io.video import MediaError, ensure_video, iter_frames, probe
+from dfdetect.io.video import MediaError
 from dfdetect.types import AudioStatus, Clip, Status
 
 log = logging.getLogger(__name__)
 
-REPORT_NAME = "prepare_report.jsonl"
-CONFIG_NAME = "prepare_config.json"
-MANIFEST_NAME = "manifest.csv"
-CACHE_DIR = "cache"
+REPORT_NAME = PreparedDir.REPORT
 _FAILED = (Status.UNREADABLE, Status.NO_VIDEO, Status.ERROR)
-
-
-class _Timed:
-    """Wraps a face detector and adds the seconds spent in ``detect`` to ``timings['detect']``."""
-
-    def __init__(self, detector: Any, timings: dict[str, float]) -> None:
-        from dfdetect.faces.extract import accepts_min_face_size
-
-        self.inner, self.timings, self.name = detector, timings, getattr(detector, "name", "detector")
-        self.accepts_min_face_size = accepts_min_face_size(detector)  # keeps ROI detection possible
-
-    def detect(self, images: list[np.ndarray], **kwargs: Any) -> list:
-        t0 = time.perf_counter()
-        try:
-            return self.inner.detect(images, **kwargs)
-        finally:
-            self.timings["detect"] = self.timings.get("detect", 0.0) + time.perf_counter() - t0
-
-
-def _prefetch(frames: Iterator, timings: dict[str, float], size: int = 8) -> Iterator:
-    """Decode ``frames`` in a background thread, ``size`` frames ahead of the consumer.
-
-    FFmpeg and torch both release the GIL, so decoding overlaps face detection (the wall time of
-    prepare_clip tends to max(decode, detect) instead of their sum). Adds the producer's busy seconds to
-    ``timings['decode']`` and the consumer's waiting seconds to ``timings['decode_wait']``. Exceptions of
-    the decoder are re-raised in the consumer; closing the consumer stops the producer.
-    """
-    buffer: queue.Queue = queue.Queue(maxsize=size)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        busy, item = 0.0, done
-        try:
-            while not stop.is_set():
-                t0 = time.perf_counter()
-                try:
-                    item = next(frames)
-                except StopIteration:
-                    item = done
-                busy += time.perf_counter() - t0
-                _put(buffer, item, stop)
-                if item is done:
-                    break
-        except BaseException as e:  # handed to the consumer, raised there
-            _put(buffer, e, stop)
-        finally:
-            frames.close()
-            timings["decode"] = timings.get("decode", 0.0) + busy
-
-    thread = threading.Thread(target=produce, name="dfdetect-decode", daemon=True)
-    thread.start()
-    try:
-        while True:
-            t0 = time.perf_counter()
-            item = buffer.get()
-            timings["decode_wait"] = timings.get("decode_wait", 0.0) + time.perf_counter() - t0
-            if item is done:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _put(buffer: queue.Queue, item: Any, stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            buffer.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            continue
-
-
-def _audio(
-    path: str, config: PrepareConfig, seconds: float | None, timings: dict[str, float]
-) -> tuple[np.ndarray, AudioStatus, list]:
-    """Audio, status and speech segments (unreadable audio = no stream); seconds to timings['audio']."""
-    t0 = time.perf_counter()
-    try:
-        audio, status = load_audio(path, config.sample_rate, max_duration=seconds)
-        speech = status is AudioStatus.OK and config.sample_rate in (8000, 16000)
-        return audio, status, speech_segments(audio, config.sample_rate) if speech else []
-    except MediaError as e:
-        log.warning("%s: audio ignored (%s)", path, e)
-        return np.zeros(0, np.float32), AudioStatus.NO_STREAM, []
-    finally:
-        timings["audio"] = time.perf_counter() - t0
 
 
 def prepare_clip(
@@ -136,59 +41,9 @@ def prepare_clip(
     detector: Any = None,
     timings: dict[str, float] | None = None,
 ) -> Clip:
-    """Decode a video once and return its face tracks, crops and audio in memory.
-
-    Args:
-        path: a local video file.
-        config: sampling, detection, crop and audio settings (stored in ``clip.params``).
-        detector: a face detector (``dfdetect.faces.detect``); None builds the one ``config`` names.
-        timings: if given, filled with seconds per stage: decode (busy time of the decoding thread,
-            which overlaps the others), decode_wait (time the face stage waited for frames), detect,
-            track_crop, audio (runs in its own thread, overlapping the faces), total (wall time).
-
-    Returns:
-        The Clip (``faces == []`` when no face track passed the quality filters).
-
-    Raises:
-        UnreadableMediaError, NoVideoStreamError: the file cannot be used (see ``dfdetect.io.video``).
-    """
-    from dfdetect.faces.detect import detector_from_config
-    from dfdetect.faces.extract import extract_faces
-
-    path = str(path)
-    timings = {} if timings is None else timings
-    t_start = time.perf_counter()
-    detector = detector if detector is not None else detector_from_config(config)
-    info = ensure_video(probe(path))
-    seconds = config.max_duration
-    if config.max_frames is not None:
-        seconds = min(seconds or np.inf, config.max_frames / config.fps)
-    with ThreadPoolExecutor(1, thread_name_prefix="dfdetect-audio") as pool:  # audio overlaps the faces
-        audio_job = pool.submit(_audio, path, config, seconds, timings)
-        t0 = time.perf_counter()
-        frames = iter_frames(path, config.fps, max_duration=config.max_duration, max_frames=config.max_frames)
-        faces = extract_faces(_prefetch(frames, timings), _Timed(detector, timings), config)
-        extract_seconds = time.perf_counter() - t0
-        audio, audio_status, speech = audio_job.result()
-    timings["track_crop"] = extract_seconds - timings.get("decode_wait", 0.0) - timings.get("detect", 0.0)
-    timings["total"] = time.perf_counter() - t_start
-    return Clip(
-        path=path,
-        info=info,
-        faces=faces,
-        audio=audio,
-        sample_rate=config.sample_rate,
-        audio_status=audio_status,
-        speech=speech,
-        params={**config.model_dump(), "detector": getattr(detector, "name", config.detector)},
-    )
-
-
-def clip_status(clip: Clip) -> Status:
-    """NO_FACE without a face track, NO_AUDIO without usable audio, else OK."""
-    if not clip.faces:
-        return Status.NO_FACE
-    return Status.OK if clip.audio_status is AudioStatus.OK else Status.NO_AUDIO
+    """One video -> :class:`Clip` (:func:`~dfdetect.data.extract.extract_clip` for videos: datasets are
+    video datasets, so a still image or an audio file gets ``no_video``)."""
+    return extract_clip(path, config, detector, timings)
 
 
 @dataclass(frozen=True)
@@ -287,18 +142,11 @@ def _work(path: str) -> VideoResult:
 
 
 def _entry_params(cache_dir: Path, path: str) -> dict[str, Any] | None:
-    """``params`` and status facts of an existing entry (reads only its small ``meta`` array)."""
-    entry = cache.entry_path(cache_dir, path)
-    if not entry.is_file():
-        return None
+    """Metadata of an existing entry (None when absent or unreadable: prepare it again)."""
     try:
-        with np.load(entry, allow_pickle=False) as z:
-            meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-    except Exception:  # corrupt entry: prepare it again
+        return cache.read_meta(cache.entry_path(cache_dir, path))
+    except cache.CacheError:
         return None
-    if meta.get("version") != cache.CACHE_VERSION:
-        return None
-    return meta
 
 
 def _up_to_date(meta: dict[str, Any] | None, config: PrepareConfig) -> bool:
@@ -391,12 +239,13 @@ def prepare(
 
     config = config or PrepareConfig()
     out = Path(out_dir)
-    cache_dir = out / CACHE_DIR
+    layout = PreparedDir(out)
+    cache_dir = layout.cache
     cache_dir.mkdir(parents=True, exist_ok=True)
     paths = _paths(rows)
     summary = PrepareSummary(out_dir=str(out), total=len(paths))
     t0 = time.perf_counter()
-    with open(out / REPORT_NAME, "a", encoding="utf-8") as report:
+    with open(layout.report, "a", encoding="utf-8") as report:
         todo = []
         for path in paths:
             meta = _entry_params(cache_dir, path)
@@ -474,7 +323,7 @@ def prepare_source(
     Raises:
         DatasetLayoutError: ``root`` does not hold the layout ``source`` expects.
     """
-    from dfdetect import __version__
+    from dfdetect._version import __version__
     from dfdetect.data.sources import scan_source
 
     config = config or PrepareConfig()
@@ -483,7 +332,8 @@ def prepare_source(
         rows = _limit(rows, limit, seed)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_manifest(rows, out / MANIFEST_NAME)
+    layout = PreparedDir(out)
+    write_manifest(rows, layout.manifest)
     record = {
         "source": source,
         "root": str(Path(root).resolve()),
@@ -495,5 +345,5 @@ def prepare_source(
         "config": config.model_dump(),
         "dfdetect_version": __version__,
     }  # fmt: skip
-    atomic_write_text(out / CONFIG_NAME, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(layout.config, json.dumps(record, indent=2) + "\n")
     return prepare(rows, out, config, workers=workers, progress=progress)

@@ -23,7 +23,7 @@ from dfdetect.data.cache import (
     read_entry_file,
 )
 from dfdetect.data.manifest import UNKNOWN
-from dfdetect.types import AudioStatus, Clip, FaceCrops
+from dfdetect.types import Clip, FaceCrops
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def window_mouths(frames: np.ndarray, landmarks: np.ndarray, size: int) -> np.nd
 def clip_audio(clip: Clip, sample_rate: int) -> np.ndarray | None:
     """The clip's audio at ``sample_rate``, or None when it has none worth using (no stream, silent)."""
     audio = np.asarray(clip.audio, dtype=np.float32)
-    if clip.audio_status != AudioStatus.OK or audio.size == 0:
+    if not clip.has_usable_audio:
         return None
     if clip.sample_rate != sample_rate:  # caches are made at 16 kHz; linear resampling is a fallback
         n = round(audio.size * sample_rate / clip.sample_rate)
@@ -258,6 +258,46 @@ def clip_windows(
         indices = track_indices(clip, clip.faces[i], pre)
         for start in window_starts(len(indices), pre.clip_frames, stride):
             windows.append(track_window(clip, i, start, pre, indices, audio, mouths))
+    return windows
+
+
+def audio_windows(clip: Clip, pre: PreprocessConfig, overlap: float = 0.5) -> list[Window]:
+    """Sliding windows over the audio of a clip without faces (an audio file), for audio-capable models.
+
+    Each window spans ``pre.window_seconds`` (the last one ends at the audio's end); consecutive windows
+    overlap by ``overlap`` of a window. Frames and mouths are blank (an audio model ignores them);
+    ``track_id`` is -1.
+
+    Returns:
+        The windows; empty when the clip has no usable audio.
+    """
+    audio = clip_audio(clip, pre.sample_rate)
+    if audio is None:
+        return []
+    seconds = audio.size / pre.sample_rate
+    step = max(pre.window_seconds * (1.0 - overlap), 1.0 / pre.fps)
+    starts = list(np.arange(0.0, max(seconds - pre.window_seconds, 0.0) + 1e-6, step))
+    if starts[-1] + pre.window_seconds < seconds - 1e-6:
+        starts.append(seconds - pre.window_seconds)
+    t, s, m = pre.clip_frames, pre.size, pre.mouth_size
+    windows = []
+    for t0 in starts:
+        times = float(t0) + np.arange(t) / pre.fps  # [T]
+        wav, has_audio = cut_audio(audio, float(t0), pre)
+        windows.append(
+            Window(
+                frames=np.zeros((t, s, s, 3), np.uint8),
+                timestamps=times,
+                audio=wav,
+                audio_mask=has_audio,
+                mouths=np.zeros((t, m, m, 3), np.uint8),
+                landmarks=np.zeros((t, 5, 2), np.float32),
+                track_id=-1,
+                t0=float(t0),
+                t1=float(t0) + pre.window_seconds,
+                n_real=max(1, int(np.sum(times < seconds))),
+            )
+        )
     return windows
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from dfdetect.eval.aggregate import sigmoid
 from dfdetect.eval.metrics import MetricError, check_inputs, ece_mce
+from dfdetect.infer.aggregate import sigmoid
 
 T_BOUNDS = (0.05, 20.0)
 
@@ -64,14 +64,8 @@ def store_temperature(
     checkpoint: str | os.PathLike, temperature: float, info: dict[str, Any] | None = None
 ) -> Path:
     """Write ``calibration.temperature`` (and ``info``, e.g. the ECE report) into a checkpoint atomically."""
-    from dfdetect.train.checkpoint import load_checkpoint, save_checkpoint
+    from dfdetect.checkpoint import Checkpoint
 
     if not np.isfinite(temperature) or temperature <= 0:
         raise MetricError(f"temperature must be a positive number, got {temperature}")
-    state = load_checkpoint(checkpoint)
-    state["calibration"] = {
-        **dict(state.get("calibration") or {}),
-        **(info or {}),
-        "temperature": float(temperature),
-    }
-    return save_checkpoint(checkpoint, state)
+    return Checkpoint.load(checkpoint).with_temperature(float(temperature), info).save(checkpoint)

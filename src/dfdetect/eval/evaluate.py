@@ -1,5 +1,8 @@
 """Manifest + cache + checkpoint -> ``predictions.jsonl`` (one Prediction per video), then the report.
 
+Scoring is the scan core's: :class:`~dfdetect.infer.pipeline.Detector` scores each cached clip
+(:meth:`~dfdetect.infer.pipeline.Detector.score`), exactly as ``dfdetect scan`` scores a file.
+
 Output folder (``out_dir``)::
 
     predictions.jsonl              in-domain manifest: one ``Prediction.to_dict()`` per video (key: full path)
@@ -24,47 +27,37 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
-from dfdetect.config import PreprocessConfig
-from dfdetect.data.cache import CacheError, read_entry
+from dfdetect._version import __version__
+from dfdetect.config import PreparedDir
+from dfdetect.data.cache import CacheError, entry_path, read_entry, read_meta
 from dfdetect.data.manifest import ManifestRow, file_hash, read_manifest, select
-from dfdetect.eval.scoring import score_clip
-from dfdetect.io.files import atomic_write_text
+from dfdetect.io.files import atomic_write_text, read_jsonl, write_jsonl
 from dfdetect.types import Clip, Prediction, Status
 
+if TYPE_CHECKING:
+    from dfdetect.infer.pipeline import Detector
+
 log = logging.getLogger(__name__)
+__all__ = ["evaluate", "predict_rows", "read_jsonl", "write_jsonl"]
 SCORED = (Status.OK, Status.NO_AUDIO)
 
 
-@dataclass
-class Scorer:
-    """A loaded checkpoint ready to score clips."""
+def load_for_eval(checkpoint: str | os.PathLike, device: str = "cpu", aggregation: str = "mean") -> Detector:
+    """The :class:`~dfdetect.infer.pipeline.Detector` that eval drives over cached clips."""
+    from dfdetect.infer.pipeline import Detector
 
-    model: Any
-    pre: PreprocessConfig
-    temperature: float
-    name: str
-    checkpoint: str
-    checkpoint_hash: str
-    state: dict[str, Any]
-    device: str = "cpu"
+    return Detector.from_checkpoint(checkpoint, device=device, aggregation=aggregation)
 
 
-def load_scorer(checkpoint: str | os.PathLike, device: str = "cpu") -> Scorer:
-    """Load a checkpoint: model (eval mode, on ``device``), preprocessing and temperature."""
-    from dfdetect.train.checkpoint import build_model, load_checkpoint, temperature
-
-    state = load_checkpoint(checkpoint)
-    pre_fields = set(PreprocessConfig.model_fields)
-    pre = PreprocessConfig(**{k: v for k, v in dict(state["preprocess"]).items() if k in pre_fields})
-    model = build_model(state).to(device)
-    name = str(state["model_config"].get("name", type(model).__name__))
-    return Scorer(model, pre, temperature(state), name, str(checkpoint), file_hash(checkpoint), state, device)
+def _identity(detector: Detector) -> tuple[str, str]:
+    """(checkpoint path, its hash) of a detector ('' and 'none' for a model built in memory)."""
+    path = detector.checkpoint.path if detector.checkpoint is not None else None
+    return (str(path), file_hash(path)) if path is not None else ("", "none")
 
 
 def row_meta(row: ManifestRow) -> dict[str, Any]:
@@ -84,7 +77,7 @@ def row_meta(row: ManifestRow) -> dict[str, Any]:
 
 def _prepare_statuses(cache_dir: Path) -> dict[str, dict]:
     """``prepare_report.jsonl`` beside the cache (path -> record), to explain videos without an entry."""
-    report = cache_dir.parent / "prepare_report.jsonl"
+    report = PreparedDir.of_cache(cache_dir).report
     out: dict[str, dict] = {}
     if report.is_file():
         for line in report.read_text(encoding="utf-8").splitlines():
@@ -108,23 +101,23 @@ def _missing(row: ManifestRow, err: Exception, statuses: dict[str, dict]) -> Pre
 
 
 def predict_rows(
-    scorer: Scorer,
+    detector: Detector,
     rows: Sequence[ManifestRow],
     cache_dir: str | os.PathLike,
-    aggregation: str = "mean",
     modality_mask: str | None = None,
     transform: Callable[[Clip], Clip] | None = None,
-    verdict_band: tuple[float, float] = (0.35, 0.65),
     batch_size: int = 8,
     progress: bool = True,
     desc: str = "eval",
     loader: Callable[[ManifestRow], Clip] | None = None,
+    temperature: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Score every row's cache entry; returns ``Prediction.to_dict()`` records with manifest facts in extras.
+    """Score every row's cache entry with ``detector``; returns ``Prediction.to_dict()`` records with
+    manifest facts in extras.
 
     A video without a usable cache entry gets a record with its prepare status (or ``error``), never a score.
     ``loader`` gives a row's clip instead of its cache entry (pseudo-fakes: ``PseudoFakeSet.load``); it raises
-    ``CacheError`` when it has none.
+    ``CacheError`` when it has none. ``temperature`` overrides the detector's (1.0: raw, to fit it on).
     """
     cache_dir = Path(cache_dir)
     statuses = _prepare_statuses(cache_dir)
@@ -134,40 +127,21 @@ def predict_rows(
             clip = loader(row) if loader is not None else read_entry(cache_dir, row.path)
             if transform is not None:
                 clip = transform(clip)
-            pred = score_clip(
-                scorer.model,
-                clip,
-                scorer.pre,
-                temperature=scorer.temperature,
-                aggregation=aggregation,
-                device=scorer.device,
-                modality_mask=modality_mask,
-                thresholds=verdict_band,
-                batch_size=batch_size,
-            )
+            scores = detector.score(clip, modality_mask, batch_size, temperature)
+            pred = scores.prediction(detector.thresholds, detector.name)
         except CacheError as e:
             pred = _missing(row, e, statuses)
         rec = pred.to_dict()
         rec["path"] = row.path
-        rec["model"] = rec["model"] or scorer.name
+        rec["model"] = rec["model"] or detector.name
         rec["extras"].update(row_meta(row))
         records.append(rec)
     return records
 
 
-def write_jsonl(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
-    """Write records as JSON lines, atomically."""
-    return atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in records))
-
-
-def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a JSON-lines file (a predictions file)."""
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
 def default_cache(manifest: str | os.PathLike) -> Path:
     """The cache ``prepare`` writes beside its manifest: ``<manifest folder>/cache``."""
-    return Path(manifest).resolve().parent / "cache"
+    return PreparedDir.of_manifest(manifest).cache
 
 
 def _manifest_name(path: Path, taken: set[str]) -> str:
@@ -186,25 +160,22 @@ def _rows(manifest: Path, split: str, limit: int | None) -> list[ManifestRow]:
     return rows[:limit] if limit else rows
 
 
-def protocol_card(
-    scorer: Scorer, manifests: list[Path], split: str, aggregation: str, cache_dir: Path
-) -> dict:
+def protocol_card(detector: Detector, manifests: list[Path], split: str, cache_dir: Path) -> dict:
     """Everything needed to reproduce a result (written to ``protocol.json``, shown in every report)."""
-    from dfdetect import __version__
-
     params: dict[str, Any] = {}
     for row in _rows(manifests[0], split, None)[:20]:  # the first readable entry says how the cache was made
         try:
-            params = read_entry(cache_dir, row.path).params
+            params = read_meta(entry_path(cache_dir, row.path))["params"]
             break
         except CacheError:
             continue
-    pre = scorer.pre
+    pre = detector.preprocess
+    checkpoint, checkpoint_hash = _identity(detector)
     return {
-        "model": scorer.name,
-        "checkpoint": scorer.checkpoint,
-        "checkpoint_hash": scorer.checkpoint_hash,
-        "temperature": scorer.temperature,
+        "model": detector.name,
+        "checkpoint": checkpoint,
+        "checkpoint_hash": checkpoint_hash,
+        "temperature": detector.temperature,
         "split": split,
         "manifests": [{"path": str(m), "hash": file_hash(m)} for m in manifests],
         "cache_dir": str(cache_dir),
@@ -217,7 +188,7 @@ def protocol_card(
         "model_size": pre.size,
         "clip_frames": pre.clip_frames,
         "window_seconds": pre.window_seconds,
-        "aggregation": aggregation,
+        "aggregation": detector.aggregation,
         "dfdetect_version": __version__,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -239,37 +210,32 @@ def with_pseudofakes(
 
 
 def run_calibration(
-    scorer: Scorer,
-    manifest: Path,
-    cache_dir: Path,
-    aggregation: str,
-    pseudofakes: Sequence[str] = (),
-    **kw: Any,
+    detector: Detector, manifest: Path, cache_dir: Path, pseudofakes: Sequence[str] = (), **kw: Any
 ) -> dict:
     """Fit the temperature on the manifest's ``val`` split (T = 1 logits) and store it in the checkpoint.
 
     With ``pseudofakes`` (kinds), the val split's held-back pseudo-fakes are part of the fit.
     """
-    import dataclasses
+    from dfdetect.eval.calibrate import calibration_report, fit_temperature
 
-    from dfdetect.eval.calibrate import calibration_report, fit_temperature, store_temperature
-
-    raw = dataclasses.replace(scorer, temperature=1.0)
     rows, loader, _ = with_pseudofakes(_rows(manifest, "val", None), cache_dir, pseudofakes)
-    records = predict_rows(raw, rows, cache_dir, aggregation, desc="calibrate (val)", loader=loader, **kw)
+    records = predict_rows(
+        detector, rows, cache_dir, desc="calibrate (val)", loader=loader, temperature=1.0, **kw
+    )
     scored = [r for r in records if r["p_fake"] is not None]
     logits = [r["extras"]["logit"] for r in scored]
     labels = [r["extras"]["label"] for r in scored]
     t = fit_temperature(logits, labels)
     report = calibration_report(logits, labels, t)
     fitted_on = f"{manifest}:val" + (f" + pseudo-fakes {list(pseudofakes)}" if pseudofakes else "")
-    store_temperature(scorer.checkpoint, t, {"fitted_on": fitted_on, **report})
-    scorer.temperature = t
-    scorer.checkpoint_hash = file_hash(scorer.checkpoint)
+    if detector.checkpoint is not None and detector.checkpoint.path is not None:
+        detector.checkpoint = detector.checkpoint.with_temperature(t, {"fitted_on": fitted_on, **report})
+        detector.checkpoint.save(detector.checkpoint.path)
+    detector.temperature = t
     return report
 
 
-def run_perturbations(scorer: Scorer, rows, cache_dir: Path, spec, aggregation: str, **kw: Any) -> list[dict]:
+def run_perturbations(detector: Detector, rows, cache_dir: Path, spec, **kw: Any) -> list[dict]:
     """AUC (and mean p_fake per class) for each (perturbation, severity) of ``spec`` (see perturb.plan)."""
     from dfdetect.eval import perturb
     from dfdetect.eval.metrics import MetricError, auc
@@ -277,10 +243,9 @@ def run_perturbations(scorer: Scorer, rows, cache_dir: Path, spec, aggregation: 
     out = []
     for name, severity in perturb.plan(spec):
         records = predict_rows(
-            scorer,
+            detector,
             rows,
             cache_dir,
-            aggregation,
             transform=lambda clip, n=name, s=severity: perturb.apply(clip, n, s),
             desc=f"{name}={severity:g}",
             **kw,
@@ -310,7 +275,7 @@ def run_perturbations(scorer: Scorer, rows, cache_dir: Path, spec, aggregation: 
 
 
 def evaluate(
-    checkpoint: str | os.PathLike | Scorer,
+    checkpoint: str | os.PathLike | Detector,
     manifest: str | os.PathLike | Sequence[str | os.PathLike],
     cache_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     split: str = "test",
@@ -332,7 +297,8 @@ def evaluate(
     """Evaluate a checkpoint on one or more manifests and write predictions + report to ``out_dir``.
 
     Args:
-        checkpoint: a dfdetect checkpoint (``train.checkpoint``), or an already loaded :class:`Scorer`.
+        checkpoint: a dfdetect checkpoint file, or an already loaded ``infer.pipeline.Detector`` (its
+            aggregation is then replaced by ``aggregation``).
         manifest: one manifest, or several: the first is in-domain, the others form the cross-dataset table.
         cache_dir: cache folder(s), one per manifest (default: ``<manifest folder>/cache``).
         split: split to score (``test``, ``val``, ``train`` or ``all``).
@@ -365,43 +331,48 @@ def evaluate(
     caches = _caches(manifests, cache_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    scorer = checkpoint if isinstance(checkpoint, Scorer) else load_scorer(checkpoint, device)
+    detector = _detector(checkpoint, device, aggregation)
     kw = {"batch_size": batch_size, "progress": progress}
     if calibrate:
-        rep = run_calibration(scorer, manifests[0], caches[0], aggregation, kinds, **kw)
+        rep = run_calibration(detector, manifests[0], caches[0], kinds, **kw)
         atomic_write_text(out / "calibration.json", json.dumps(rep, indent=2))
-    card = protocol_card(scorer, manifests, split, aggregation, caches[0])
+    card = protocol_card(detector, manifests, split, caches[0])
     card.update(
         {"modality_mask": modality_mask, "thresholds": sorted({0.5, *thresholds}), "run_dir": run_dir}
     )
     rows, loader, counts = with_pseudofakes(_rows(manifests[0], split, limit), caches[0], kinds)
     card["pseudofakes"] = _pseudofake_card(kinds, counts)
-    records = predict_rows(scorer, rows, caches[0], aggregation, modality_mask, loader=loader, **kw)
+    records = predict_rows(detector, rows, caches[0], modality_mask, loader=loader, **kw)
     write_jsonl(records, out / "predictions.jsonl")
     taken: set[str] = set()
     card["cross"] = {}
     for m, c in zip(manifests[1:], caches[1:], strict=True):
         name = _manifest_name(m, taken)
         cross, cross_loader, _ = with_pseudofakes(_rows(m, split, limit), c, kinds)
-        recs = predict_rows(
-            scorer, cross, c, aggregation, modality_mask, desc=name, loader=cross_loader, **kw
-        )
+        recs = predict_rows(detector, cross, c, modality_mask, desc=name, loader=cross_loader, **kw)
         write_jsonl(recs, out / "cross" / name / "predictions.jsonl")
         card["cross"][name] = str(m)
     card["in_domain"] = _manifest_name(manifests[0], taken)
     if ablation:
         for mask in ("video", "audio"):
-            recs = predict_rows(
-                scorer, rows, caches[0], aggregation, mask, desc=f"{mask} only", loader=loader, **kw
-            )
+            recs = predict_rows(detector, rows, caches[0], mask, desc=f"{mask} only", loader=loader, **kw)
             write_jsonl(recs, out / "ablation" / f"predictions-{mask}.jsonl")
     if perturb:
         table = run_perturbations(
-            scorer, rows, caches[0], perturb, aggregation, modality_mask=modality_mask, loader=loader, **kw
+            detector, rows, caches[0], perturb, modality_mask=modality_mask, loader=loader, **kw
         )
         atomic_write_text(out / "perturb.json", json.dumps(table, indent=2))
     atomic_write_text(out / "protocol.json", json.dumps(card, indent=2))
     return build_report(out, run_dir=run_dir, n_boot=n_boot)
+
+
+def _detector(checkpoint: str | os.PathLike | Detector, device: str, aggregation: str) -> Detector:
+    from dfdetect.infer.pipeline import Detector
+
+    if isinstance(checkpoint, Detector):
+        checkpoint.aggregation = aggregation
+        return checkpoint
+    return load_for_eval(checkpoint, device, aggregation)
 
 
 def _pseudofake_card(kinds: Sequence[str], counts: dict[str, int]) -> dict[str, Any] | None:

@@ -1,7 +1,7 @@
 """Robustness: re-score cached clips under perturbations of their face crops and audio.
 
 Each perturbation copies a :class:`~dfdetect.types.Clip` with changed crops or audio, and the copy goes
-through the same :func:`~dfdetect.eval.scoring.score_clip` as clean clips. Severities are in each
+through the same :meth:`~dfdetect.infer.pipeline.Detector.score` as clean clips. Severities are in each
 perturbation's own unit (JPEG quality, blur sigma in pixels, noise std in 8-bit levels, resize factor,
 H.264 CRF, audio sample rate in Hz, audio SNR in dB, audio shift in seconds).
 """

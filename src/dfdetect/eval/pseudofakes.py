@@ -27,7 +27,7 @@ from dfdetect.data.cache import CacheError, read_entry
 from dfdetect.data.manifest import REAL, ManifestRow
 from dfdetect.data.pseudofake import desync, self_blend, swap_audio
 from dfdetect.data.windows import Window
-from dfdetect.types import AudioStatus, Clip
+from dfdetect.types import Clip
 
 KINDS = ("sbi", "desync", "swap")
 AUDIO_KINDS = ("desync", "swap")
@@ -63,11 +63,6 @@ def path_rng(path: str, kind: str) -> np.random.Generator:
     return np.random.default_rng(int.from_bytes(digest[:8], "little"))
 
 
-def has_audio(clip: Clip) -> bool:
-    """True when the clip has usable audio (the rule the windows and the scorer use)."""
-    return clip.audio_status == AudioStatus.OK and np.asarray(clip.audio).size > 0
-
-
 def sbi_clip(clip: Clip, rng: np.random.Generator) -> Clip:
     """Self-blend every crop of every face track, with one set of SBI parameters per track.
 
@@ -94,7 +89,7 @@ def desync_clip(
     every sample is moved by ``s`` or by ``s -/+ duration`` (the wrapped part): at least ``min_shift`` either
     way. None as well when the audio is shorter than ``2 * min_shift``.
     """
-    if not has_audio(clip):
+    if not clip.has_usable_audio:
         return None
     duration = len(clip.audio) / clip.sample_rate
     high = min(max_shift, duration - min_shift)
@@ -108,7 +103,7 @@ def desync_clip(
 
 def swap_clip(clip: Clip, other_audio: np.ndarray, rng: np.random.Generator) -> Clip | None:
     """The clip with audio cut from ``other_audio`` (another real video), or None without audio."""
-    if not has_audio(clip) or np.asarray(other_audio).size == 0:
+    if not clip.has_usable_audio or np.asarray(other_audio).size == 0:
         return None
     n = len(clip.audio)
     # swap_audio works on windows: carry the clip's whole audio span in a frameless one
@@ -155,7 +150,7 @@ class PseudoFakeSet:
                     clip = read_entry(self.cache_dir, row.path)
                 except CacheError:
                     continue  # reported as not scored by the source row itself
-                seconds = len(clip.audio) / clip.sample_rate if has_audio(clip) else 0.0
+                seconds = len(clip.audio) / clip.sample_rate if clip.has_usable_audio else 0.0
                 facts[row.path] = (bool(clip.faces), seconds, row.group)
         with_audio = [p for p, (_, seconds, _) in facts.items() if seconds > 0]
         self.rows: list[ManifestRow] = []

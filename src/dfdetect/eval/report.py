@@ -18,10 +18,8 @@ from typing import Any
 import numpy as np
 
 from dfdetect.eval import plots
-from dfdetect.eval.evaluate import read_jsonl
 from dfdetect.eval.metrics import MetricError, accuracy_only, auc, compute_metrics
-from dfdetect.eval.scoring import calibrate
-from dfdetect.io.files import atomic_write_text
+from dfdetect.io.files import atomic_write_text, read_jsonl
 
 log = logging.getLogger(__name__)
 SECTIONS = (
@@ -127,7 +125,7 @@ def _safe_metrics(labels, scores, **kw) -> dict[str, Any]:
         return {"error": str(e), **accuracy_only(labels, scores)}
 
 
-def level_scores(records: list[dict], level: str, temperature: float) -> tuple[list[int], list[float]]:
+def level_scores(records: list[dict], level: str) -> tuple[list[int], list[float]]:
     """(labels, calibrated p) at ``level`` (video, segment, frame) of the decisive track of each video.
 
     Segments and frames carry their video's label (the datasets label whole videos).
@@ -138,12 +136,11 @@ def level_scores(records: list[dict], level: str, temperature: float) -> tuple[l
         y, ex = r["extras"]["label"], r["extras"]
         if level == "video":
             values = [r["p_fake"]]
-        elif level == "segment":
-            raw = [s[2] for s in ex.get("segment_scores", {}).get(str(ex.get("decisive_track")), [])]
-            values = calibrate(np.asarray(raw), temperature).tolist() if raw else []
+        elif level == "segment":  # predictions carry calibrated segment and frame probabilities
+            values = [s[2] for s in ex.get("segment_scores", {}).get(str(ex.get("decisive_track")), [])]
         else:
             fs = [f for f in ex.get("frame_scores", []) if f["track_id"] == ex.get("decisive_track")]
-            values = calibrate(np.asarray(fs[0]["p"]), temperature).tolist() if fs and fs[0]["p"] else []
+            values = list(fs[0]["p"]) if fs else []
         labels += [y] * len(values)
         scores += values
     return labels, scores
@@ -281,11 +278,11 @@ def _sec_coverage(doc: Doc, records: list[dict]) -> dict[str, int]:
     return dict(counts)
 
 
-def _sec_metrics(doc: Doc, records: list[dict], temperature: float, n_boot: int, thresholds) -> dict:
+def _sec_metrics(doc: Doc, records: list[dict], n_boot: int, thresholds) -> dict:
     doc.h2("Metrics")
     levels = {}
     for level in ("video", "segment", "frame"):
-        y, p = level_scores(records, level, temperature)
+        y, p = level_scores(records, level)
         levels[level] = _safe_metrics(
             y, p, n_boot=n_boot if level == "video" else min(n_boot, 200), thresholds=thresholds
         )
@@ -341,7 +338,7 @@ def _sec_cross(doc: Doc, out: Path, card: dict, in_domain: dict) -> list[list[An
     ]
     for name in names:
         m = _safe_metrics(
-            *level_scores(read_jsonl(out / "cross" / name / "predictions.jsonl"), "video", 1.0), n_boot=0
+            *level_scores(read_jsonl(out / "cross" / name / "predictions.jsonl"), "video"), n_boot=0
         )
         gap = base - m["auc"] if base is not None and m.get("auc") is not None else None
         rows.append([name, m.get("n"), m.get("auc"), m.get("eer"), m.get("ap"), gap])
@@ -435,11 +432,11 @@ def _sec_training(doc: Doc, run_dir: str | None, figs: Path) -> None:
     doc.img(path, "training curves")
 
 
-def _sec_figures(doc: Doc, records: list[dict], temperature: float, figs: Path) -> None:
+def _sec_figures(doc: Doc, records: list[dict], figs: Path) -> None:
     doc.h2("Figures")
     curves = {}
     for level in ("video", "segment", "frame"):
-        y, p = level_scores(records, level, temperature)
+        y, p = level_scores(records, level)
         if len(set(y)) == 2:
             curves[level] = (y, p)
     if not curves:
@@ -458,7 +455,6 @@ def build_report(
     out = Path(out_dir)
     records = read_jsonl(out / "predictions.jsonl")
     card = _load(out, "protocol.json") or {}
-    temperature = float(card.get("temperature", 1.0))
     thresholds = card.get("thresholds", (0.5, 0.6, 0.7))
     frames = [sum(len(f["t"]) for f in r["extras"].get("frame_scores", [])[:1]) for r in _scored(records)]
     card["frames_per_video"] = round(float(np.mean(frames)), 1) if frames else None
@@ -470,7 +466,7 @@ def build_report(
     )
     _sec_protocol(doc, card)
     result: dict[str, Any] = {"protocol": card, "coverage": _sec_coverage(doc, records)}
-    result["levels"] = _sec_metrics(doc, records, temperature, n_boot, thresholds)
+    result["levels"] = _sec_metrics(doc, records, n_boot, thresholds)
     video = result["levels"]["video"]
     result["breakdowns"] = _sec_breakdowns(doc, records, figs)
     result["cross"] = _sec_cross(doc, out, card, video)
@@ -479,7 +475,7 @@ def build_report(
     _sec_calibration(doc, out, records, video)
     result["worst"] = _sec_worst(doc, out, records, card.get("cache_dir"))
     _sec_training(doc, str(run_dir or card.get("run_dir") or "") or None, figs)
-    _sec_figures(doc, records, temperature, figs)
+    _sec_figures(doc, records, figs)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=str))
     atomic_write_text(out / "report.html", doc.html())
     return atomic_write_text(out / "report.md", doc.markdown())

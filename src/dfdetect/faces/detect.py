@@ -196,7 +196,7 @@ class MTCNNDetector:
         # Search faces of min_face_size input pixels, i.e. min_face_size / factor detection pixels.
         min_face = self.min_face_size if min_face_size is None else float(min_face_size)
         mtcnn.min_face_size = max(_MTCNN_MIN_SIZE, min_face / factor)
-        if min(batch.shape[1:3]) < _MTCNN_MIN_SIZE:
+        if min(batch.shape[1:3]) < mtcnn.min_face_size:  # no face that large fits: MTCNN's pyramid is empty
             return [Detections.empty() for _ in images]
         with torch.inference_mode():
             boxes, probs, points = mtcnn.detect(batch, landmarks=True)

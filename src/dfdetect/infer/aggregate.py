@@ -1,9 +1,10 @@
-"""Aggregation of many scores into one: the single place used by scoring, evaluation and reports.
+"""Aggregation of many scores into one, and the rules that turn a clip's window outputs into its score.
 
 Scores are windows of one face track (-> track score), frames of one track (attention pooling),
-or seconds of a timeline. :func:`aggregate` works on **probabilities** by default (``space="prob"``):
-averaging probabilities is robust to one over-confident window, and the result stays a probability.
-With ``space="logit"`` the same strategies run on logits and a logit comes back.
+or seconds of a timeline. :func:`aggregate` runs the same strategies on probabilities
+(``space="prob"``) or on logits (``space="logit"``); the scan core aggregates **logits** and applies the
+calibration temperature once at the end (``p = sigmoid(logit / T)``), so no probability is ever turned
+back into a logit.
 
 Strategies:
 
@@ -19,6 +20,7 @@ Strategies:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -103,3 +105,99 @@ def aggregate(
                 f"(got shape {w.shape})"
             )
     return float((w * s).sum() / w.sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# Clip rules (all on raw logits of :class:`dfdetect.infer.score.StreamOutputs`)
+# ---------------------------------------------------------------------------------------------
+
+Segment = tuple[float, float, float]  # (t0, t1, score)
+
+
+def track_logit(stream: Any, strategy: str, k: int | float = 3) -> float:
+    """Raw logit of one stream: its windows' logits aggregated with ``strategy``.
+
+    ``attention`` pools the model's ``frame_logits`` with its ``frame_attention`` when it has them,
+    else it is a soft maximum over the windows.
+    """
+    frame_logits, att = stream.head("frame_logits"), stream.head("frame_attention")
+    if strategy == "attention" and frame_logits is not None and att is not None:
+        weights = np.clip(att, 0, None).ravel()
+        return aggregate(frame_logits.ravel(), "attention", weights=weights, space="logit")
+    return aggregate(stream.head("logit"), strategy, k=k, space="logit")
+
+
+def stream_segments(stream: Any, head: str = "segment_logits") -> list[Segment]:
+    """(t0, t1, logit) per segment of every window (``head``, else the whole window's logit).
+
+    Segments are cut at the window's last real frame: padding of a short track scores no time.
+    """
+    seg, logits = stream.head(head), stream.head("logit")
+    out: list[Segment] = []
+    for w, win in enumerate(stream.windows):
+        a, b, ts = float(win.t0), float(win.t1), win.timestamps
+        real_end = min(b, float(ts[win.n_real - 1]) + (b - a) / len(ts))
+        if seg is None:
+            out.append((a, real_end, float(logits[w])))
+            continue
+        edges = np.linspace(a, b, seg.shape[1] + 1)
+        out.extend(
+            (float(edges[i]), min(float(edges[i + 1]), real_end), float(seg[w, i]))
+            for i in range(seg.shape[1])
+            if edges[i] < real_end - 1e-6
+        )
+    return out
+
+
+def overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    """Length of the intersection of ``[a0, a1]`` and ``[b0, b1]``."""
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def timeline(
+    segs: dict[int, list[Segment]], main: list[int], end: float, temperature: float
+) -> list[Segment]:
+    """Per-second (t0, t1, calibrated p): overlap-weighted mean segment logit per track, max over ``main``."""
+    out = []
+    for s in range(int(np.ceil(end))):
+        a, b = float(s), min(float(s + 1), end)
+        per_track = []
+        for tid in main:
+            w = np.array([overlap(a, b, s0, s1) for s0, s1, _ in segs[tid]])
+            if w.sum() > 1e-6:
+                per_track.append(aggregate([z for _, _, z in segs[tid]], "mean", weights=w, space="logit"))
+        if per_track:
+            out.append((a, b, round(float(sigmoid(max(per_track) / temperature)), 5)))
+    return out
+
+
+def suspicious(timeline: list[Segment], fake_p: float, most: int = 3) -> list[Segment]:
+    """Runs of consecutive seconds that would be judged fake on their own (calibrated p >= ``fake_p``),
+    as (t0, t1, peak p), highest peaks first (at most ``most``)."""
+    runs: list[list[float]] = []
+    for a, b, p in timeline:
+        if p < fake_p:
+            continue
+        if runs and abs(runs[-1][1] - a) < 1e-6:
+            runs[-1][1], runs[-1][2] = b, max(runs[-1][2], p)
+        else:
+            runs.append([a, b, p])
+    runs.sort(key=lambda r: -r[2])
+    return [(r[0], r[1], r[2]) for r in runs[:most]]
+
+
+def frame_logits(stream: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Per-frame ``(times [F], logits [F], attention [F] or None)`` of a face stream: the frame head
+    (else the window's logit) averaged over the windows that cover each frame; padding excluded."""
+    heads, att = stream.head("frame_logits"), stream.head("frame_attention")
+    window_z = stream.head("logit")
+    acc: dict[float, list[tuple[float, float]]] = {}
+    for w, win in enumerate(stream.windows):
+        for j, t in enumerate(win.timestamps[: win.n_real]):
+            z = float(heads[w, j]) if heads is not None else float(window_z[w])
+            a = float(att[w, j]) if att is not None else 1.0
+            acc.setdefault(round(float(t), 3), []).append((z, a))
+    times = np.array(sorted(acc))
+    z = np.array([np.mean([v[0] for v in acc[t]]) for t in times])
+    a = np.array([np.mean([v[1] for v in acc[t]]) for t in times]) if att is not None else None
+    return times, z, a

@@ -1,8 +1,12 @@
-"""Scan pipeline: video file -> decode + faces + audio -> model -> calibrated :class:`Prediction`.
+"""Scan pipeline: file -> Clip (video, image or audio) -> model -> calibrated :class:`Prediction`.
 
-A :class:`Detector` is built once from a checkpoint (model, temperature, preprocessing, and the
-prepare parameters it was trained with) and scans any number of files. It never raises for a bad
-file: the returned :class:`~dfdetect.types.Prediction` carries the status and a message instead.
+A :class:`Detector` is built once from a :class:`~dfdetect.checkpoint.Checkpoint` (model, temperature,
+preprocessing, and the prepare parameters it was trained with) and scans any number of files. What a
+file is decides how it is scored (:func:`dfdetect.data.extract.extract_clip` dispatches on its content):
+a video face track by face track, a still image face by face as one-frame clips, an audio file from audio
+alone when the model can hear. It never raises for a bad file: the returned
+:class:`~dfdetect.types.Prediction` carries the status and a message instead. ``eval`` drives the same
+:meth:`Detector.score` over cached clips.
 """
 
 from __future__ import annotations
@@ -14,16 +18,18 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dfdetect.checkpoint import Checkpoint
 from dfdetect.config import PrepareConfig, PreprocessConfig
-from dfdetect.types import Clip, Prediction, Status
+from dfdetect.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, MEDIA_EXTENSIONS, VERDICT_BAND
+from dfdetect.types import Clip, MediaKind, Prediction, Status
+
+if TYPE_CHECKING:
+    from dfdetect.infer.result import ClipScores
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".wmv", ".mpg", ".mpeg", ".3gp", ".ts", ".mts"}
-)
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_MODEL = "default"
 
@@ -102,7 +108,7 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def expand_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) -> tuple[list[str], list[str]]:
-    """Expand files, folders (their video files) and glob patterns.
+    """Expand files, folders (their media files: videos, images, audio) and glob patterns.
 
     Returns:
         ``(found, missing)``: existing files in input order without duplicates, and the arguments
@@ -116,7 +122,7 @@ def expand_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) ->
         if p.is_dir():
             pattern = "**/*" if recursive else "*"
             matches = [
-                q for q in sorted(p.glob(pattern)) if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS
+                q for q in sorted(p.glob(pattern)) if q.is_file() and q.suffix.lower() in MEDIA_EXTENSIONS
             ]
         elif p.is_file():
             matches = [p]
@@ -132,83 +138,91 @@ def expand_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) ->
 
 
 # ---------------------------------------------------------------------------------------------
-# Configs from a checkpoint
-# ---------------------------------------------------------------------------------------------
-
-
-def _fields(model: type, values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if k in model.model_fields}
-
-
-def preprocess_from_state(state: dict[str, Any]) -> PreprocessConfig:
-    """The :class:`PreprocessConfig` recorded in a checkpoint (unknown keys ignored)."""
-    return PreprocessConfig(**_fields(PreprocessConfig, dict(state.get("preprocess") or {})))
-
-
-def prepare_from_state(state: dict[str, Any], max_duration: float | None = None) -> PrepareConfig:
-    """The prepare parameters a checkpoint was trained with, else defaults matching its preprocessing."""
-    train = state.get("train_config") or {}
-    data = (train.get("data") or {}) if isinstance(train, dict) else {}
-    recorded = state.get("prepare") or (data.get("prepare") if isinstance(data, dict) else None)
-    if isinstance(recorded, dict) and recorded:
-        cfg = PrepareConfig(**_fields(PrepareConfig, recorded))
-    else:
-        pre = preprocess_from_state(state)
-        cfg = PrepareConfig(fps=pre.fps, size=pre.size, margin=pre.margin, sample_rate=pre.sample_rate)
-    if max_duration is not None:
-        cfg = cfg.model_copy(update={"max_duration": max_duration})
-    return cfg
-
-
-# ---------------------------------------------------------------------------------------------
 # Detector
 # ---------------------------------------------------------------------------------------------
 
 
 class Detector:
-    """A loaded model that scans videos into calibrated, explained :class:`Prediction` objects.
+    """A loaded model that scans files (video, image, audio) into calibrated, explained predictions.
 
     Args:
-        state: a loaded checkpoint dict (:func:`dfdetect.train.checkpoint.load_checkpoint`).
+        checkpoint: a :class:`~dfdetect.checkpoint.Checkpoint` (or a checkpoint dict, validated).
         name: model name shown in predictions and reports.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         thresholds: ``(low, high)``: p_fake <= low is real, >= high is fake, between is uncertain.
-        aggregation: how window scores become a track score (see :mod:`dfdetect.eval.aggregate`).
-        max_duration: seconds read from each video (default: the checkpoint's prepare setting).
+        aggregation: how window scores become a track score (see :mod:`dfdetect.infer.aggregate`).
+        max_duration: seconds read from each file (default: the checkpoint's prepare setting).
     """
 
     def __init__(
         self,
-        state: dict[str, Any],
+        checkpoint: Checkpoint | dict[str, Any],
         name: str = "",
         device: str = "auto",
-        thresholds: tuple[float, float] = (0.35, 0.65),
+        thresholds: tuple[float, float] = VERDICT_BAND,
         aggregation: str = "mean",
         max_duration: float | None = None,
     ) -> None:
-        from dfdetect.train.checkpoint import build_model, temperature
+        ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint.from_state(checkpoint)
+        device = resolve_device(device)
+        self.checkpoint: Checkpoint | None = ckpt
+        self._setup(ckpt.build_model(device), ckpt.preprocess, ckpt.prepare_config(max_duration), device)
+        self.name = name or ckpt.name
+        self.temperature = ckpt.temperature
+        self._options(thresholds, aggregation)
 
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        preprocess: PreprocessConfig,
+        name: str = "model",
+        temperature: float = 1.0,
+        prepare: PrepareConfig | None = None,
+        device: str = "cpu",
+        thresholds: tuple[float, float] = VERDICT_BAND,
+        aggregation: str = "mean",
+    ) -> Detector:
+        """A detector around a model already built (stand-ins in tests, a model being trained)."""
+        self = cls.__new__(cls)
+        same = {k: getattr(preprocess, k) for k in ("fps", "size", "margin", "sample_rate")}
+        self.checkpoint = None
+        self._setup(model, preprocess, prepare or PrepareConfig(**same), device)
+        self.name, self.temperature = name, float(temperature)
+        self._options(thresholds, aggregation)
+        return self
+
+    def _setup(self, model: Any, pre: PreprocessConfig, prepare: PrepareConfig, device: str) -> None:
+        self.model, self.preprocess, self.prepare_config, self.device = model, pre, prepare, device
+        self._face_detector: Any = None
+
+    def _options(self, thresholds: tuple[float, float], aggregation: str) -> None:
         low, high = float(thresholds[0]), float(thresholds[1])
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"thresholds must satisfy 0 <= low <= high <= 1, got {thresholds}")
-        self.device = resolve_device(device)
-        self.model = build_model(state).to(self.device)
-        self.name = name or str(state.get("model_config", {}).get("name", "model"))
-        self.model_config = dict(state.get("model_config", {}))
-        self.preprocess = preprocess_from_state(state)
-        self.prepare_config = prepare_from_state(state, max_duration)
-        self.temperature = temperature(state)
-        self.thresholds = (low, high)
-        self.aggregation = aggregation
-        self._face_detector: Any = None
+        self.thresholds, self.aggregation = (low, high), aggregation
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs: Any) -> Detector:
         """Load the checkpoint at ``path`` (see :func:`load_detector` for names)."""
-        from dfdetect.train.checkpoint import load_checkpoint
-
         kwargs.setdefault("name", Path(path).stem)
-        return cls(load_checkpoint(path, map_location="cpu"), **kwargs)
+        return cls(Checkpoint.load(path), **kwargs)
+
+    @property
+    def modalities(self) -> set[str]:
+        """What the model looks at: ``video``, ``frequency``, ``audio``, ``sync``."""
+        mods = getattr(self.model, "modalities", None)
+        return set(mods) if mods else {"video"}
+
+    @property
+    def kinds(self) -> tuple[MediaKind, ...]:
+        """The kinds of file this model can score."""
+        kinds = []
+        if self.modalities & {"video", "frequency"}:
+            kinds += [MediaKind.VIDEO, MediaKind.IMAGE]
+        if "audio" in self.modalities:
+            kinds += [MediaKind.AUDIO] + ([MediaKind.VIDEO] if MediaKind.VIDEO not in kinds else [])
+        return tuple(kinds)
 
     @property
     def face_detector(self) -> Any:
@@ -226,11 +240,15 @@ class Detector:
         explain_dir: str | os.PathLike | None = None,
         thumbnails: bool = False,
     ) -> Prediction:
-        """Scan one video; never raises for a bad file (the status and message say what happened).
+        """Scan one file; never raises for a bad file (the status and message say what happened).
+
+        A video is scored face track by face track; a still image face by face (one-frame clips); an
+        audio file from audio alone when the model can hear (else ``no_video``).
 
         Args:
-            path: the video file.
-            explain: add Grad-CAM heatmaps, attention and sync curves to ``extras["explain"]``.
+            path: the video, image or audio file.
+            explain: add Grad-CAM heatmaps, attention and sync curves to ``extras["explain"]`` (from the
+                same scores: no second pass over the windows).
             explain_dir: write explanation images there (paths in extras) instead of inline base64.
             thumbnails: add a thumbnail per face track to ``extras["thumbnails"]`` (implied by explain).
 
@@ -241,23 +259,43 @@ class Detector:
         timings: dict[str, float] = {}
         start = time.perf_counter()
         try:
-            clip = self._prepare(path, timings)
+            clip, kind = self._extract(path, timings)
+            scores = self._timed(timings, "model", self.score, clip)
+            pred = dataclasses.replace(scores.prediction(self.thresholds, self.name), kind=kind)
+            if explain or thumbnails:
+                pred = self._illustrate(scores, pred, explain, explain_dir, timings)
         except Exception as e:  # noqa: BLE001 - a bad file becomes a status, never a crash
             return self._failure(path, e, timings, start)
-        try:
-            pred = self._score(clip, timings)
-            if explain and pred.p_fake is not None:
-                pred = self._explain(clip, pred, timings, explain_dir)
-            if (explain or thumbnails) and clip.faces:
-                from dfdetect.infer.explain import thumbnail_extras
-
-                pred = dataclasses.replace(
-                    pred, extras={**pred.extras, "thumbnails": thumbnail_extras(clip, explain_dir)}
-                )
-        except Exception as e:  # noqa: BLE001
-            return self._failure(path, e, timings, start)
         timings["total"] = time.perf_counter() - start
-        return dataclasses.replace(pred, timings=_ordered(timings), model=self.name)
+        return dataclasses.replace(pred, timings=_ordered(timings))
+
+    def score(
+        self,
+        clip: Clip,
+        modality_mask: str | None = None,
+        batch_size: int = 8,
+        temperature: float | None = None,
+    ) -> ClipScores:
+        """Score a prepared clip (a cache entry, or what :meth:`scan` extracted) with this model.
+
+        Args:
+            clip: the clip.
+            modality_mask: ``None``, ``"video"`` or ``"audio"`` (modality ablation).
+            batch_size: windows per forward pass.
+            temperature: override the checkpoint's temperature (1.0 gives raw logits to fit it on).
+        """
+        from dfdetect.infer.score import score_clip
+
+        return score_clip(
+            self.model,
+            clip,
+            self.preprocess,
+            temperature=self.temperature if temperature is None else temperature,
+            aggregation=self.aggregation,
+            device=self.device,
+            modality_mask=modality_mask,
+            batch_size=batch_size,
+        )
 
     def scan_many(
         self,
@@ -278,10 +316,10 @@ class Detector:
             yield Prediction(
                 path=text,
                 status=Status.UNREADABLE,
-                message="no such file, or no video files matched; check the path or pattern",
+                message="no such file, or no media files matched; check the path or pattern",
                 model=self.name,
             )
-        bar = tqdm(found, desc="scan", unit="video", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(found, desc="scan", unit="file", disable=not progress, dynamic_ncols=True)
         for item in bar:
             bar.set_postfix_str(Path(item).name[-40:])
             sub = Path(explain_dir) / _safe_stem(item) if explain_dir is not None else None
@@ -289,51 +327,52 @@ class Detector:
 
     # -- stages ----------------------------------------------------------------------------------
 
-    def _prepare(self, path: str, timings: dict[str, float]) -> Clip:
-        """prepare_clip with the stage seconds (decode, detect, track_crop, audio) merged into ``timings``."""
-        from dfdetect.data.prepare import prepare_clip
+    @staticmethod
+    def _timed(timings: dict[str, float], stage: str, fn: Any, *args: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t
+
+    def _extract(self, path: str, timings: dict[str, float]) -> tuple[Clip, MediaKind]:
+        """(clip to score, kind of the file): extract_clip with its stage seconds merged into ``timings``."""
+        from dfdetect.data.extract import extract_clip
 
         t = time.perf_counter()
         stages: dict[str, float] = {}
+        sees = bool(self.modalities & {"video", "frequency"})
+        detector = self.face_detector if sees else None
         try:
-            return prepare_clip(path, self.prepare_config, detector=self.face_detector, timings=stages)
+            clip = extract_clip(path, self.prepare_config, detector, stages, kinds=self.kinds, faces=sees)
         finally:
             timings.update({k: float(v) for k, v in stages.items() if k != "total"})
             timings["prepare"] = time.perf_counter() - t
+        kind = clip.kind
+        if kind == MediaKind.VIDEO and not sees:
+            clip = dataclasses.replace(clip, kind=MediaKind.AUDIO)  # a model that only hears: the soundtrack
+        return clip, kind
 
-    def _score(self, clip: Clip, timings: dict[str, float]) -> Prediction:
-        from dfdetect.eval.scoring import score_clip
-
-        t = time.perf_counter()
-        pred = score_clip(
-            self.model,
-            clip,
-            self.preprocess,
-            temperature=self.temperature,
-            aggregation=self.aggregation,
-            device=self.device,
-            thresholds=self.thresholds,
-        )
-        timings["model"] = time.perf_counter() - t
-        extras = {"duration": clip.info.duration, **pred.extras}
-        return dataclasses.replace(pred, extras=extras)
-
-    def _explain(
-        self, clip: Clip, pred: Prediction, timings: dict[str, float], out_dir: str | os.PathLike | None
+    def _illustrate(
+        self,
+        scores: ClipScores,
+        pred: Prediction,
+        explain: bool,
+        out_dir: str | os.PathLike | None,
+        timings: dict[str, float],
     ) -> Prediction:
-        from dfdetect.infer.explain import explain_clip
+        """Thumbnails (computed once) and, with ``explain``, the explanation of ``scores``."""
+        from dfdetect.infer.explain import explain_scores, thumbnail_extras, thumbnails_of
 
-        t = time.perf_counter()
-        explanation = explain_clip(
-            self.model,
-            clip,
-            self.preprocess,
-            prediction=pred,
-            temperature=self.temperature,
-            device=self.device,
-        )
-        extras = {**pred.extras, "explain": explanation.to_extras(out_dir)}
-        timings["explain"] = time.perf_counter() - t
+        extras = dict(pred.extras)
+        thumbs = thumbnails_of(scores.clip)
+        if thumbs:
+            extras["thumbnails"] = thumbnail_extras(thumbs, out_dir)
+        if explain and scores.decisive is not None and scores.clip.faces:
+            t = time.perf_counter()
+            explanation = explain_scores(self.model, scores, self.preprocess, device=self.device)
+            extras["explain"] = explanation.to_extras(out_dir)
+            timings["explain"] = time.perf_counter() - t
         return dataclasses.replace(pred, extras=extras)
 
     def _failure(self, path: str, err: Exception, timings: dict[str, float], start: float) -> Prediction:
@@ -344,9 +383,11 @@ class Detector:
         if isinstance(err, MediaError):
             status, message = Status(err.status), str(err)
         else:
-            log.warning("scan of %s failed", path, exc_info=err)
+            log.warning("scan of %s failed: %s: %s", path, type(err).__name__, err)
+            log.debug("traceback of the failed scan of %s", path, exc_info=err)
             status, message = Status.ERROR, f"unexpected {type(err).__name__}: {err}"
-        return Prediction(path=path, status=status, message=message, timings=timings, model=self.name)
+        kind = getattr(err, "kind", None) or kind_of_name(path)
+        return Prediction(path, status, kind, message=message, timings=timings, model=self.name)
 
 
 _STAGES = ("decode", "detect", "track_crop", "audio", "prepare", "model", "explain", "total")
@@ -356,6 +397,14 @@ def _ordered(timings: dict[str, float]) -> dict[str, float]:
     """Stage seconds in pipeline order, rounded to 0.1 ms."""
     keys = [k for k in _STAGES if k in timings] + [k for k in timings if k not in _STAGES]
     return {k: round(float(timings[k]), 4) for k in keys}
+
+
+def kind_of_name(path: str | os.PathLike) -> MediaKind:
+    """The kind a file's extension suggests (for files that could not be opened); video by default."""
+    suffix = Path(path).suffix.lower()
+    if suffix in IMAGE_EXTENSIONS:
+        return MediaKind.IMAGE
+    return MediaKind.AUDIO if suffix in AUDIO_EXTENSIONS else MediaKind.VIDEO
 
 
 def _safe_stem(path: str) -> str:
@@ -370,7 +419,7 @@ def load_detector(
 
     Raises:
         ModelNotFoundError: unknown name or missing file (the message lists the available names).
-        dfdetect.train.checkpoint.CheckpointError: the file is not a readable dfdetect checkpoint.
+        dfdetect.checkpoint.CheckpointError: the file is not a readable dfdetect checkpoint.
     """
     path, name = resolve_model(name_or_path)
     kwargs.setdefault("name", name)

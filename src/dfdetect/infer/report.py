@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from dfdetect.constants import VERDICT_BAND
 from dfdetect.types import Prediction
 
 _COLOURS = {"fake": "#c62828", "real": "#2e7d32", "uncertain": "#e08600", "none": "#607d8b"}
@@ -119,7 +120,7 @@ def _duration(pred: Prediction) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def timeline_plot(pred: Prediction, thresholds: tuple[float, float] = (0.35, 0.65)) -> str | None:
+def timeline_plot(pred: Prediction, thresholds: tuple[float, float] = VERDICT_BAND) -> str | None:
     """Timeline figure (PNG data URI): p_fake per second, uncertain band, suspicious segments shaded,
     and the frame-attention and sync curves below when the explanation has them."""
     if not pred.timeline:
@@ -235,13 +236,18 @@ def _banner(pred: Prediction) -> str:
     )
 
 
+def _colour(p: float, band: tuple[float, float] = VERDICT_BAND) -> str:
+    """Colour of a probability on the default verdict band."""
+    return _COLOURS["fake"] if p >= band[1] else _COLOURS["real"] if p <= band[0] else _COLOURS["uncertain"]
+
+
 def _modalities(pred: Prediction) -> str:
     if not pred.modality:
         return '<p class="muted small">No per-modality scores for this model.</p>'
     names = {"visual": "visual", "audio": "audio", "sync": "lip-sync"}
     rows = []
     for name, p in pred.modality.items():
-        colour = _COLOURS["fake"] if p >= 0.65 else _COLOURS["real"] if p <= 0.35 else _COLOURS["uncertain"]
+        colour = _colour(p)
         rows.append(
             f'<div class="modrow"><div>{_e(names.get(name, name))}</div>'
             f'<div class="bar"><span style="width:{100 * p:.1f}%;background:{colour}"></span></div>'
@@ -268,13 +274,7 @@ def _tracks(pred: Prediction) -> str:
     for t in pred.tracks:
         src = _img_src(thumbs.get(str(t.track_id)))
         img = f'<img class="thumb" src="{src}" alt="track {t.track_id}">' if src else ""
-        colour = (
-            _COLOURS["fake"]
-            if t.p_fake >= 0.65
-            else _COLOURS["real"]
-            if t.p_fake <= 0.35
-            else _COLOURS["uncertain"]
-        )
+        colour = _colour(t.p_fake)
         notes = [
             n for n, on in (("speaking", t.speaking), ("decides the verdict", t.track_id == decisive)) if on
         ]
@@ -370,11 +370,11 @@ def _summary(preds: Sequence[Prediction]) -> str:
 def render_report(
     predictions: Sequence[Prediction],
     title: str = "dfdetect scan report",
-    thresholds: tuple[float, float] = (0.35, 0.65),
+    thresholds: tuple[float, float] = VERDICT_BAND,
 ) -> str:
     """The HTML text of the report for ``predictions`` (self-contained: no external resources)."""
     preds = list(predictions)
-    from dfdetect import __version__
+    from dfdetect._version import __version__
 
     when = datetime.now().strftime("%Y-%m-%d %H:%M")
     sections = "".join(_video_section(i, p, thresholds) for i, p in enumerate(preds))
@@ -394,7 +394,7 @@ def write_report(
     path: str | os.PathLike,
     predictions: Sequence[Prediction],
     title: str = "dfdetect scan report",
-    thresholds: tuple[float, float] = (0.35, 0.65),
+    thresholds: tuple[float, float] = VERDICT_BAND,
 ) -> Path:
     """Write the HTML report atomically; returns its path."""
     from dfdetect.io.files import atomic_write_text

@@ -14,14 +14,13 @@ import warnings
 import av
 import numpy as np
 
+from dfdetect.constants import SAMPLE_RATE, SILENCE_RMS, VAD_SAMPLE_RATES
 from dfdetect.io.video import UnreadableMediaError, media_origin, open_media
 from dfdetect.types import AudioStatus
 
 log = logging.getLogger(__name__)
 
-SILENCE_RMS = 1e-4  # below this root-mean-square level a track is reported as SILENT
 _MAX_LEAD_SECONDS = 600.0  # most leading silence added when the audio stream starts late
-_VAD_RATES = (8000, 16000)
 
 
 def _decode_mono(
@@ -66,7 +65,7 @@ def _align(audio: np.ndarray, lead: float, sample_rate: int) -> np.ndarray:
 
 def load_audio(
     path: str | os.PathLike,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     max_duration: float | None = None,
     start: float = 0.0,
 ) -> tuple[np.ndarray, AudioStatus]:
@@ -121,7 +120,7 @@ def _vad_model():
         return load_silero_vad()
 
 
-def speech_segments(audio: np.ndarray, sample_rate: int = 16000) -> list[tuple[float, float]]:
+def speech_segments(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[tuple[float, float]]:
     """Speech segments found by silero-vad (model loaded once per process).
 
     Args:
@@ -131,7 +130,7 @@ def speech_segments(audio: np.ndarray, sample_rate: int = 16000) -> list[tuple[f
     Returns:
         ``[(start, end), ...]`` in seconds from the first sample; empty for empty or silent audio.
     """
-    if sample_rate not in _VAD_RATES:
+    if sample_rate not in VAD_SAMPLE_RATES:
         raise ValueError(f"speech_segments needs 8000 or 16000 Hz audio, got {sample_rate}; resample first")
     if audio.size < sample_rate // 10 or audio_status(audio) is AudioStatus.SILENT:
         return []

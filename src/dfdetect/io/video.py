@@ -18,7 +18,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from dfdetect.types import Status, VideoInfo
+from dfdetect.constants import DEFAULT_FPS
+from dfdetect.types import MediaKind, Status, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,12 @@ class MediaError(Exception):
 
     status: Status = Status.ERROR
 
-    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self, message: str, path: str | os.PathLike | None = None, kind: MediaKind | None = None
+    ) -> None:
         super().__init__(message)
         self.path = None if path is None else str(path)
+        self.kind = kind  # what the file turned out to be, when known
 
 
 class UnreadableMediaError(MediaError):
@@ -235,16 +239,58 @@ def ensure_video(info: VideoInfo) -> VideoInfo:
     FFmpeg opens a JPEG or PNG as a one-frame "video"; dfdetect judges motion and audio-visual
     agreement over time, so a photo gets a clear status instead of a misleading ``no_face``.
     """
-    if info.codec in IMAGE_CODECS and (info.n_frames or 1) <= 1 and info.duration <= 0.1:
+    if is_still_image(info):
         raise NoVideoStreamError(
             f"{info.path} is a still image ({info.codec}), not a video: dfdetect scans video files", info.path
         )
     return info
 
 
+def _is_cover_art(stream: av.VideoStream) -> bool:
+    """An embedded picture of an audio file (album art), not a video."""
+    disposition = getattr(stream, "disposition", None)
+    flag = getattr(getattr(av.stream, "Disposition", None), "attached_pic", None)
+    return bool(disposition is not None and flag is not None and disposition & flag)
+
+
+def _audio_info(path: str, container: av.container.InputContainer) -> VideoInfo:
+    audio = container.streams.audio[0]
+    if audio.duration is not None and audio.time_base is not None:
+        duration = float(audio.duration * audio.time_base)
+    else:
+        duration = container.duration / av.time_base if container.duration is not None else 0.0
+    return VideoInfo(path, duration, 0.0, 0, 0, "none", has_audio=True, audio_codec=audio.codec_context.name,
+                     audio_sample_rate=audio.sample_rate)  # fmt: skip
+
+
+def is_still_image(info: VideoInfo) -> bool:
+    """FFmpeg opens a JPEG or PNG as a one-frame "video": an image codec, one frame, no duration."""
+    return info.codec in IMAGE_CODECS and (info.n_frames or 1) <= 1 and info.duration <= 0.1
+
+
+def inspect_media(path: str | os.PathLike) -> tuple[MediaKind, VideoInfo]:
+    """What a media file is, by its content (not its name): video, still image or audio only.
+
+    Returns:
+        ``(kind, info)``; for audio, ``info`` has zero width and height and the audio facts.
+
+    Raises:
+        UnreadableMediaError: missing, empty, corrupt, truncated, no stream at all.
+    """
+    path = str(path)
+    with open_media(path) as container:
+        if not container.streams:
+            video_stream(container, path)  # raises the "no stream" error
+        videos = [s for s in container.streams.video if not _is_cover_art(s)]
+        if not videos and container.streams.audio:
+            return MediaKind.AUDIO, _audio_info(path, container)
+    info = probe(path)
+    return (MediaKind.IMAGE if is_still_image(info) else MediaKind.VIDEO), info
+
+
 def iter_frames(
     path: str | os.PathLike,
-    fps: float = 5.0,
+    fps: float = DEFAULT_FPS,
     max_side: int | None = None,
     max_duration: float | None = None,
     max_frames: int | None = None,

@@ -9,17 +9,19 @@ and ``av`` (frames + audio).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from dfdetect.models.audio import AudioCNN, LogMel, Wav2Vec2Encoder
-from dfdetect.models.backbones import FrameBackbone
 from dfdetect.models.frequency import FrequencyBranch
 from dfdetect.models.fusion import LateFusion, SyncHead, build_fusion, lower_face
 from dfdetect.models.heads import BinaryHead, SegmentHead, TypeHead
 from dfdetect.models.temporal import TemporalEncoder, num_segments
+
+if TYPE_CHECKING:
+    from dfdetect.models.backbones import FrameBackbone
 
 AUDIO_ENCODERS = ("cnn", "wav2vec2")
 
@@ -95,6 +97,10 @@ class DeepfakeDetector(nn.Module):
         if frame_encoder not in ("backbone", "frequency"):
             raise ValueError(f"frame_encoder must be 'backbone' or 'frequency', got {frame_encoder!r}")
         self.fps, self.segment_seconds, self.sample_rate = float(fps), float(segment_seconds), sample_rate
+        # timm's pretrained_cfg style: how inputs must be made; a checkpoint replaces it with its full
+        # preprocessing (``dfdetect.checkpoint.Checkpoint.build_model``)
+        self.preprocess_cfg: dict[str, Any] = {"fps": self.fps, "segment_seconds": self.segment_seconds,
+                                               "sample_rate": sample_rate}  # fmt: skip
         self.fusion_kind = fusion if use_video and use_audio else None
         self.modalities: set[str] = set()
         self.cam_layer: nn.Module | None = None
@@ -104,6 +110,8 @@ class DeepfakeDetector(nn.Module):
         if use_video:
             in_dim = 0
             if frame_encoder == "backbone":
+                from dfdetect.models.backbones import FrameBackbone  # timm: only for models with a backbone
+
                 self.backbone = FrameBackbone(backbone, pretrained, pretrained_path, freeze, drop_path_rate)
                 self.cam_layer, in_dim = self.backbone.cam_layer, self.backbone.num_features
             if use_frequency or frame_encoder == "frequency":

@@ -1,7 +1,6 @@
 """Training logs: TensorBoard scalars (``run_dir/tb``) and ``run_dir/metrics.jsonl`` for reports.
 
-Also the binary metrics computed on validation scores (AUC, F1, precision, recall, accuracy), with
-scikit-learn as the reference implementation.
+Validation metrics come from :mod:`dfdetect.metrics` (one home, shared with ``eval``).
 """
 
 from __future__ import annotations
@@ -11,37 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-
-def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    """AUC, average precision, F1, precision, recall, accuracy of probabilities ``scores`` [N].
-
-    AUC/AP are NaN when only one class is present.
-    """
-    from sklearn.metrics import (
-        accuracy_score,
-        average_precision_score,
-        f1_score,
-        precision_score,
-        recall_score,
-        roc_auc_score,
-    )
-
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels).astype(int)
-    pred = (scores >= threshold).astype(int)
-    two_classes = len(np.unique(labels)) == 2
-    return {
-        "auc": float(roc_auc_score(labels, scores)) if two_classes else math.nan,
-        "ap": float(average_precision_score(labels, scores)) if two_classes else math.nan,
-        "f1": float(f1_score(labels, pred, zero_division=0)),
-        "precision": float(precision_score(labels, pred, zero_division=0)),
-        "recall": float(recall_score(labels, pred, zero_division=0)),
-        "accuracy": float(accuracy_score(labels, pred)),
-        "n": float(len(labels)),
-        "n_fake": float(labels.sum()),
-    }
+from dfdetect.metrics import binary_metrics  # noqa: F401 - the training loop's name for it
 
 
 class RunLogger:

@@ -1,0 +1,240 @@
+"""Checkpoints (DESIGN.md, "Checkpoint"): a checkpoint alone rebuilds the model and its preprocessing.
+
+:class:`Checkpoint` is the one place that reads a checkpoint dict. It loads, validates, saves and
+rebuilds everything a checkpoint describes: the model (with its preprocessing attached as
+``model.preprocess_cfg``, timm's ``pretrained_cfg`` style), the :class:`PreprocessConfig`, the
+:class:`PrepareConfig` of the data it was trained on, the calibration temperature and the versions.
+
+On-disk keys: ``model_state, model_config, preprocess, prepare, calibration, train_config, step, epoch,
+metrics, versions`` plus training state (``optimizer, scheduler, scaler, rng, data_position, loop``)
+kept as-is for exact resume. Written atomically. torch is imported only when a file is read or written.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dfdetect._version import __version__
+from dfdetect.config import PrepareConfig, PreprocessConfig
+from dfdetect.io.files import atomic_write
+
+REQUIRED_KEYS = ("model_state", "model_config", "preprocess")
+TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler", "rng", "data_position", "loop")
+_TYPED_KEYS = ("model_state", "model_config", "preprocess", "prepare", "calibration", "train_config")
+_TYPED_KEYS += ("step", "epoch", "metrics", "versions")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable or lacks what is needed to rebuild its model."""
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in every saved checkpoint."""
+    import timm
+    import torch
+
+    return {
+        "dfdetect": __version__,
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _fields(model: type, values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if k in model.model_fields}
+
+
+def _recorded_prepare(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The prepare settings a checkpoint records (top level, else inside its train config)."""
+    if isinstance(state.get("prepare"), dict) and state["prepare"]:
+        return state["prepare"]
+    train = state.get("train_config") or {}
+    data = train.get("data") if isinstance(train, dict) else None
+    recorded = data.get("prepare") if isinstance(data, dict) else None
+    return recorded if isinstance(recorded, dict) and recorded else None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A validated checkpoint. Build with :meth:`load` or :meth:`from_state`; write with :meth:`save`.
+
+    Attributes:
+        model_state: the model's ``state_dict``.
+        model_config: ``{"name": registry name, **create_model kwargs}``.
+        preprocess: how cached clips become model inputs (fps, size, mean, std, sample rate, ...).
+        prepare: how videos become clips; the recorded settings, else defaults matching ``preprocess``.
+        temperature: calibration temperature (``p = sigmoid(logit / T)``).
+        calibration: the whole calibration record (temperature, ECE report, what it was fitted on).
+        train_config, step, epoch, metrics, versions: training facts, kept for reports.
+        training_state: optimizer / scheduler / scaler / RNG / data position (empty once exported).
+        path: the file it was read from, if any.
+    """
+
+    model_state: dict[str, Any]
+    model_config: dict[str, Any]
+    preprocess: PreprocessConfig
+    prepare: PrepareConfig
+    calibration: dict[str, Any] = field(default_factory=lambda: {"temperature": 1.0})
+    train_config: dict[str, Any] | None = None
+    step: int | None = None
+    epoch: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    training_state: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown keys, written back unchanged
+    path: Path | None = None
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], path: str | os.PathLike | None = None) -> Checkpoint:
+        """Validate a checkpoint dict and type it. Raises :class:`CheckpointError` saying what is wrong."""
+        where = str(path) if path is not None else "checkpoint"
+        missing = [k for k in REQUIRED_KEYS if k not in state]
+        if missing:
+            raise CheckpointError(f"{where} is not a dfdetect checkpoint (missing {missing})")
+        config = dict(state["model_config"] or {})
+        if not config.get("name"):
+            raise CheckpointError(f"{where}: model_config has no model name")
+        try:
+            pre = PreprocessConfig(**_fields(PreprocessConfig, dict(state["preprocess"] or {})))
+            recorded = _recorded_prepare(state)
+            if recorded is not None:
+                prep = PrepareConfig(**_fields(PrepareConfig, recorded))
+            else:
+                same = {k: getattr(pre, k) for k in ("fps", "size", "margin", "sample_rate")}
+                prep = PrepareConfig(**same)
+        except ValueError as e:
+            raise CheckpointError(f"{where}: invalid preprocessing settings: {e}") from e
+        calibration = dict(state.get("calibration") or {})
+        calibration["temperature"] = float(calibration.get("temperature", 1.0))
+        if not calibration["temperature"] > 0:
+            raise CheckpointError(f"{where}: calibration temperature must be > 0")
+        return cls(
+            model_state=state["model_state"],
+            model_config=config,
+            preprocess=pre,
+            prepare=prep,
+            calibration=calibration,
+            train_config=state.get("train_config"),
+            step=state.get("step"),
+            epoch=state.get("epoch"),
+            metrics=dict(state.get("metrics") or {}),
+            versions=dict(state.get("versions") or {}),
+            training_state={k: state[k] for k in TRAINING_STATE_KEYS if k in state},
+            extra={k: v for k, v in state.items() if k not in _TYPED_KEYS + TRAINING_STATE_KEYS},
+            path=Path(path) if path is not None else None,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: Any = "cpu") -> Checkpoint:
+        """Read and validate the checkpoint file at ``path``."""
+        return cls.from_state(read_state(path, map_location), path)
+
+    # -- what it describes ---------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """Registry name of the model (``model_config["name"]``)."""
+        return str(self.model_config["name"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.calibration["temperature"])
+
+    def build_model(self, device: str | Any = "cpu") -> Any:
+        """Rebuild the model: weights loaded, eval mode, on ``device``, ``preprocess_cfg`` attached."""
+        from dfdetect.models.factory import create_model
+
+        cfg = dict(self.model_config)
+        name = cfg.pop("name")
+        cfg["pretrained"] = False  # the weights come from the checkpoint
+        cfg.pop("pretrained_path", None)
+        try:
+            model = create_model(name, **cfg)
+            model.load_state_dict(self.model_state)
+        except (KeyError, TypeError, RuntimeError) as e:
+            where = self.path or "checkpoint"
+            raise CheckpointError(f"{where}: cannot rebuild model {name!r}: {e}") from e
+        model.preprocess_cfg = self.preprocess.model_dump()
+        return model.eval().to(device)
+
+    def prepare_config(self, max_duration: float | None = None) -> PrepareConfig:
+        """The prepare settings, with ``max_duration`` overridden when given."""
+        if max_duration is None:
+            return self.prepare
+        return self.prepare.model_copy(update={"max_duration": max_duration})
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        """The plain dict that :meth:`save` writes (the inverse of :meth:`from_state`)."""
+        state: dict[str, Any] = {
+            **self.extra,
+            "model_state": self.model_state,
+            "model_config": dict(self.model_config),
+            "preprocess": self.preprocess.model_dump(),
+            "prepare": self.prepare.model_dump(),
+            "calibration": dict(self.calibration),
+            "train_config": self.train_config,
+            "metrics": dict(self.metrics),
+            **({"versions": dict(self.versions)} if self.versions else {}),
+            **self.training_state,
+        }
+        state.update({k: v for k, v in (("step", self.step), ("epoch", self.epoch)) if v is not None})
+        return state
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically to ``path`` (current versions recorded when it has none)."""
+        return save_state(path, self.to_state())
+
+    def with_temperature(self, temperature: float, info: dict[str, Any] | None = None) -> Checkpoint:
+        """A copy calibrated with ``temperature`` (``info``, e.g. an ECE report, kept beside it)."""
+        if not temperature > 0:
+            raise CheckpointError(f"temperature must be > 0, got {temperature}")
+        calibration = {**self.calibration, **(info or {}), "temperature": float(temperature)}
+        return replace(self, calibration=calibration)
+
+    def exported(self) -> Checkpoint:
+        """A copy without the training state: what ships (a third of the size)."""
+        return replace(self, training_state={})
+
+
+def read_state(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file as a dict (training resumes from it); checked like :meth:`Checkpoint.load`."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}; is it a dfdetect .pt file?") from e
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} is not a dfdetect checkpoint (not a dict)")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"{path} is not a dfdetect checkpoint (missing {missing})")
+    return state
+
+
+def save_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
+    """Save a checkpoint dict (at least :data:`REQUIRED_KEYS`) atomically, recording current versions."""
+    import torch
+
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint state lacks {missing}")
+    state = {"versions": versions(), "calibration": {"temperature": 1.0}, **state}
+    return atomic_write(path, lambda tmp: torch.save(state, tmp), suffix=".pt")
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write a copy of ``src`` without the training state (optimizer, scheduler, RNG, ...)."""
+    return Checkpoint.load(src).exported().save(dst)

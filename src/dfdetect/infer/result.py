@@ -1,0 +1,212 @@
+"""The typed scoring result shared by scan, explain and eval: raw outputs per window, then decisions.
+
+:class:`StreamOutputs` holds one scored stream's raw model outputs window by window (a face track, or the
+audio of an audio file); :class:`ClipScores` holds every stream of a clip plus what was decided from them
+(the decisive track, the timeline, ...) and turns into the JSON-ready
+:class:`~dfdetect.types.Prediction`. Scores stay logits until :meth:`ClipScores.calibrate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dfdetect.constants import MAX_SUSPICIOUS, VERDICT_BAND
+from dfdetect.infer.aggregate import Segment, aggregate, frame_logits, overlap, sigmoid, suspicious
+from dfdetect.types import Clip, FaceCrops, Prediction, Status, TrackScore, Verdict
+
+AUDIO_STREAM = -1  # track id of the audio stream of an audio file
+
+
+@dataclass
+class StreamOutputs:
+    """Raw (uncalibrated) model outputs of one scored stream, window by window.
+
+    A stream is one face track (``face`` set) or the audio of an audio file (``face`` None,
+    ``track_id`` = :data:`AUDIO_STREAM`). Arrays are aligned on the window axis ``W``.
+    """
+
+    track_id: int
+    face: FaceCrops | None
+    windows: list[Any] = field(default_factory=list)  # [W] data.windows.Window (kept for explain)
+    heads: dict[str, np.ndarray] = field(default_factory=dict)  # head -> [W, ...] logits / attention
+
+    @property
+    def t0(self) -> np.ndarray:  # [W] window starts, seconds
+        return np.array([w.t0 for w in self.windows], dtype=np.float64)
+
+    @property
+    def t1(self) -> np.ndarray:  # [W] window ends, seconds
+        return np.array([w.t1 for w in self.windows], dtype=np.float64)
+
+    @property
+    def n_real(self) -> list[int]:  # [W] frames of each window that are not padding
+        return [int(w.n_real) for w in self.windows]
+
+    def head(self, name: str) -> np.ndarray | None:
+        """``[W, ...]`` outputs of head ``name``, or None when the model has no such head."""
+        return self.heads.get(name)
+
+    @property
+    def size(self) -> float:
+        """Mean face size (pixels), 0 for the audio stream."""
+        return self.face.track.mean_size if self.face is not None else 0.0
+
+
+@dataclass
+class ClipScores:
+    """What scoring one clip found: raw outputs per window plus the decisions made from them.
+
+    Shared by scan (:meth:`prediction`), explain (per-window outputs, frame curves) and eval. Scores
+    are logits; :meth:`calibrate` applies the temperature (``p = sigmoid(logit / T)``).
+
+    Attributes:
+        clip: the scored clip.
+        status: ``ok``/``no_audio`` when scored, else why not (``no_face``, ``no_speech``, ...).
+        message: what happened, for people.
+        streams: raw outputs per face track (or of the audio stream), ranked as in the clip.
+        temperature, aggregation, mask: how the scores were made.
+        track_logits: aggregated raw logit per stream (track id -> logit).
+        decisive: the track whose score is the clip's (None when not scored).
+        main: tracks allowed to decide (large faces and the speaking face).
+        speaking: the track matched to the speech (best audio-visual agreement), if known.
+        sync: audio-visual agreement in [0, 1] per track over its windows with speech.
+        segments: (t0, t1, logit) per segment of every window, per track.
+        timeline: per-second (t0, t1, calibrated p) over the main tracks.
+        modality: raw probabilities of the model's modality heads for the deciding track.
+    """
+
+    clip: Clip
+    status: Status
+    message: str
+    streams: list[StreamOutputs] = field(default_factory=list)
+    temperature: float = 1.0
+    aggregation: str = "mean"
+    mask: str | None = None
+    track_logits: dict[int, float] = field(default_factory=dict)
+    decisive: int | None = None
+    main: list[int] = field(default_factory=list)
+    speaking: int | None = None
+    sync: dict[int, float] = field(default_factory=dict)
+    segments: dict[int, list[Segment]] = field(default_factory=dict)
+    timeline: list[Segment] = field(default_factory=list)
+    modality: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def logit(self) -> float | None:
+        """Raw (T = 1) logit of the clip; what the temperature is fitted on."""
+        return None if self.decisive is None else self.track_logits[self.decisive]
+
+    @property
+    def p_fake(self) -> float | None:
+        """Calibrated probability that the clip is fake (None when not scored)."""
+        return None if self.logit is None else round(float(self.calibrate(self.logit)), 6)
+
+    def calibrate(self, logits: float | np.ndarray) -> np.ndarray:
+        """``sigmoid(logits / temperature)``."""
+        return sigmoid(np.asarray(logits, dtype=np.float64) / self.temperature)
+
+    def stream(self, track_id: int) -> StreamOutputs | None:
+        return next((s for s in self.streams if s.track_id == track_id), None)
+
+    def frame_curve(self, track_id: int) -> dict[str, Any]:
+        """``{track_id, t, index, p, attention}``: calibrated per-frame p of a face track (``index`` =
+        row of the clip's crops)."""
+        s = self.stream(track_id)
+        if s is None or s.face is None:
+            return {"track_id": track_id, "t": [], "index": [], "p": [], "attention": []}
+        times, z, att = frame_logits(s)
+        stamps = s.face.track.timestamps
+        index = np.searchsorted(stamps, times - 1e-3).clip(0, len(stamps) - 1)
+        return {
+            "track_id": track_id,
+            "t": times.tolist(),
+            "index": index.tolist(),
+            "p": np.round(self.calibrate(z), 5).tolist(),
+            "attention": [] if att is None else np.round(att, 5).tolist(),
+        }
+
+    def prediction(self, thresholds: tuple[float, float] = VERDICT_BAND, model: str = "") -> Prediction:
+        """The JSON-ready :class:`Prediction` of these scores (facts for reports in ``extras``)."""
+        if self.decisive is None:
+            return Prediction(
+                path=self.clip.path,
+                kind=self.clip.kind,
+                status=self.status,
+                message=self.message,
+                model=model,
+            )
+        p_fake = float(self.p_fake)
+        return Prediction(
+            path=self.clip.path,
+            kind=self.clip.kind,
+            status=self.status,
+            p_fake=p_fake,
+            verdict=verdict_for(p_fake, thresholds),
+            message=self.message,
+            modality=self.modality,
+            tracks=[self._track_score(s) for s in self.streams if s.face is not None],
+            timeline=self.timeline,
+            suspicious=suspicious(self.timeline, thresholds[1], MAX_SUSPICIOUS),
+            speech=self._speech(),
+            model=model,
+            extras=self._extras(),
+        )
+
+    def _track_score(self, s: StreamOutputs) -> TrackScore:
+        track = s.face.track
+        box = np.median(track.boxes, axis=0) if len(track.boxes) else np.zeros(4)
+        return TrackScore(
+            track_id=s.track_id,
+            p_fake=round(float(self.calibrate(self.track_logits[s.track_id])), 6),
+            start=float(track.timestamps[0]),
+            end=float(track.timestamps[-1]),
+            n_frames=len(track.timestamps),
+            box=tuple(round(float(v), 2) for v in box),
+            speaking=s.track_id == self.speaking,
+            sync_score=None if s.track_id not in self.sync else round(self.sync[s.track_id], 5),
+        )
+
+    def _speech(self) -> list[Segment]:
+        """(t0, t1, calibrated p) of each speech segment of an audio clip (overlap-weighted logits)."""
+        if self.clip.kind != "audio" or AUDIO_STREAM not in self.segments:
+            return []
+        segs, out = self.segments[AUDIO_STREAM], []
+        for s0, s1 in self.clip.speech:
+            w = np.array([overlap(s0, s1, a, b) for a, b, _ in segs])
+            if w.sum() > 1e-6:
+                z = aggregate([z for _, _, z in segs], "mean", weights=w, space="logit")
+                out.append((round(s0, 3), round(s1, 3), round(float(self.calibrate(z)), 5)))
+        return out
+
+    def _extras(self) -> dict[str, Any]:
+        calibrated = {
+            str(tid): [[round(a, 4), round(b, 4), round(float(self.calibrate(z)), 5)] for a, b, z in v]
+            for tid, v in self.segments.items()
+        }
+        return {
+            "logit": float(self.logit),
+            "temperature": float(self.temperature),
+            "aggregation": self.aggregation,
+            "modality_mask": self.mask,
+            "decisive_track": self.decisive,
+            "main_tracks": self.main,
+            "n_windows": sum(len(s.windows) for s in self.streams),
+            "segment_scores": calibrated,  # (t0, t1, calibrated p) per track
+            "frame_scores": [self.frame_curve(s.track_id) for s in self.streams if s.face is not None],
+            "duration": self.clip.info.duration,
+        }
+
+
+def verdict_for(p_fake: float, thresholds: tuple[float, float] = VERDICT_BAND) -> Verdict:
+    """``real`` at or below ``thresholds[0]``, ``fake`` at or above ``thresholds[1]``, else ``uncertain``."""
+    lo, hi = thresholds
+    if not 0 <= lo <= hi <= 1:
+        raise ValueError(f"thresholds must satisfy 0 <= lo <= hi <= 1, got {thresholds}")
+    if p_fake >= hi:
+        return Verdict.FAKE
+    if p_fake <= lo:
+        return Verdict.REAL
+    return Verdict.UNCERTAIN
