@@ -166,3 +166,51 @@ def test_atomic_write_gives_usual_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_cache_meta_is_read_alone(tmp_path):
+    clip = _clip("/videos/meta.mp4")
+    path = cache.write_entry(tmp_path, clip)
+    meta = cache.read_meta(path)
+    assert meta["n_faces"] == 2 and meta["params"] == clip.params and meta["kind"] == "video"
+    with pytest.raises(cache.CacheError):
+        cache.read_meta(tmp_path / "absent.npz")
+
+
+def test_prepared_dir_layout(tmp_path):
+    from dfdetect.config import PreparedDir
+
+    layout = PreparedDir(tmp_path)
+    assert layout.manifest == tmp_path / "manifest.csv" and layout.cache == tmp_path / "cache"
+    assert PreparedDir.of_manifest(layout.manifest).root == tmp_path.resolve()
+    assert PreparedDir.of_cache(layout.cache).report == tmp_path / "prepare_report.jsonl"
+
+
+def test_checkpoint_round_trip_and_validation(tmp_path):
+    """A checkpoint alone rebuilds its model, preprocessing attached (timm's pretrained_cfg style)."""
+    import torch
+
+    from dfdetect.checkpoint import Checkpoint, CheckpointError
+    from dfdetect.config import PreprocessConfig
+    from dfdetect.models.factory import create_model
+
+    cfg = {"name": "audio", "d_model": 32, "audio_width": 8}
+    model = create_model(**cfg)
+    pre = PreprocessConfig(fps=4.0, size=64, clip_frames=4)
+    state = {"model_state": model.state_dict(), "model_config": cfg, "preprocess": pre.model_dump(), "rng": 7}
+    ckpt = Checkpoint.from_state(state)
+    assert ckpt.prepare.fps == 4.0 and ckpt.temperature == 1.0 and ckpt.training_state == {"rng": 7}
+    path = ckpt.with_temperature(2.5, {"fitted_on": "val"}).save(tmp_path / "m.pt")
+    back = Checkpoint.load(path)
+    assert back.temperature == 2.5 and back.calibration["fitted_on"] == "val" and back.versions["dfdetect"]
+    rebuilt = back.build_model()
+    assert rebuilt.preprocess_cfg == pre.model_dump() and not rebuilt.training
+    x = torch.randn(1, pre.audio_samples)
+    assert torch.allclose(rebuilt(torch.zeros(1, 4, 3, 8, 8), audio=x)["logit"], model.eval()(
+        torch.zeros(1, 4, 3, 8, 8), audio=x)["logit"])  # fmt: skip
+    assert Checkpoint.load(back.exported().save(tmp_path / "e.pt")).training_state == {}
+    with pytest.raises(CheckpointError, match="missing"):
+        Checkpoint.from_state({"model_state": {}})
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        Checkpoint.load(tmp_path / "bad.pt")
