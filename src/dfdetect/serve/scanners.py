@@ -75,6 +75,7 @@ def _child(conn: Any, spec: ModelSpec) -> None:
 
         torch.set_num_threads(max(1, spec.threads))
         detector = dfdetect.load_detector(spec.model, device=spec.device)
+        getattr(detector, "face_detector", None)  # build the lazily made face detector before the first job
     except Exception as e:  # noqa: BLE001 - reported to the parent, which refuses to start
         conn.send(("error", f"cannot load the model: {e}"))
         return
