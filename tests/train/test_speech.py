@@ -28,5 +28,9 @@ def test_speech_checkpoint_rebuilds_the_model(tmp_path: Path) -> None:
     state = speech_checkpoint(model.state_dict(), "aasist-l", {"hop_samples": 16000}, metrics={"eer": 0.1})
     rebuilt = build_model(load_checkpoint(save_checkpoint(tmp_path / "s.pt", state)))
     assert rebuilt.hop_samples == 16000 and not rebuilt.training
+    from dfdetect.checkpoint import Checkpoint
+
+    pre = Checkpoint.from_state(state).preprocess  # the scan core cuts audio into exactly one window
+    assert pre.audio_samples == 64600 and pre.num_segments == 1 and pre.sample_rate == 16000
     for key, value in model.state_dict().items():
         assert torch.equal(rebuilt.state_dict()[key], value), key

@@ -163,8 +163,13 @@ def speech_checkpoint(
     return {
         "model_state": model_state,
         "model_config": {"name": name, **(model_kwargs or {}), "pretrained": False},
-        "preprocess": {
+        "preprocess": {  # the scan core's audio windows (clip_frames / fps seconds) = one model window
             "sample_rate": 16000,
+            "clip_frames": 16,
+            "fps": 16 * 16000 / WINDOW_SAMPLES,
+            "segment_seconds": WINDOW_SAMPLES / 16000,
+            "size": 32,  # blank frames of an audio-only model: as small as allowed
+            "mouth_size": 16,
             "window_samples": WINDOW_SAMPLES,
             "codec": codec,
             "bitrate": bitrate,
@@ -174,6 +179,29 @@ def speech_checkpoint(
         "metrics": metrics or {},
         "train_config": train_config or {},
     }
+
+
+def export_speech_model(
+    dst: str | os.PathLike, src: str | os.PathLike | None = None, metrics: dict[str, Any] | None = None
+) -> Path:
+    """Write the shipped speech model: the official AASIST-L weights (``src=None``) or the weights of a
+    fine-tuning checkpoint ``src``, as a self-describing checkpoint without training state."""
+    from dfdetect.models.aasist import official_state_dict
+    from dfdetect.train.checkpoint import load_checkpoint, save_checkpoint
+
+    if src is None:
+        state = speech_checkpoint(official_state_dict("aasist-l"), metrics=metrics)
+        state["train_config"] = {"source": "official AASIST-L weights (ASVspoof 2019 LA train)"}
+    else:
+        run = load_checkpoint(src)
+        cfg = run["model_config"]
+        kwargs = {k: v for k, v in cfg.items() if k not in ("name", "pretrained")}
+        pre = run.get("preprocess", {})
+        state = speech_checkpoint(
+            run["model_state"], cfg["name"], kwargs, pre.get("codec", "opus"), pre.get("bitrate", 48000),
+            metrics or run.get("metrics"), run.get("train_config"),
+        )  # fmt: skip
+    return save_checkpoint(dst, state)
 
 
 def main(argv: list[str] | None = None) -> int:
