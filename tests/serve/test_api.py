@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from tests.serve.conftest import CLIP, NO_AUDIO_CLIP, clip_bytes, upload, wait_done
 
@@ -94,3 +95,29 @@ def test_report_of_an_unfinished_or_failed_job_is_a_clear_409(make_client) -> No
     assert res.status_code == 409 and res.json()["error"]["code"] == "not_ready"
     gated.gate.set()
     assert wait_done(client, job["id"])["state"] == "done"
+
+
+def test_retention_deletes_finished_jobs_and_their_files(make_client) -> None:
+    from tests.serve.conftest import GatedDetector
+
+    gated = GatedDetector()
+    gated.gate.set()
+    client = make_client(load=lambda: gated, retention_s=1.5)
+    service = client.app.state.service
+    job = upload(client, ("a.mp4", clip_bytes())).json()["jobs"][0]
+    assert wait_done(client, job["id"])["state"] == "done"
+    time.sleep(1.6)
+    assert service.purge_expired() in (0, 1)  # the janitor thread (every second here) may be first
+    assert client.get(f"/v1/scans/{job['id']}").status_code == 404
+    assert list(service.uploads.iterdir()) == []
+
+
+def test_cors_is_off_unless_an_origin_is_allowed(make_client) -> None:
+    from tests.serve.conftest import GatedDetector
+
+    origin = {"Origin": "https://tools.example.org"}
+    closed = make_client(load=GatedDetector).get("/v1/models", headers=origin)
+    assert closed.status_code == 200 and "access-control-allow-origin" not in closed.headers
+    opened = make_client(load=GatedDetector, cors_origins=("https://tools.example.org",))
+    res = opened.get("/v1/models", headers=origin)
+    assert res.headers["access-control-allow-origin"] == "https://tools.example.org"
