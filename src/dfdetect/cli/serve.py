@@ -128,6 +128,14 @@ def run(args: argparse.Namespace) -> int:
     except (KeyFileError, ValueError) as e:
         print(f"dfdetect serve: error: {e}", file=sys.stderr)
         return 2
+    if args.model and not Path(args.model).expanduser().is_file():
+        import dfdetect
+
+        known = dfdetect.available_models()
+        if args.model not in known:
+            names = ", ".join(known) or "none"
+            print(f"dfdetect serve: error: unknown model {args.model!r}; available: {names}", file=sys.stderr)
+            return 2
     host = args.host
     if settings.keys is None and not _is_loopback(host):
         log.warning("no --api-key-file: binding to 127.0.0.1 instead of %s (local use only)", host)
