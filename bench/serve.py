@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -226,7 +227,9 @@ def main() -> None:
     finally:
         if proc is not None:
             proc.terminate()
-            proc.wait(30)
+            proc.wait(60)
+    if proc is not None and all(not r["errors"] for r in rounds):
+        shutil.rmtree(data, ignore_errors=True)  # kept when something failed: its server.log tells why
     result = {"clients": args.clients, "workers": args.workers, "cpus": os.cpu_count(), "rounds": rounds}
     if args.json:
         print(json.dumps(result, indent=2))
