@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from dfdetect.config import (
     dump_config,
     load_config,
 )
-from dfdetect.data.manifest import ManifestRow, read_manifest
+from dfdetect.data.manifest import FAKE, ManifestRow, read_manifest
 from dfdetect.io.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,26 @@ def _splits(split: str | list[str]) -> set[str]:
     return {split} if isinstance(split, str) else set(split)
 
 
+def _hash_share(group: str) -> float:
+    """A fixed number in [0, 1) per group: hold-outs and subsets by group, the same on every run."""
+    return zlib.crc32(group.encode()) % 10_000 / 10_000
+
+
+def _source_split(row: ManifestRow, source: SourceConfig) -> str | None:
+    """The split ``row`` belongs to in this experiment: renamed, held out by a hash of its group, or
+    None for a train fake left out by ``fake_share``."""
+    split = source.rename_splits.get(row.split, row.split)
+    if split == "train" and _hash_share(row.group) < source.holdout:
+        return "val"
+    if split == "train" and row.label == FAKE and _hash_share(row.group[::-1]) >= source.fake_share:
+        return None
+    return split
+
+
 def source_rows(source: SourceConfig, split: str | list[str]) -> list[ManifestRow]:
-    """Rows of ``source`` in ``split`` (method filter and per-split limit applied)."""
+    """Rows of ``source`` in ``split`` (split renames, hold-out, method filter and limit applied)."""
     wanted = _splits(split)
-    rows = [r for r in read_manifest(source.manifest_path()) if r.split in wanted]
+    rows = [r for r in read_manifest(source.manifest_path()) if _source_split(r, source) in wanted]
     if source.methods is not None:
         keep = set(source.methods) | {"real"}
         rows = [r for r in rows if r.method in keep]
@@ -76,7 +93,9 @@ def build_dataset(data: DataConfig, split: str | list[str], train: bool, seed: i
                 augment=data.augment if train else None,
                 pseudofake=data.pseudofake if (train or fake_val) else None,
                 seed=seed if train else seed + VAL_SEED_OFFSET,
-                windows_per_video=data.windows_per_video if train else data.val_windows_per_video,
+                windows_per_video=(source.windows_per_video or data.windows_per_video)
+                if train
+                else data.val_windows_per_video,
             )
         )
     parts = [p for p in parts if len(p) > 0]  # type: ignore[arg-type]
