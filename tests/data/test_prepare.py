@@ -11,10 +11,10 @@ import pytest
 from dfdetect.cli import main
 from dfdetect.config import PrepareConfig
 from dfdetect.data import cache
+from dfdetect.data.extract import clip_status
 from dfdetect.data.manifest import ManifestRow, read_manifest
 from dfdetect.data.prepare import _limit, prepare, prepare_clip, prepare_source
-from dfdetect.io.video import NoVideoStreamError
-from dfdetect.types import AudioStatus, Status
+from dfdetect.types import AudioStatus, MediaKind, Status
 from tests.conftest import media
 from tests.malformed import EXPECTED, make_malformed_corpus
 
@@ -142,8 +142,8 @@ def test_prepare_clip_in_memory(tmp_path):
     corpus = make_malformed_corpus(tmp_path)
     clip = prepare_clip(corpus["faceless"], CONFIG)
     assert clip.faces == [] and clip.info.width == 160
-    with pytest.raises(NoVideoStreamError):
-        prepare_clip(corpus["audio_only"], CONFIG)
+    audio = prepare_clip(corpus["audio_only"], CONFIG)  # an audio entry, for speech sets
+    assert audio.kind == MediaKind.AUDIO and audio.faces == [] and audio.has_usable_audio
 
 
 @pytest.mark.slow
@@ -184,8 +184,10 @@ def test_cli_prepare_folder_and_bad_root(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("image", ["images/obama.jpg", "images/alex-lacamoire.png"])
-def test_still_image_is_not_a_video(image):
-    """A photo opens as a one-frame 'video' in FFmpeg; it gets no_video and says why, not no_face."""
-    with pytest.raises(NoVideoStreamError, match="still image") as err:
-        prepare_clip(media(image), PrepareConfig())
-    assert err.value.status is Status.NO_VIDEO
+def test_still_image_is_a_one_frame_clip(image):
+    """Face-image sets are prepared like one-frame videos: every face a one-frame track with landmarks
+    (what self-blending needs)."""
+    clip = prepare_clip(media(image), PrepareConfig(size=96))
+    assert clip.kind == MediaKind.IMAGE and clip_status(clip) is Status.OK
+    assert clip.faces and all(f.crops.shape == (1, 96, 96, 3) for f in clip.faces)
+    assert all(f.track.landmarks.shape == (1, 5, 2) for f in clip.faces)

@@ -27,7 +27,7 @@ from dfdetect.data.extract import clip_status, extract_clip
 from dfdetect.data.manifest import ManifestRow, write_manifest
 from dfdetect.io.files import atomic_write_text
 from dfdetect.io.video import MediaError
-from dfdetect.types import AudioStatus, Clip, Status
+from dfdetect.types import AudioStatus, Clip, MediaKind, Status
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +41,10 @@ def prepare_clip(
     detector: Any = None,
     timings: dict[str, float] | None = None,
 ) -> Clip:
-    """One video -> :class:`Clip` (:func:`~dfdetect.data.extract.extract_clip` for videos: datasets are
-    video datasets, so a still image or an audio file gets ``no_video``)."""
-    return extract_clip(path, config, detector, timings)
+    """One media file -> :class:`Clip` (:func:`~dfdetect.data.extract.extract_clip`): a video, a still
+    image (a one-frame clip: face-image sets train the frame model and self-blending) or an audio file
+    (an audio-only entry: speech sets)."""
+    return extract_clip(path, config, detector, timings, kinds=tuple(MediaKind))
 
 
 @dataclass(frozen=True)

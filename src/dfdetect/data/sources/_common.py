@@ -10,15 +10,12 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from dfdetect.constants import VIDEO_EXTENSIONS
 from dfdetect.data.manifest import ManifestRow
 from dfdetect.registry import Registry
 
 SOURCES: Registry[list[ManifestRow]] = Registry("dataset source")
 """Adapters: ``SOURCES.get(name)(root, **options) -> list[ManifestRow]`` (splits may be "")."""
-
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".mov", ".webm", ".avi", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
-)
 
 
 class DatasetLayoutError(ValueError):
@@ -34,9 +31,14 @@ def abs_root(root: str | os.PathLike) -> Path:
     return Path(os.path.abspath(os.path.expanduser(os.fspath(root))))
 
 
+def has_extension(path: Path, extensions: frozenset[str]) -> bool:
+    """True for a visible file whose extension is one of ``extensions`` (case-insensitive)."""
+    return path.suffix.lower() in extensions and not path.name.startswith(".")
+
+
 def is_video(path: Path) -> bool:
     """True for a visible file with a known video extension (case-insensitive)."""
-    return path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith(".")
+    return has_extension(path, VIDEO_EXTENSIONS)
 
 
 def iter_videos(folder: Path, recursive: bool = True) -> list[Path]:

@@ -7,7 +7,7 @@
    ``ROOT/{train,val,test}/{real,fake}/**``; a sub-folder of ``fake/`` names the method;
 3. any folder of videos (recursively): unlabelled (label -1), all in the "test" split.
 
-Video extensions: mp4 mov webm avi mkv m4v mpg mpeg wmv flv; audio-only files: wav mp3 flac m4a ogg
+Media: the video, still-image and audio extensions of ``dfdetect.constants``
 (case-insensitive). A speech CSV's ``speaker`` column is the group and ``generator`` the method.
 """
 
@@ -19,21 +19,20 @@ import logging
 import os
 from pathlib import Path
 
+from dfdetect.constants import MEDIA_EXTENSIONS
 from dfdetect.data.manifest import FAKE, REAL, SPLITS, UNKNOWN, ManifestRow
 from dfdetect.data.sources._common import (
     SOURCES,
-    VIDEO_EXTENSIONS,
     DatasetLayoutError,
     SourceOptionError,
     abs_root,
-    is_video,
+    has_extension,
     rel_posix,
 )
 
 log = logging.getLogger(__name__)
 
 LABELS_CSV = "labels.csv"
-AUDIO_EXTENSIONS = frozenset({".wav", ".mp3", ".flac", ".m4a", ".ogg"})  # audio-only files (speech sets)
 _LABEL_WORDS = {
     "0": REAL, "real": REAL, "original": REAL, "pristine": REAL,
     "1": FAKE, "fake": FAKE, "deepfake": FAKE, "manipulated": FAKE,
@@ -105,17 +104,13 @@ def _csv_rows(csv_path: Path, group_column: str | None = None) -> list[ManifestR
 
 
 def _iter_media(root: Path) -> list[Path]:
-    """Videos and audio-only files under ``root`` (sorted, hidden files and folders skipped)."""
+    """Videos, still images and audio-only files under ``root`` (sorted, hidden files and folders
+    skipped)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-        found += [Path(dirpath) / n for n in filenames if is_video(Path(n)) or is_audio(Path(n))]
+        found += [Path(dirpath) / n for n in filenames if has_extension(Path(n), MEDIA_EXTENSIONS)]
     return sorted(found)
-
-
-def is_audio(path: Path) -> bool:
-    """True for a visible file with an audio-only extension (case-insensitive)."""
-    return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
 
 
 def _label_from_parts(parts: tuple[str, ...]) -> tuple[str, int, str] | None:
@@ -202,7 +197,7 @@ def scan_folder(
         raise DatasetLayoutError(
             f"no videos found under {root}: expected real/ and fake/ folders, a {LABELS_CSV} "
             f"(path,label), or video/audio files "
-            f"({', '.join(sorted(e[1:] for e in VIDEO_EXTENSIONS | AUDIO_EXTENSIONS))})"
+            f"({', '.join(sorted(e[1:] for e in MEDIA_EXTENSIONS))})"
         )
     if splits:
         rows = _apply_splits(rows, Path(splits))
