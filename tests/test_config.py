@@ -92,8 +92,13 @@ def test_dump_round_trip(tmp_path, experiment):
     assert ExperimentConfig.model_validate(yaml.safe_load(text)) == cfg
 
 
+EXPERIMENTS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))
+# Run by `python -m dfdetect.train.speech` (a data section of its own: speech files, not caches).
+SPEECH_EXPERIMENTS = ("speech.yaml",)
+
+
 @pytest.mark.parametrize(
-    "path", sorted((ROOT / "configs" / "experiments").glob("*.yaml")), ids=lambda p: p.name
+    "path", [p for p in EXPERIMENTS if p.name not in SPEECH_EXPERIMENTS], ids=lambda p: p.name
 )
 def test_shipped_experiments_load(path):
     from dfdetect.train.run import check_model_preprocess
@@ -102,3 +107,14 @@ def test_shipped_experiments_load(path):
     assert cfg.model.name and cfg.data.sources, path
     check_model_preprocess(cfg)
     assert cfg.data.preprocess.num_segments >= 1
+
+
+@pytest.mark.parametrize("name", SPEECH_EXPERIMENTS)
+def test_shipped_speech_experiments_load_with_their_trainer_only(name):
+    from dfdetect.train.speech import load_speech_config
+
+    path = ROOT / "configs" / "experiments" / name
+    cfg = load_speech_config(path)
+    assert cfg.model.name and cfg.data.labels and cfg.train.stages, path
+    with pytest.raises(ConfigError, match="python -m dfdetect.train.speech"):  # not for `dfdetect train`
+        load_config(path)

@@ -439,7 +439,11 @@ def validate_config(data: dict[str, Any], source: str = "<dict>") -> ExperimentC
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, source)) from None
+        message = _format_errors(e, source)
+        section = data.get("data") if isinstance(data, dict) else None
+        if isinstance(section, dict) and "labels" in section:  # a speech data section
+            message += f"\n(a speech experiment: run `python -m dfdetect.train.speech {source}`)"
+        raise ConfigError(message) from None
 
 
 def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> ExperimentConfig:
