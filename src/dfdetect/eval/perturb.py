@@ -9,11 +9,9 @@ H.264 CRF, audio sample rate in Hz, audio SNR in dB, audio shift in seconds).
 from __future__ import annotations
 
 import dataclasses
-import io
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -85,33 +83,18 @@ def resize(clip: Clip, factor: float, rng: np.random.Generator) -> Clip:
     return _map_crops(clip, lambda crops: np.stack([one(c) for c in crops]))
 
 
-def h264_roundtrip(crops: np.ndarray, crf: float, fps: float = 5.0) -> np.ndarray:
-    """Encode ``[T, H, W, 3]`` uint8 crops with libx264 at ``crf`` into memory and decode them back."""
-    import av
-
-    t, h, w = crops.shape[:3]
-    pad_h, pad_w = h % 2, w % 2  # yuv420p needs even sides
-    frames = np.pad(crops, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = w + pad_w, h + pad_h, "yuv420p"
-        stream.options = {"crf": str(int(crf)), "preset": "veryfast"}
-        for img in frames:
-            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
-        out.mux(stream.encode())
-    buf.seek(0)
-    with av.open(buf, "r") as inp:
-        decoded = [f.to_ndarray(format="rgb24")[:h, :w] for f in inp.decode(video=0)]
-    if len(decoded) != t:
-        raise RuntimeError(f"H.264 round trip returned {len(decoded)} frames for {t}")
-    return np.stack(decoded)
-
-
 def h264(clip: Clip, crf: float, rng: np.random.Generator) -> Clip:
-    """H.264 (libx264) re-encoding of each face-crop sequence at ``crf``."""
-    fps = float(clip.params.get("fps", 5.0))
-    return _map_crops(clip, lambda crops: h264_roundtrip(crops, crf, fps))
+    """H.264 (libx264) re-encoding of each face-crop sequence at ``crf``: the round trip of the training
+    augmentation (:func:`dfdetect.data.augment.h264`), so both measure one codec setting."""
+    from dfdetect.data.augment import h264 as h264_roundtrip
+
+    def one(crops: np.ndarray) -> np.ndarray:
+        out = h264_roundtrip(crops, int(crf))
+        if out is crops and len(crops):  # the round trip lost frames and gave the input back
+            raise RuntimeError(f"H.264 round trip at CRF {crf} did not return {len(crops)} frames")
+        return out
+
+    return _map_crops(clip, one)
 
 
 def audio_resample(clip: Clip, rate: float, rng: np.random.Generator) -> Clip:
