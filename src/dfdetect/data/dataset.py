@@ -6,7 +6,6 @@ The window machinery lives in :mod:`dfdetect.data.windows` and is re-exported he
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import OrderedDict
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from dfdetect.config import AugmentConfig, PreprocessConfig, PseudoFakeConfig
-from dfdetect.data.cache import entry_path
+from dfdetect.data.cache import CacheError, entry_path, read_meta
 from dfdetect.data.manifest import REAL, UNKNOWN, ManifestRow
 from dfdetect.data.windows import (
     FLIP_ORDER,
@@ -241,10 +240,9 @@ class VideoDataset(torch.utils.data.Dataset):
 def _n_faces(entry: Path) -> int:
     """Face tracks of a cache entry, reading only its metadata (0 when unreadable)."""
     try:
-        with np.load(entry, allow_pickle=False) as z:
-            return int(json.loads(bytes(z["meta"]).decode("utf-8"))["n_faces"])
-    except Exception as e:  # a corrupt entry is reported and skipped, never fatal for a batch
-        log.warning("unreadable cache entry %s (%s): skipped; delete it and run prepare again", entry, e)
+        return int(read_meta(entry)["n_faces"])
+    except CacheError as e:  # a corrupt or stale entry is reported and skipped, never fatal for a batch
+        log.warning("%s (skipped)", e)
         return 0
 
 
