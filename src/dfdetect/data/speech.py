@@ -18,11 +18,11 @@ import av
 import numpy as np
 import torch
 
+from dfdetect.constants import SAMPLE_RATE
 from dfdetect.data.manifest import REAL, UNKNOWN, ManifestRow
 
 log = logging.getLogger(__name__)
 
-SAMPLE_RATE = 16000
 CODECS = {"opus": ("libopus", "ogg"), "mp3": ("libmp3lame", "mp3"), "aac": ("aac", "adts")}
 
 

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SAMPLE_RATE = 16000
+from dfdetect.constants import SAMPLE_RATE
+
 WINDOW_SAMPLES = 64600  # ~4.04 s, the input length of the official training and evaluation
 HOP_SAMPLES = WINDOW_SAMPLES // 2  # 50 % overlap between sliding windows
 BONA_FIDE_INDEX = 1  # official output: index 1 = bona fide (real), index 0 = spoof

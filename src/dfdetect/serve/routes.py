@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from dfdetect import __version__
+from dfdetect.constants import VERDICT_BAND
 from dfdetect.serve.app import _REPORT_CSP, Service, job_or_404, principal_dependency
 from dfdetect.serve.auth import retry_after_header
 from dfdetect.serve.errors import ApiError
@@ -111,7 +112,7 @@ def install_routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one 
         from dfdetect.infer.report import render_report
         from dfdetect.types import Prediction
 
-        thresholds = tuple(service.pool.info.get("thresholds", (0.35, 0.65)))
+        thresholds = tuple(service.pool.info.get("thresholds", VERDICT_BAND))
         pred = Prediction.from_dict(job.result)
         html = render_report([pred], title=f"dfdetect: {job.filename}", thresholds=thresholds)
         return HTMLResponse(html, headers={"Content-Security-Policy": _REPORT_CSP})

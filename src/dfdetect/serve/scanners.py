@@ -19,6 +19,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from dfdetect.constants import VERDICT_BAND
+
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +40,7 @@ def _info(detector: Any) -> dict[str, Any]:
     return {
         "name": str(getattr(detector, "name", "model")),
         "device": str(getattr(detector, "device", "cpu")),
-        "thresholds": [float(x) for x in getattr(detector, "thresholds", (0.35, 0.65))],
+        "thresholds": [float(x) for x in getattr(detector, "thresholds", VERDICT_BAND)],
     }
 
 

@@ -34,6 +34,7 @@ from dfdetect.config import (
     apply_overrides,
     load_yaml_tree,
 )
+from dfdetect.constants import SAMPLE_RATE
 from dfdetect.data.manifest import ManifestRow
 
 log = logging.getLogger(__name__)
@@ -164,10 +165,10 @@ def speech_checkpoint(
         "model_state": model_state,
         "model_config": {"name": name, **(model_kwargs or {}), "pretrained": False},
         "preprocess": {  # the scan core's audio windows (clip_frames / fps seconds) = one model window
-            "sample_rate": 16000,
+            "sample_rate": SAMPLE_RATE,
             "clip_frames": 16,
-            "fps": 16 * 16000 / WINDOW_SAMPLES,
-            "segment_seconds": WINDOW_SAMPLES / 16000,
+            "fps": 16 * SAMPLE_RATE / WINDOW_SAMPLES,
+            "segment_seconds": WINDOW_SAMPLES / SAMPLE_RATE,
             "size": 32,  # blank frames of an audio-only model: as small as allowed
             "mouth_size": 16,
             "window_samples": WINDOW_SAMPLES,
