@@ -75,9 +75,14 @@ async def _upload(service: Service, request: Request, owner: str) -> list[dict[s
     return [service.view(service.store.get(j.id, with_result=False)) for j in jobs]  # type: ignore[arg-type]
 
 
-def install_routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one closure per route
+def install_routes(app: FastAPI, service: Service) -> None:
+    """Add the scan routes (``/v1/scans...``) and the service routes (models, health, metrics)."""
     principal = principal_dependency(service)
+    _install_scan_routes(app, service, principal)
+    _install_service_routes(app, service, principal)
 
+
+def _install_scan_routes(app: FastAPI, service: Service, principal: Any) -> None:
     @app.post("/v1/scans", status_code=202, tags=["scans"], summary="Upload files to scan")
     async def create_scans(request: Request, owner: str = principal) -> JSONResponse:
         """Multipart upload: one or several files in fields named ``file`` or ``files`` (plus an optional
@@ -123,6 +128,8 @@ def install_routes(app: FastAPI, service: Service) -> None:  # noqa: C901 - one 
         service.forget(job.id)
         return {"deleted": job.id, "state": job.state}
 
+
+def _install_service_routes(app: FastAPI, service: Service, principal: Any) -> None:
     @app.get("/v1/models", tags=["models"], summary="Known models and the one this server runs")
     def models(owner: str = principal) -> dict[str, Any]:
         import dfdetect
