@@ -14,6 +14,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("checkpoint", help="checkpoint from `dfdetect train` (e.g. runs/demo/checkpoints/best.pt)")
     p.add_argument("out", help="where to write the exported checkpoint (.pt)")
+    p.add_argument("--half", action="store_true", help="store the weights in float16 (half the size)")
     p.set_defaults(run=run)
 
 
@@ -21,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from dfdetect.checkpoint import CheckpointError, export_checkpoint
 
     try:
-        path = export_checkpoint(args.checkpoint, args.out)
+        path = export_checkpoint(args.checkpoint, args.out, half=args.half)
     except CheckpointError as e:
         print(f"error: {e}")
         return 2

@@ -26,7 +26,7 @@ from dfdetect.config import (
     dump_config,
     load_config,
 )
-from dfdetect.data.manifest import FAKE, ManifestRow, read_manifest
+from dfdetect.data.manifest import FAKE, ManifestRow, read_manifest, write_manifest
 from dfdetect.io.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,26 @@ def source_rows(source: SourceConfig, split: str | list[str]) -> list[ManifestRo
     if source.limit is not None:
         rows = rows[: source.limit]
     return rows
+
+
+def write_split_manifests(data: DataConfig, run: Path) -> list[Path]:
+    """Write each source's rows with the splits this experiment gives them (renames, hold-out; a train
+    fake left out by ``fake_share`` gets split ``unused``) to ``run/data/<source>.csv``.
+
+    The run dir then records exactly which files trained, validated and are held out; ``dfdetect eval
+    --manifest run/data/<source>.csv --cache <prepared>/cache`` scores or calibrates on those splits.
+    """
+    paths, taken = [], set()
+    for source in data.sources:
+        name = source.manifest_path().parent.name or "source"
+        while name in taken:
+            name += "-2"
+        taken.add(name)
+        rows = [
+            r.with_split(_source_split(r, source) or "unused") for r in read_manifest(source.manifest_path())
+        ]
+        paths.append(write_manifest(rows, run / "data" / f"{name}.csv"))
+    return paths
 
 
 def build_dataset(data: DataConfig, split: str | list[str], train: bool, seed: int) -> Dataset:
@@ -209,6 +229,7 @@ def train(
     )
     if trainer.env.main:
         atomic_write_text(run / "config.yaml", dump_config(cfg))
+        write_split_manifests(cfg.data, run)
         log.info("training %s: %d train / %d val samples -> %s", cfg.name, len(train_set), len(val_set), run)
     try:
         summary = trainer.fit(stages_of(cfg), resume=resume)
