@@ -104,7 +104,7 @@ def track_indices(clip: Clip, face: FaceCrops, pre: PreprocessConfig) -> np.ndar
     src_fps = cache_fps(clip)
     if src_fps and abs(src_fps - pre.fps) < 1e-6:
         return np.arange(len(face.track.timestamps))
-    if src_fps and pre.fps > src_fps + 1e-6:
+    if src_fps and pre.fps > src_fps + 1e-6 and len(face.track.timestamps) > 1:  # not a still image
         _warn_once(
             f"cache sampled at {src_fps:g} fps but the model wants {pre.fps:g} fps: frames are repeated; "
             "prepare the data again with --fps >= the model's fps"
