@@ -77,3 +77,13 @@ def test_usage_errors(ckpt: str, capsys, tmp_path: Path) -> None:
     assert code == 2 and "available models" in err
     code, _, err = _scan(capsys, str(media(CLIP)), "--model", ckpt, "--threshold-band", "0.8", "0.2")
     assert code == 2 and "threshold" in err
+
+
+def test_no_speech_flag(ckpt: str, capsys, tmp_path: Path) -> None:
+    from dfdetect.checkpoint import attach_speech
+
+    named = attach_speech(ckpt, "aasist-l", p0=0.9, dst=tmp_path / "named.pt")
+    code, out, _ = _scan(capsys, str(media(CLIP)), "--model", str(named), "--no-speech", "--json")
+    assert code in (0, 1) and json.loads(out)[0]["fusion"] == {}
+    code, _, err = _scan(capsys, str(media(CLIP)), "--model", ckpt, "--speech", "no-such-voice-model")
+    assert code == 2 and "no-such-voice-model" in err

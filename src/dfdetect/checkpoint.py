@@ -5,8 +5,8 @@ rebuilds everything a checkpoint describes: the model (with its preprocessing at
 ``model.preprocess_cfg``, timm's ``pretrained_cfg`` style), the :class:`PreprocessConfig`, the
 :class:`PrepareConfig` of the data it was trained on, the calibration temperature and the versions.
 
-On-disk keys: ``model_state, model_config, preprocess, prepare, calibration, train_config, step, epoch,
-metrics, versions`` plus training state (``optimizer, scheduler, scaler, rng, data_position, loop``)
+On-disk keys: ``model_state, model_config, preprocess, prepare, calibration, companions, train_config, step,
+epoch, metrics, versions`` plus training state (``optimizer, scheduler, scaler, rng, data_position, loop``)
 kept as-is for exact resume. Written atomically. torch is imported only when a file is read or written.
 """
 
@@ -24,8 +24,8 @@ from dfdetect.io.files import atomic_write
 
 REQUIRED_KEYS = ("model_state", "model_config", "preprocess")
 TRAINING_STATE_KEYS = ("optimizer", "scheduler", "scaler", "rng", "data_position", "loop")
-_TYPED_KEYS = ("model_state", "model_config", "preprocess", "prepare", "calibration", "train_config")
-_TYPED_KEYS += ("step", "epoch", "metrics", "versions")
+_TYPED_KEYS = ("model_state", "model_config", "preprocess", "prepare", "calibration", "companions")
+_TYPED_KEYS += ("train_config", "step", "epoch", "metrics", "versions")
 
 
 class CheckpointError(RuntimeError):
@@ -49,6 +49,20 @@ def _fields(model: type, values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in model.model_fields}
 
 
+def _companions(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    """Validated ``companions``: ``{"speech": {"model": name or path, "p0": optional float in [0, 1)}}``."""
+    out = {}
+    for kind, spec in dict(value or {}).items():
+        if kind != "speech" or not isinstance(spec, dict) or not str(spec.get("model") or ""):
+            expected = "{'speech': {'model': NAME, 'p0': optional float}}"
+            raise CheckpointError(f"{where}: companions must be {expected}, got {value!r}")
+        p0 = spec.get("p0")
+        if p0 is not None and not 0.0 <= float(p0) < 1.0:
+            raise CheckpointError(f"{where}: companions.speech.p0 must be in [0, 1), got {p0}")
+        out[kind] = {**spec, "model": str(spec["model"]), **({} if p0 is None else {"p0": float(p0)})}
+    return out
+
+
 def _recorded_prepare(state: dict[str, Any]) -> dict[str, Any] | None:
     """The prepare settings a checkpoint records (top level, else inside its train config)."""
     if isinstance(state.get("prepare"), dict) and state["prepare"]:
@@ -69,7 +83,13 @@ class Checkpoint:
         preprocess: how cached clips become model inputs (fps, size, mean, std, sample rate, ...).
         prepare: how videos become clips; the recorded settings, else defaults matching ``preprocess``.
         temperature: calibration temperature (``p = sigmoid(logit / T)``).
-        calibration: the whole calibration record (temperature, ECE report, what it was fitted on).
+        calibration: the whole calibration record (temperature, ECE report, what it was fitted on; a
+            speech model also its ``real_voice_ceiling``, see :attr:`real_voice_ceiling`).
+        companions: models that score other modalities of a scan with this one, with their fusion
+            parameters: ``{"speech": {"model": "aasist-l", "p0": 0.6}}`` (``p0`` optional, else the speech
+            checkpoint's own ceiling). Set with :meth:`with_speech` / :func:`attach_speech`.
+        preprocess_extra: preprocess keys :class:`PreprocessConfig` does not type (a speech model's
+            ``codec``/``bitrate``), written back unchanged.
         train_config, step, epoch, metrics, versions: training facts, kept for reports.
         training_state: optimizer / scheduler / scaler / RNG / data position (empty once exported).
         path: the file it was read from, if any.
@@ -80,6 +100,8 @@ class Checkpoint:
     preprocess: PreprocessConfig
     prepare: PrepareConfig
     calibration: dict[str, Any] = field(default_factory=lambda: {"temperature": 1.0})
+    companions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    preprocess_extra: dict[str, Any] = field(default_factory=dict)
     train_config: dict[str, Any] | None = None
     step: int | None = None
     epoch: int | None = None
@@ -102,7 +124,8 @@ class Checkpoint:
         if not config.get("name"):
             raise CheckpointError(f"{where}: model_config has no model name")
         try:
-            pre = PreprocessConfig(**_fields(PreprocessConfig, dict(state["preprocess"] or {})))
+            raw_pre = dict(state["preprocess"] or {})
+            pre = PreprocessConfig(**_fields(PreprocessConfig, raw_pre))
             recorded = _recorded_prepare(state)
             if recorded is not None:
                 prep = PrepareConfig(**_fields(PrepareConfig, recorded))
@@ -121,6 +144,8 @@ class Checkpoint:
             preprocess=pre,
             prepare=prep,
             calibration=calibration,
+            companions=_companions(state.get("companions"), where),
+            preprocess_extra={k: v for k, v in raw_pre.items() if k not in PreprocessConfig.model_fields},
             train_config=state.get("train_config"),
             step=state.get("step"),
             epoch=state.get("epoch"),
@@ -146,6 +171,20 @@ class Checkpoint:
     @property
     def temperature(self) -> float:
         return float(self.calibration["temperature"])
+
+    @property
+    def real_voice_ceiling(self) -> float | None:
+        """A speech model's score that only 5 % of held-out real voices exceed (None if not measured)."""
+        value = self.calibration.get("real_voice_ceiling")
+        return None if value is None else float(value)
+
+    @property
+    def input_codec(self) -> tuple[str, int] | None:
+        """``(codec, bitrate)`` every audio input goes through before this model (speech models), or None."""
+        codec = self.preprocess_extra.get("codec")
+        if not codec or codec == "none":
+            return None
+        return str(codec), int(self.preprocess_extra.get("bitrate") or 48000)
 
     def build_model(self, device: str | Any = "cpu") -> Any:
         """Rebuild the model: weights loaded, eval mode, on ``device``, ``preprocess_cfg`` attached."""
@@ -178,9 +217,10 @@ class Checkpoint:
             **self.extra,
             "model_state": self.model_state,
             "model_config": dict(self.model_config),
-            "preprocess": self.preprocess.model_dump(),
+            "preprocess": {**self.preprocess_extra, **self.preprocess.model_dump()},
             "prepare": self.prepare.model_dump(),
             "calibration": dict(self.calibration),
+            **({"companions": {k: dict(v) for k, v in self.companions.items()}} if self.companions else {}),
             "train_config": self.train_config,
             "metrics": dict(self.metrics),
             **({"versions": dict(self.versions)} if self.versions else {}),
@@ -200,9 +240,30 @@ class Checkpoint:
         calibration = {**self.calibration, **(info or {}), "temperature": float(temperature)}
         return replace(self, calibration=calibration)
 
-    def exported(self) -> Checkpoint:
-        """A copy without the training state: what ships (a third of the size)."""
-        return replace(self, training_state={})
+    def with_speech(self, speech: str | None = "aasist-l", p0: float | None = None) -> Checkpoint:
+        """A copy whose scans also score the speech of a video with the speech model ``speech`` (a model name
+        or checkpoint path; None removes the companion). ``p0``: real-voice ceiling used by the fusion
+        (default: the speech checkpoint's ``calibration["real_voice_ceiling"]``, read when scanning)."""
+        companions = {k: v for k, v in self.companions.items() if k != "speech"}
+        if speech is not None:
+            spec = {"model": str(speech), **({} if p0 is None else {"p0": float(p0)})}
+            companions.update(_companions({"speech": spec}, str(self.path or "checkpoint")))
+        return replace(self, companions=companions)
+
+    def with_real_voice_ceiling(self, p0: float, info: dict[str, Any] | None = None) -> Checkpoint:
+        """A speech model's copy that records its real-voice ceiling ``p0`` (and how it was measured)."""
+        if not 0.0 <= p0 < 1.0:
+            raise CheckpointError(f"real_voice_ceiling must be in [0, 1), got {p0}")
+        extra = {"real_voice_ceiling_info": dict(info)} if info else {}
+        return replace(self, calibration={**self.calibration, "real_voice_ceiling": float(p0), **extra})
+
+    def exported(self, half: bool = False) -> Checkpoint:
+        """A copy without the training state: what ships (a third of the size). ``half`` stores the
+        floating-point weights in float16 (half the size again); they load back into the float32 model."""
+        state = self.model_state
+        if half:
+            state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+        return replace(self, training_state={}, model_state=state)
 
 
 def read_state(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
@@ -235,6 +296,18 @@ def save_state(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp), suffix=".pt")
 
 
-def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Write a copy of ``src`` without the training state (optimizer, scheduler, RNG, ...)."""
-    return Checkpoint.load(src).exported().save(dst)
+def attach_speech(
+    path: str | os.PathLike,
+    speech: str | None = "aasist-l",
+    p0: float | None = None,
+    dst: str | os.PathLike | None = None,
+) -> Path:
+    """Declare the speech companion of the video checkpoint at ``path`` and write it (to ``dst``, default
+    in place; training state kept). ``speech=None`` removes it. See :meth:`Checkpoint.with_speech`."""
+    return Checkpoint.load(path).with_speech(speech, p0).save(dst if dst is not None else path)
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, half: bool = False) -> Path:
+    """Write a copy of ``src`` without the training state (optimizer, scheduler, RNG, ...); ``half``:
+    weights stored in float16."""
+    return Checkpoint.load(src).exported(half).save(dst)

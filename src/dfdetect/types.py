@@ -144,7 +144,11 @@ class Prediction:
 
     ``p_fake`` is calibrated (temperature scaling from the checkpoint); ``None`` when ``status`` has
     no score (no_face, no_speech, unreadable, ...). ``timeline`` holds ``(t0, t1, p_fake)`` per second;
-    ``speech`` the judged speech segments of an audio file.
+    ``speech`` the judged speech segments of an audio file, or of a video whose speech model scored them.
+    ``fusion`` (videos scanned with a speech model) holds the numbers of the verdict: ``visual`` (the video
+    model's calibrated p_fake), ``audio`` (the speech model's p_fake, None without speech), ``p0`` (its
+    real-voice ceiling), ``audio_excess``, ``p_fake`` (fused), ``decided_by`` (``visual`` | ``audio``),
+    ``speech_model`` and ``speech_status``.
     """
 
     path: str
@@ -161,6 +165,7 @@ class Prediction:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     model: str = ""
     extras: dict[str, Any] = field(default_factory=dict)  # explanations, frame scores, label, ...
+    fusion: dict[str, Any] = field(default_factory=dict)  # visual + speech-model audio -> p_fake (see above)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (enums as strings, tuples as lists)."""

@@ -83,3 +83,28 @@ def test_many_videos_summary_and_statuses(tmp_path: Path) -> None:
 def test_timeline_plot_only_when_scored(tmp_path: Path) -> None:
     assert timeline_plot(Prediction(path="x", status=Status.NO_FACE)) is None
     assert timeline_plot(_scored(tmp_path)).startswith("data:image/png;base64,")
+
+
+def test_audio_file_shows_waveform_with_window_scores() -> None:
+    from dfdetect.infer.report import waveform_plot
+
+    t = np.linspace(0, 6, 600)
+    env = np.abs(np.sin(t))
+    voice = Prediction(
+        path="/a/voice.wav",
+        status=Status.OK,
+        kind="audio",
+        p_fake=0.8,
+        verdict=Verdict.FAKE,
+        timeline=[(0.0, 1.0, 0.7), (1.0, 2.0, 0.9)],
+        speech=[(0.3, 5.5, 0.8)],
+        model="aasist-l",
+        extras={
+            "audio_windows": [[0.0, 4.04, 0.7], [1.96, 6.0, 0.9]],
+            "waveform": {"t": t.tolist(), "lo": (-env).tolist(), "hi": env.tolist()},
+        },
+    )
+    assert waveform_plot(voice).startswith("data:image/png;base64,")
+    text = render_report([voice])
+    assert "alt='waveform'" in text and "Speech judged by aasist-l" in text
+    assert waveform_plot(Prediction(path="x", status=Status.NO_SPEECH)) is None

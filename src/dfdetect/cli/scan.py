@@ -28,6 +28,11 @@ exit codes:
 kinds: a video is scored face track by face track; a still image (jpg, png, webp, ...) face by face;
 an audio file (wav, mp3, flac, ...) from audio alone when the model hears (else no_video).
 
+speech: when the video model names a speech model (the default one names aasist-l), that model also
+judges the speech of a video; its score is the "audio" column, and the verdict fuses it with the visual
+score so that only a voice more synthetic-sounding than 95 % of real voices can raise it. --no-speech
+turns it off, --speech MODEL picks another.
+
 statuses: ok, no_audio (scored from video only), no_face, no_speech, no_video, unreadable, error.
 
 examples:
@@ -54,6 +59,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="model name (see the list on error) or checkpoint path (default: packaged)",
     )
+    voice = p.add_mutually_exclusive_group()
+    voice.add_argument(
+        "--speech",
+        metavar="MODEL",
+        default="auto",
+        help="speech model (name or checkpoint) that also judges a video's speech "
+        "(default: the one the video model names, e.g. aasist-l)",
+    )
+    voice.add_argument("--no-speech", dest="speech", action="store_const", const=None, help="no speech model")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print one JSON list of predictions on stdout")
     out.add_argument("--jsonl", action="store_true", help="print one JSON object per video, as each is done")
@@ -136,6 +150,7 @@ def _load(args: argparse.Namespace) -> Any:
             thresholds=tuple(args.threshold_band),
             aggregation=args.aggregation,
             max_duration=args.max_duration,
+            speech=getattr(args, "speech", "auto"),
         )
     except (ModelNotFoundError, CheckpointError, ValueError) as e:
         print(f"dfdetect scan: error: {e}", file=sys.stderr)

@@ -171,6 +171,49 @@ def timeline(
     return out
 
 
+def fuse_speech(p_visual: float, p_audio: float | None, p0: float) -> dict[str, Any]:
+    """The one rule that fuses a video's visual score with its speech model's score (issue 10).
+
+    ``p_fake = 1 - (1 - p_visual) * (1 - p_audio+)``, ``p_audio+ = clip((p_audio - p0) / (1 - p0), 0, 1)``.
+
+    Why this form:
+
+    - **Only evidence of a fake voice counts.** The speech model is not calibrated on our data and scores
+      many real voices well above 0.5 (AASIST-L: AUC 0.78 on held-out speakers). ``p0`` is its *real-voice
+      ceiling*: the score that only 5 % of held-out real voices exceed. At or below it the audio term is
+      exactly 0, so a real voice never moves the score: the presence of audio alone cannot make a video
+      look faker (or more real) than its face does.
+    - **Either modality can expose a fake.** A cloned voice laid over a real face is a fake even though
+      every frame is real; a face swap with the original voice is a fake even though the voice is real.
+      The noisy-OR of two independent pieces of evidence is fake when either is, never lowers the visual
+      score (``p_fake >= p_visual``), and needs no joint training data (none exists for the companion).
+    - The excess is rescaled to [0, 1] so that a voice the speech model is sure about (p_audio = 1) makes
+      the clip fake on its own.
+
+    Args:
+        p_visual: calibrated p_fake of the video model.
+        p_audio: p_fake of the speech model over the clip's speech (None: no speech was scored).
+        p0: the speech model's real-voice ceiling, in [0, 1).
+
+    Returns:
+        ``{"p_fake", "visual", "audio", "audio_excess", "p0", "decided_by"}``: ``decided_by`` is
+        ``"audio"`` when the audio term is the larger piece of evidence, else ``"visual"`` (also when
+        there is no audio term: no speech, or a voice at or below the ceiling).
+    """
+    if not 0.0 <= p0 < 1.0:
+        raise ValueError(f"the real-voice ceiling p0 must be in [0, 1), got {p0}")
+    pv = float(np.clip(p_visual, 0.0, 1.0))
+    excess = 0.0 if p_audio is None else float(np.clip((float(p_audio) - p0) / (1.0 - p0), 0.0, 1.0))
+    return {
+        "p_fake": 1.0 - (1.0 - pv) * (1.0 - excess),
+        "visual": pv,
+        "audio": None if p_audio is None else float(p_audio),
+        "audio_excess": excess,
+        "p0": float(p0),
+        "decided_by": "audio" if excess > pv else "visual",
+    }
+
+
 def suspicious(timeline: list[Segment], fake_p: float, most: int = 3) -> list[Segment]:
     """Runs of consecutive seconds that would be judged fake on their own (calibrated p >= ``fake_p``),
     as (t0, t1, peak p), highest peaks first (at most ``most``)."""

@@ -201,6 +201,17 @@ def thumbnail_extras(
     return {str(k): encode_image(v, out, f"track{k}_thumb") for k, v in thumbs.items()}
 
 
+def waveform_envelope(audio: np.ndarray, sample_rate: int, buckets: int = 600) -> dict[str, Any]:
+    """A waveform small enough for a report: ``{t, lo, hi}``, min and max of ``buckets`` equal slices."""
+    audio = np.asarray(audio, dtype=np.float32).reshape(-1)  # [S]
+    n = max(1, min(buckets, audio.size))
+    edges = np.linspace(0, audio.size, n + 1).astype(int)
+    lo = [float(audio[a:b].min()) if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    hi = [float(audio[a:b].max()) if b > a else 0.0 for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    t = (edges[:-1] + edges[1:]) / 2 / float(sample_rate)
+    return {"t": np.round(t, 3).tolist(), "lo": np.round(lo, 4).tolist(), "hi": np.round(hi, 4).tolist()}
+
+
 def _window_rank(stream: StreamOutputs, curve: dict[str, Any]) -> list[int]:
     """Window indices, most suspicious first (mean per-frame p inside the window)."""
     t, p = np.asarray(curve["t"]), np.asarray(curve["p"])

@@ -27,6 +27,7 @@ from dfdetect.types import Clip, MediaKind, Prediction, Status
 
 if TYPE_CHECKING:
     from dfdetect.infer.result import ClipScores
+    from dfdetect.infer.speech import SpeechBranch
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,9 @@ class Detector:
         thresholds: ``(low, high)``: p_fake <= low is real, >= high is fake, between is uncertain.
         aggregation: how window scores become a track score (see :mod:`dfdetect.infer.aggregate`).
         max_duration: seconds read from each file (default: the checkpoint's prepare setting).
+        speech: the speech model that also scores a video's speech (see :mod:`dfdetect.infer.speech`):
+            ``"auto"`` = the companion the checkpoint names (none if it names none), a model name or
+            checkpoint path to override it, or None to scan without it.
     """
 
     def __init__(
@@ -162,7 +166,10 @@ class Detector:
         thresholds: tuple[float, float] = VERDICT_BAND,
         aggregation: str = "mean",
         max_duration: float | None = None,
+        speech: str | os.PathLike | None = "auto",
     ) -> None:
+        from dfdetect.infer.speech import load_speech_branch
+
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint.from_state(checkpoint)
         device = resolve_device(device)
         self.checkpoint: Checkpoint | None = ckpt
@@ -170,6 +177,8 @@ class Detector:
         self.name = name or ckpt.name
         self.temperature = ckpt.temperature
         self._options(thresholds, aggregation)
+        sees = bool(self.modalities & {"video", "frequency"})
+        self.speech = load_speech_branch(speech, ckpt, device, thresholds=thresholds) if sees else None
 
     @classmethod
     def from_model(
@@ -182,6 +191,7 @@ class Detector:
         device: str = "cpu",
         thresholds: tuple[float, float] = VERDICT_BAND,
         aggregation: str = "mean",
+        speech: SpeechBranch | None = None,
     ) -> Detector:
         """A detector around a model already built (stand-ins in tests, a model being trained)."""
         self = cls.__new__(cls)
@@ -190,6 +200,7 @@ class Detector:
         self._setup(model, preprocess, prepare or PrepareConfig(**same), device)
         self.name, self.temperature = name, float(temperature)
         self._options(thresholds, aggregation)
+        self.speech = speech
         return self
 
     def _setup(self, model: Any, pre: PreprocessConfig, prepare: PrepareConfig, device: str) -> None:
@@ -250,7 +261,8 @@ class Detector:
             explain: add Grad-CAM heatmaps, attention and sync curves to ``extras["explain"]`` (from the
                 same scores: no second pass over the windows).
             explain_dir: write explanation images there (paths in extras) instead of inline base64.
-            thumbnails: add a thumbnail per face track to ``extras["thumbnails"]`` (implied by explain).
+            thumbnails: add a thumbnail per face track to ``extras["thumbnails"]`` and the waveform of
+                scored speech to ``extras["waveform"]`` (for reports; implied by explain).
 
         Returns:
             The :class:`Prediction`, with ``timings`` in seconds per stage.
@@ -260,7 +272,9 @@ class Detector:
         start = time.perf_counter()
         try:
             clip, kind = self._extract(path, timings)
-            scores = self._timed(timings, "model", self.score, clip)
+            scores = self._timed(timings, "model", self.score, clip, None, 8, None, False)
+            if self.speech is not None:
+                scores = self._timed(timings, "speech", self._hear, scores, None)
             pred = dataclasses.replace(scores.prediction(self.thresholds, self.name), kind=kind)
             if explain or thumbnails:
                 pred = self._illustrate(scores, pred, explain, explain_dir, timings)
@@ -275,6 +289,7 @@ class Detector:
         modality_mask: str | None = None,
         batch_size: int = 8,
         temperature: float | None = None,
+        speech: bool = True,
     ) -> ClipScores:
         """Score a prepared clip (a cache entry, or what :meth:`scan` extracted) with this model.
 
@@ -283,10 +298,15 @@ class Detector:
             modality_mask: ``None``, ``"video"`` or ``"audio"`` (modality ablation).
             batch_size: windows per forward pass.
             temperature: override the checkpoint's temperature (1.0 gives raw logits to fit it on).
+            speech: also score a video's speech with the speech companion, if any (fused p_fake;
+                :attr:`ClipScores.logit` stays this model's own).
         """
         from dfdetect.infer.score import score_clip
+        from dfdetect.infer.speech import canonical_audio
 
-        return score_clip(
+        if clip.kind == MediaKind.AUDIO and clip.speech and self.checkpoint is not None:
+            clip = canonical_audio(clip, self.checkpoint.input_codec)  # a speech model's one codec
+        scores = score_clip(
             self.model,
             clip,
             self.preprocess,
@@ -296,6 +316,16 @@ class Detector:
             modality_mask=modality_mask,
             batch_size=batch_size,
         )
+        return self._hear(scores, modality_mask) if speech else scores
+
+    def _hear(self, scores: ClipScores, modality_mask: str | None) -> ClipScores:
+        """Add the speech companion's scores of a scored video's speech (fused in the prediction)."""
+        if self.speech is None or modality_mask is not None or scores.decisive is None:
+            return scores
+        if scores.clip.kind != MediaKind.VIDEO or not scores.clip.has_usable_audio:
+            return scores
+        scores.heard = self.speech.hear(scores.clip)
+        return scores
 
     def scan_many(
         self,
@@ -362,12 +392,14 @@ class Detector:
         timings: dict[str, float],
     ) -> Prediction:
         """Thumbnails (computed once) and, with ``explain``, the explanation of ``scores``."""
-        from dfdetect.infer.explain import explain_scores, thumbnail_extras, thumbnails_of
+        from dfdetect.infer.explain import explain_scores, thumbnail_extras, thumbnails_of, waveform_envelope
 
         extras = dict(pred.extras)
         thumbs = thumbnails_of(scores.clip)
         if thumbs:
             extras["thumbnails"] = thumbnail_extras(thumbs, out_dir)
+        if extras.get("audio_windows"):  # an audio file, or a video whose speech was scored
+            extras["waveform"] = waveform_envelope(scores.clip.audio, scores.clip.sample_rate)
         if explain and scores.decisive is not None and scores.clip.faces:
             t = time.perf_counter()
             explanation = explain_scores(self.model, scores, self.preprocess, device=self.device)
@@ -390,7 +422,7 @@ class Detector:
         return Prediction(path, status, kind, message=message, timings=timings, model=self.name)
 
 
-_STAGES = ("decode", "detect", "track_crop", "audio", "prepare", "model", "explain", "total")
+_STAGES = ("decode", "detect", "track_crop", "audio", "prepare", "model", "speech", "explain", "total")
 
 
 def _ordered(timings: dict[str, float]) -> dict[str, float]:

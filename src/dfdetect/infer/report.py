@@ -2,8 +2,9 @@
 
 For each video: a verdict banner (calibrated p_fake, verdict, status, message), modality scores, a
 timeline plot with the uncertain band and the suspicious segments shaded, frame-attention and
-audio-visual sync curves, a per-track table with thumbnails, and Grad-CAM overlays when the scan was
-run with explanations. Several videos get a summary table with links on top.
+audio-visual sync curves, the waveform with the speech model's per-window scores (audio files, and
+videos whose speech a speech model judged), a per-track table with thumbnails, and Grad-CAM overlays when
+the scan was run with explanations. Several videos get a summary table with links on top.
 """
 
 from __future__ import annotations
@@ -162,6 +163,58 @@ def timeline_plot(pred: Prediction, thresholds: tuple[float, float] = VERDICT_BA
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def waveform_plot(pred: Prediction, thresholds: tuple[float, float] = VERDICT_BAND) -> str | None:
+    """Waveform figure (PNG data URI) of scored speech: the waveform with the speech segments shaded, and
+    below it the speech model's p(fake) per window (and its real-voice ceiling for a video's speech)."""
+    windows = pred.extras.get("audio_windows") or []
+    wave = pred.extras.get("waveform") or {}
+    if not windows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(10.5, 3.6), sharex=True, gridspec_kw={"height_ratios": [1.2, 1.0]}
+    )
+    if wave.get("t"):
+        top.fill_between(wave["t"], wave["lo"], wave["hi"], color="#455a64", lw=0, alpha=0.8)
+    for t0, t1, _ in pred.speech:
+        top.axvspan(t0, t1, color="#1f5fbf", alpha=0.10, lw=0)
+    top.set_ylabel("waveform", fontsize=9)
+    top.set_yticks([])
+    lo, hi = thresholds
+    bottom.axhspan(lo, hi, color=_COLOURS["uncertain"], alpha=0.10, lw=0)
+    for t0, t1, p in windows:
+        bottom.hlines(p, t0, t1, color=_colour(p, thresholds), lw=3, alpha=0.75)
+    p0 = (pred.fusion or {}).get("p0")
+    if p0 is not None:
+        bottom.axhline(p0, color="#1d2330", lw=1, ls="--", label=f"real-voice ceiling {p0:.2f}")
+        bottom.legend(loc="lower left", fontsize=8, frameon=False)
+    bottom.set_ylim(0, 1.05)
+    bottom.set_ylabel("p(fake) per\nspeech window", fontsize=9)
+    bottom.set_xlabel("time (s)")
+    end = max([b for _, b, _ in windows] + ([wave["t"][-1]] if wave.get("t") else []))
+    bottom.set_xlim(0, end)
+    for ax in (top, bottom):
+        _style(ax)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _audio(pred: Prediction, thresholds: tuple[float, float]) -> str:
+    plot = waveform_plot(pred, thresholds)
+    if plot is None:
+        return ""
+    model = (pred.fusion or {}).get("speech_model") or pred.model
+    note = f"Speech judged by {_e(model)}: each bar is one model window that overlaps speech (blue)."
+    return f"<h3>Speech</h3><p class='muted small'>{note}</p><img class='plot' src='{plot}' alt='waveform'>"
+
+
 def _style(ax: Any) -> None:
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
@@ -244,7 +297,11 @@ def _colour(p: float, band: tuple[float, float] = VERDICT_BAND) -> str:
 def _modalities(pred: Prediction) -> str:
     if not pred.modality:
         return '<p class="muted small">No per-modality scores for this model.</p>'
-    names = {"visual": "visual", "audio": "audio", "sync": "lip-sync"}
+    fusion = pred.fusion or {}
+    speech_model = fusion.get("speech_model")
+    names = {"visual": "visual", "audio": "audio", "sync": "lip-sync", "audio_av": "audio (AV head)"}
+    if speech_model and fusion.get("audio") is not None:
+        names["audio"] = f"audio ({speech_model})"
     rows = []
     for name, p in pred.modality.items():
         colour = _colour(p)
@@ -253,7 +310,16 @@ def _modalities(pred: Prediction) -> str:
             f'<div class="bar"><span style="width:{100 * p:.1f}%;background:{colour}"></span></div>'
             f'<div class="v">{_pct(p)}</div></div>'
         )
-    return "".join(rows) + '<p class="muted small">Raw head probabilities (not calibrated); high = fake.</p>'
+    note = "Raw head probabilities (not calibrated); high = fake."
+    if speech_model and fusion.get("audio") is not None:
+        note = (
+            f"Verdict = visual {fusion['visual']:.2f} (video model, calibrated) fused with the speech "
+            f"model's {fusion['audio']:.2f} above its real-voice ceiling {fusion['p0']:.2f} (excess "
+            f"{fusion['audio_excess']:.2f}); decided by <b>{_e(fusion['decided_by'])}</b>. " + note
+        )
+    elif speech_model:
+        note = f"No speech for {_e(speech_model)} to judge: the verdict is the video model's. " + note
+    return "".join(rows) + f'<p class="muted small">{note}</p>'
 
 
 def _timings(pred: Prediction) -> str:
@@ -337,7 +403,8 @@ def _video_section(i: int, pred: Prediction, thresholds: tuple[float, float]) ->
         body = (
             f"<div class='grid2'><div class='card'><h3 style='margin-top:0'>Modality scores</h3>"
             f"{_modalities(pred)}</div><div class='card'><h3 style='margin-top:0'>Timings</h3>"
-            f"{_timings(pred)}</div></div>{plot_html}{_suspicious(pred)}{_tracks(pred)}{_cams(pred)}"
+            f"{_timings(pred)}</div></div>{plot_html}{_audio(pred, thresholds)}{_suspicious(pred)}"
+            f"{_tracks(pred)}{_cams(pred)}"
         )
     return (
         f"<section class='card' id='video-{i}'><h2>{_e(Path(pred.path).name)}</h2>"

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from dfdetect.constants import MAX_SUSPICIOUS, VERDICT_BAND
-from dfdetect.infer.aggregate import Segment, aggregate, frame_logits, overlap, sigmoid, suspicious
+from dfdetect.infer.aggregate import (
+    Segment,
+    aggregate,
+    frame_logits,
+    fuse_speech,
+    overlap,
+    sigmoid,
+    suspicious,
+)
 from dfdetect.types import Clip, FaceCrops, Prediction, Status, TrackScore, Verdict
 
 AUDIO_STREAM = -1  # track id of the audio stream of an audio file
@@ -56,6 +64,32 @@ class StreamOutputs:
 
 
 @dataclass
+class HeardSpeech:
+    """What the speech companion of a video model found in a video's audio (see :mod:`dfdetect.infer.speech`).
+
+    Attributes:
+        model: the speech model's name.
+        p0: its real-voice ceiling (the fusion's ``p0``, :func:`~dfdetect.infer.aggregate.fuse_speech`).
+        scores: its :class:`ClipScores` of the clip's audio (``no_speech`` when there was none).
+        seconds: time it took.
+    """
+
+    model: str
+    p0: float
+    scores: ClipScores
+    seconds: float = 0.0
+
+    @property
+    def p_audio(self) -> float | None:
+        """The speech model's p_fake over the clip's speech (None when no speech was scored)."""
+        return self.scores.p_fake
+
+    def windows(self) -> list[list[float]]:
+        """``[t0, t1, p]`` per scored speech window (the speech model's calibrated window scores)."""
+        return self.scores.audio_windows()
+
+
+@dataclass
 class ClipScores:
     """What scoring one clip found: raw outputs per window plus the decisions made from them.
 
@@ -76,6 +110,7 @@ class ClipScores:
         segments: (t0, t1, logit) per segment of every window, per track.
         timeline: per-second (t0, t1, calibrated p) over the main tracks.
         modality: raw probabilities of the model's modality heads for the deciding track.
+        heard: the speech companion's scores of a video's audio (None: no companion, or not run).
     """
 
     clip: Clip
@@ -93,16 +128,30 @@ class ClipScores:
     segments: dict[int, list[Segment]] = field(default_factory=dict)
     timeline: list[Segment] = field(default_factory=list)
     modality: dict[str, float] = field(default_factory=dict)
+    heard: HeardSpeech | None = None
 
     @property
     def logit(self) -> float | None:
-        """Raw (T = 1) logit of the clip; what the temperature is fitted on."""
+        """Raw (T = 1) logit of this model for the clip; what its temperature is fitted on."""
         return None if self.decisive is None else self.track_logits[self.decisive]
 
     @property
-    def p_fake(self) -> float | None:
-        """Calibrated probability that the clip is fake (None when not scored)."""
+    def p_model(self) -> float | None:
+        """Calibrated p_fake of this model alone (a video: the visual score of the speech fusion)."""
         return None if self.logit is None else round(float(self.calibrate(self.logit)), 6)
+
+    @property
+    def fusion(self) -> dict[str, Any] | None:
+        """:func:`~dfdetect.infer.aggregate.fuse_speech` of this model's score and the heard speech."""
+        if self.heard is None or self.p_model is None:
+            return None
+        return fuse_speech(self.p_model, self.heard.p_audio, self.heard.p0)
+
+    @property
+    def p_fake(self) -> float | None:
+        """Calibrated probability that the clip is fake (fused with the heard speech, if any)."""
+        fused = self.fusion
+        return self.p_model if fused is None else round(fused["p_fake"], 6)
 
     def calibrate(self, logits: float | np.ndarray) -> np.ndarray:
         """``sigmoid(logits / temperature)``."""
@@ -139,21 +188,76 @@ class ClipScores:
                 model=model,
             )
         p_fake = float(self.p_fake)
+        timeline, extras = self.timeline, self._extras()
+        modality, message, speech = dict(self.modality), self.message, self._speech()
+        if self.heard is not None:
+            timeline, extras, modality, message, speech = self._heard_parts(extras, modality)
         return Prediction(
             path=self.clip.path,
             kind=self.clip.kind,
             status=self.status,
             p_fake=p_fake,
             verdict=verdict_for(p_fake, thresholds),
-            message=self.message,
-            modality=self.modality,
+            message=message,
+            modality=modality,
             tracks=[self._track_score(s) for s in self.streams if s.face is not None],
-            timeline=self.timeline,
-            suspicious=suspicious(self.timeline, thresholds[1], MAX_SUSPICIOUS),
-            speech=self._speech(),
+            timeline=timeline,
+            suspicious=suspicious(timeline, thresholds[1], MAX_SUSPICIOUS),
+            speech=speech,
             model=model,
-            extras=self._extras(),
+            extras=extras,
+            fusion=self._fusion_record(),
         )
+
+    def _fusion_record(self) -> dict[str, Any]:
+        fused = self.fusion
+        if fused is None:
+            return {}
+        rounded = {k: round(v, 6) if isinstance(v, float) else v for k, v in fused.items()}
+        return {**rounded, "speech_model": self.heard.model, "speech_status": str(self.heard.scores.status)}
+
+    def _heard_parts(self, extras: dict[str, Any], modality: dict[str, float]) -> tuple:
+        """(timeline, extras, modality, message, speech) of a video whose speech was heard.
+
+        The per-second timeline is fused second by second with the same rule as the clip (seconds without
+        a scored speech window keep the visual score); the visual and audio timelines stay in extras.
+        """
+        heard = self.heard
+        audio = {round(a, 3): p for a, _, p in heard.scores.timeline}
+        timeline = [
+            (a, b, round(fuse_speech(p, audio.get(round(a, 3)), heard.p0)["p_fake"], 5))
+            for a, b, p in self.timeline
+        ]
+        extras = {
+            **extras,
+            "visual_timeline": self.timeline,
+            "audio_timeline": heard.scores.timeline,
+            "audio_windows": heard.windows(),
+        }
+        if heard.p_audio is None:
+            note = f"speech model {heard.model}: {heard.scores.message}; scored from video only"
+            return self.timeline, extras, modality, f"{self.message}; {note}", []
+        if "audio" in modality:
+            modality["audio_av"] = modality.pop("audio")  # the video model's own audio head
+        modality["audio"] = round(float(heard.p_audio), 5)
+        fused = self.fusion
+        judged = "fake" if fused["audio_excess"] > 0 else "within real voices"
+        note = (
+            f"speech model {heard.model}: audio p_fake {heard.p_audio:.2f} over"
+            f" {len(heard.scores.clip.speech)} speech segment(s) ({judged}; real-voice ceiling"
+            f" {heard.p0:.2f}); visual {fused['visual']:.2f};"
+            f" decided by {fused['decided_by']}"
+        )
+        return timeline, extras, modality, f"{self.message}; {note}", heard.scores._speech()
+
+    def audio_windows(self) -> list[list[float]]:
+        """``[t0, t1, calibrated p]`` per window of the audio stream (an audio clip's; empty otherwise)."""
+        s = self.stream(AUDIO_STREAM)
+        if s is None or s.head("logit") is None:
+            return []
+        p = self.calibrate(s.head("logit").reshape(len(s.windows), -1)[:, 0])  # [W]
+        pairs = zip(s.windows, p, strict=True)
+        return [[round(w.t0, 4), round(w.t1, 4), round(float(q), 5)] for w, q in pairs]
 
     def _track_score(self, s: StreamOutputs) -> TrackScore:
         track = s.face.track
@@ -197,6 +301,7 @@ class ClipScores:
             "segment_scores": calibrated,  # (t0, t1, calibrated p) per track
             "frame_scores": [self.frame_curve(s.track_id) for s in self.streams if s.face is not None],
             "duration": self.clip.info.duration,
+            **({"audio_windows": self.audio_windows()} if self.clip.kind == "audio" else {}),
         }
 
 

@@ -79,13 +79,17 @@ def _streams(clip: Clip, pre: PreprocessConfig) -> list[StreamOutputs]:
     """Empty streams with their windows: one per face track, or the audio stream of an audio clip."""
     from dfdetect.data.windows import audio_windows, clip_windows
 
-    if clip.kind == "audio":
-        windows = audio_windows(clip, pre)
+    if clip.kind == "audio":  # only the windows that overlap speech are judged (and computed)
+        windows = [w for w in audio_windows(clip, pre) if _hears_speech(w, clip.speech)]
         return [StreamOutputs(AUDIO_STREAM, None, windows)] if windows else []
     streams = {face.track.track_id: StreamOutputs(face.track.track_id, face) for face in clip.faces}
     for w in clip_windows(clip, pre):
         streams[w.track_id].windows.append(w)
     return [s for s in streams.values() if s.windows]
+
+
+def _hears_speech(window: Any, speech: list[tuple[float, float]]) -> bool:
+    return any(overlap(window.t0, window.t1, a, b) > 0 for a, b in speech)
 
 
 def run_windows(
@@ -149,8 +153,8 @@ def score_clip(
     a video is as fake as its most suspicious *main* face (the speaking face, when known, and every
     track at least :data:`~dfdetect.constants.MAIN_FACE_RATIO` of the largest face's size: small
     background faces are scored and listed but do not decide); an audio clip is its windows that overlap
-    speech. ``p_fake = sigmoid(logit / temperature)``; modality scores are raw probabilities of the
-    model's ``video_logit``/``audio_logit``/``sync_logit`` heads.
+    speech (only those are computed). ``p_fake = sigmoid(logit / temperature)``; modality scores are raw
+    probabilities of the model's ``video_logit``/``audio_logit``/``sync_logit`` heads.
 
     Args:
         model: a dfdetect model on ``device``.
@@ -293,18 +297,13 @@ def _assemble(model: Any, clip: Clip, streams: list[StreamOutputs], base: dict, 
 
 
 def _assemble_audio(clip: Clip, stream: StreamOutputs, base: dict, k: int | float) -> ClipScores:
-    """Score an audio clip from its windows that overlap speech (the model's audio heads when fused)."""
+    """Score an audio clip from its windows (those with speech; the model's audio heads when fused)."""
     if "audio_logit" in stream.heads:
         stream.heads["logit"] = stream.heads["audio_logit"]
         if "audio_segment_logits" in stream.heads:
             stream.heads["segment_logits"] = stream.heads["audio_segment_logits"]
-    speech = [
-        w
-        for w, win in enumerate(stream.windows)
-        if any(overlap(win.t0, win.t1, a, b) > 0 for a, b in clip.speech)
-    ]
     z = aggregate(
-        stream.heads["logit"][speech or slice(None)],
+        stream.heads["logit"],
         base["aggregation"] if base["aggregation"] != "attention" else "mean",
         k=k,
         space="logit",
