@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +24,18 @@ SETS = {  # name -> (manifest in RUN/data, prepared cache)
     "ffpp": ("ffpp_c23.csv", "prepared/ffpp_c23/cache"),
     "talking_heads": ("talking_heads.csv", "prepared/talking_heads/cache"),
 }
-PERTURB = ("jpeg", "resize", "h264")
 SHOWN = {"jpeg": 70, "resize": 0.5, "h264": 30}  # the severities in the table (nearest to JPEG 75 / CRF 28)
 
 
 def run_eval(checkpoint: str, run: Path, out: Path, name: str, calibrate: bool) -> None:
+    """``dfdetect eval --manifest RUN/data/<set>.csv --cache <cache> --split test`` with the table's
+    re-encodings only (one severity each) and, for the first set, ``--calibrate``."""
+    from dfdetect.eval.evaluate import evaluate
+
     manifest, cache = SETS[name]
-    cmd = [sys.executable, "-m", "dfdetect", "eval", "--checkpoint", checkpoint, "--manifest",
-           str(run / "data" / manifest), "--cache", cache, "--split", "test", "--perturb-only", *PERTURB,
-           "--out", str(out / name), "--no-progress"] + (["--calibrate"] if calibrate else [])  # fmt: skip
-    print("$", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=True)
+    print(f"eval {name} (calibrate={calibrate})", flush=True)
+    evaluate(checkpoint, run / "data" / manifest, cache_dir=cache, split="test", out_dir=out / name,
+             perturb={k: [v] for k, v in SHOWN.items()}, calibrate=calibrate, progress=False)  # fmt: skip
 
 
 def _scored(out: Path) -> list[dict]:
@@ -95,11 +94,12 @@ def main() -> None:
     parser.add_argument("--run", default="runs/default", help="training run dir (holds data/<source>.csv)")
     parser.add_argument("--out", default="runs/bench")
     parser.add_argument("--summarise-only", action="store_true", help="only print the table of earlier runs")
+    parser.add_argument("--no-calibrate", action="store_true", help="keep the checkpoint's temperature")
     args = parser.parse_args()
     out = Path(args.out)
     if not args.summarise_only:
         for i, name in enumerate(SETS):
-            run_eval(args.checkpoint, Path(args.run), out, name, calibrate=i == 0)
+            run_eval(args.checkpoint, Path(args.run), out, name, calibrate=i == 0 and not args.no_calibrate)
     print(summarise(out))
 
 

@@ -55,6 +55,19 @@ def tiny_checkpoint(path: Path) -> Path:
     return save_checkpoint(path, state)
 
 
+def resized(path: Path, size: int, out: Path) -> Path:
+    """A copy of the checkpoint whose crops (prepare and model input) have side ``size``: same weights,
+    so only the speed is meaningful."""
+    from dataclasses import replace
+
+    from dfdetect.checkpoint import Checkpoint
+
+    ckpt = Checkpoint.load(path)
+    ckpt = replace(ckpt, preprocess=ckpt.preprocess.model_copy(update={"size": size}),
+                   prepare=ckpt.prepare.model_copy(update={"size": size}))  # fmt: skip
+    return ckpt.save(out)
+
+
 def _best(fn, repeats: int) -> tuple[float, float]:
     """Best wall time and best process CPU time (all threads) of ``repeats`` runs of ``fn``."""
     walls, cpus = [], []
@@ -73,6 +86,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--clips", type=int, default=len(CLIPS), help="how many shared clips (default all)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best is kept")
+    parser.add_argument("--checkpoint", help="checkpoint to scan with (default: the packaged default)")
+    parser.add_argument("--size", type=int, help="crop size given to the model instead of the checkpoint's")
+    parser.add_argument("--no-speech", action="store_true", help="leave out the speech companion")
     args = parser.parse_args()
 
     import torch
@@ -83,11 +99,13 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="dfdetect-bench-scan-") as tmp:
         tmp_dir = Path(tmp)
-        default = WEIGHTS_DIR / "default.pt"
+        default = Path(args.checkpoint) if args.checkpoint else WEIGHTS_DIR / "default.pt"
         ckpt = default if default.is_file() else tiny_checkpoint(tmp_dir / "demo_tiny.pt")
         label = ckpt if ckpt == default else "demo_tiny (random weights)"
+        if args.size:
+            ckpt, label = resized(ckpt, args.size, tmp_dir / "resized.pt"), f"{label} at {args.size} px"
         print(f"checkpoint: {label}; torch threads {args.threads}")
-        detector = load_detector(ckpt, device="cpu")
+        detector = load_detector(ckpt, device="cpu", **({"speech": None} if args.no_speech else {}))
         clips = [make_1080p(SOURCE_1080P, tmp_dir / "upscaled_1080p_10s.mp4")]
         clips += [MEDIA / c for c in CLIPS[: args.clips]]
         detector.scan(clips[-1])  # warm-up: MTCNN and the model are loaded once per Detector
