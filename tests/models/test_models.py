@@ -138,7 +138,8 @@ def test_cam_layer_sees_per_frame_maps() -> None:
 
 
 def test_unknown_model_and_bad_kwargs() -> None:
-    with pytest.raises(KeyError, match="unknown model 'nope'; known: audio, av, frequency, visual"):
+    known = "aasist, aasist-l, audio, av, frequency, visual"  # every registered model, sorted
+    with pytest.raises(KeyError, match=f"unknown model 'nope'; known: {known}"):
         create_model("nope")
     with pytest.raises(TypeError, match="does not take"):
         create_model("visual", fusion="late")
