@@ -62,7 +62,9 @@ def _perturbed(out: Path) -> dict[str, float]:
         return {}
     table = json.loads(path.read_text(encoding="utf-8"))
     return {
-        r["name"]: r["auc"] for r in table if r["name"] in SHOWN and float(r["severity"]) == SHOWN[r["name"]]
+        r["perturbation"]: r["auc"]
+        for r in table
+        if r["perturbation"] in SHOWN and float(r["severity"]) == SHOWN[r["perturbation"]]
     }
 
 

@@ -1,0 +1,30 @@
+"""The packaged default detector: what it is, how it ships, and that it scores real media."""
+
+from __future__ import annotations
+
+import dfdetect
+from dfdetect.checkpoint import Checkpoint
+from dfdetect.eval.calibrate import T_BOUNDS
+from dfdetect.infer.pipeline import WEIGHTS_DIR
+from tests.conftest import media
+
+DEFAULT = WEIGHTS_DIR / "default.pt"
+
+
+def test_default_checkpoint_describes_itself_and_ships_small() -> None:
+    ckpt = Checkpoint.load(DEFAULT)
+    assert DEFAULT.stat().st_size <= 20e6  # float16 weights
+    assert ckpt.model_config["backbone"] == "tf_efficientnet_lite0"
+    assert ckpt.preprocess.mean == (0.5, 0.5, 0.5) and ckpt.preprocess.size == 160
+    assert T_BOUNDS[0] < ckpt.temperature < T_BOUNDS[1]  # calibrated, not squashed to a bound
+    assert "val" in ckpt.calibration["fitted_on"]  # fitted on held-out data, not on the test split
+    assert ckpt.companions["speech"]["model"] == "aasist-l"
+    assert not ckpt.training_state  # exported: no optimizer state
+    model = ckpt.build_model()
+    assert "audio" not in model.modalities  # the frame model never hears: audio presence can't move it
+
+
+def test_default_detector_scores_a_photo_face_by_face() -> None:
+    prediction = dfdetect.load_detector().scan(media("images/two_people.jpg"))
+    assert prediction.kind == "image" and prediction.status == "ok"
+    assert 0.0 <= prediction.p_fake <= 1.0 and len(prediction.tracks) == 2
