@@ -28,3 +28,9 @@ def test_default_detector_scores_a_photo_face_by_face() -> None:
     prediction = dfdetect.load_detector().scan(media("images/two_people.jpg"))
     assert prediction.kind == "image" and prediction.status == "ok"
     assert 0.0 <= prediction.p_fake <= 1.0 and len(prediction.tracks) == 2
+
+
+def test_default_detector_hands_a_voice_recording_to_its_speech_companion() -> None:
+    prediction = dfdetect.load_detector().scan(media("videoretalking_audio_1.wav"))
+    assert prediction.kind == "audio" and prediction.status == "ok"
+    assert prediction.model == "aasist-l" and 0.0 <= prediction.p_fake <= 1.0

@@ -254,7 +254,8 @@ class Detector:
         """Scan one file; never raises for a bad file (the status and message say what happened).
 
         A video is scored face track by face track; a still image face by face (one-frame clips); an
-        audio file from audio alone when the model can hear (else ``no_video``).
+        audio file from audio alone when the model can hear, else by its speech companion (else
+        ``no_video``).
 
         Args:
             path: the video, image or audio file.
@@ -268,6 +269,8 @@ class Detector:
             The :class:`Prediction`, with ``timings`` in seconds per stage.
         """
         path = os.fspath(path)
+        if self._speech_only(path):  # a voice recording: the speech companion judges it alone
+            return self.speech.detector.scan(path, explain, explain_dir, thumbnails)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         try:
@@ -317,6 +320,17 @@ class Detector:
             batch_size=batch_size,
         )
         return self._hear(scores, modality_mask) if speech else scores
+
+    def _speech_only(self, path: str) -> bool:
+        """True for an audio-only file when this model cannot hear but has a speech companion."""
+        if self.speech is None or MediaKind.AUDIO in self.kinds:
+            return False
+        from dfdetect.io.video import MediaError, inspect_media
+
+        try:
+            return inspect_media(path)[0] == MediaKind.AUDIO
+        except MediaError:  # unreadable: the usual path reports it
+            return False
 
     def _hear(self, scores: ClipScores, modality_mask: str | None) -> ClipScores:
         """Add the speech companion's scores of a scored video's speech (fused in the prediction)."""
