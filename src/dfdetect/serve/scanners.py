@@ -16,6 +16,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -67,9 +69,22 @@ class ModelSpec:
     threads: int = 1  # torch intra-op threads in the child
 
 
+def _exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """Stop this process as soon as ``parent`` is gone (even killed with -9, mid-scan): nobody would
+    read the scan it is working on, and a restarted server needs the CPU."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="dfdetect-parent-watch", daemon=True).start()
+
+
 def _child(conn: Any, spec: ModelSpec) -> None:
     """Child process: load the model once, then answer ``(path, explain)`` requests until EOF / None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops the children
+    _exit_with_parent(os.getppid())
     try:
         import torch
 
