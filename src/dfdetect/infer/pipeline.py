@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dfdetect.checkpoint import Checkpoint
+from dfdetect.checkpoint import Checkpoint, CheckpointError
 from dfdetect.config import PrepareConfig, PreprocessConfig
 from dfdetect.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, MEDIA_EXTENSIONS, VERDICT_BAND
 from dfdetect.types import Clip, MediaKind, Prediction, Status
@@ -168,8 +168,6 @@ class Detector:
         max_duration: float | None = None,
         speech: str | os.PathLike | None = "auto",
     ) -> None:
-        from dfdetect.infer.speech import load_speech_branch
-
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint.from_state(checkpoint)
         device = resolve_device(device)
         self.checkpoint: Checkpoint | None = ckpt
@@ -437,6 +435,42 @@ class Detector:
 
 
 _STAGES = ("decode", "detect", "track_crop", "audio", "prepare", "model", "speech", "explain", "total")
+
+
+def load_speech_branch(
+    speech: str | os.PathLike | None, checkpoint: Checkpoint | None, device: str = "cpu", **kwargs: Any
+) -> SpeechBranch | None:
+    """The speech companion to use with ``checkpoint``.
+
+    Args:
+        speech: ``"auto"`` (the checkpoint's ``companions["speech"]``, none if it names none), a speech
+            model name or checkpoint path (overrides the checkpoint's), or None (no speech branch).
+        checkpoint: the video model's checkpoint (None for a model built in memory).
+        device: where to run the speech model.
+        **kwargs: more :class:`Detector` options (thresholds).
+
+    Raises:
+        ModelNotFoundError: the speech model is not installed.
+        CheckpointError: it is not an audio-only model, or no real-voice ceiling is known for it.
+    """
+    companion = checkpoint.companions.get("speech") if checkpoint is not None else None
+    if speech is None or (speech == "auto" and companion is None):
+        return None
+    spec = companion["model"] if speech == "auto" else os.fspath(speech)
+    p0 = companion.get("p0") if companion is not None and spec == companion["model"] else None
+    path, name = resolve_model(spec)
+    detector = Detector.from_checkpoint(path, name=name, device=device, speech=None, **kwargs)
+    if detector.modalities != {"audio"}:
+        raise CheckpointError(f"speech model {name!r} ({path}) is not an audio-only model")
+    p0 = p0 if p0 is not None else detector.checkpoint.real_voice_ceiling
+    if p0 is None:
+        raise CheckpointError(
+            f"speech model {name!r} ({path}) records no real-voice ceiling (calibration.real_voice_ceiling): "
+            "measure it with bench/speech_ceiling.py, or pass p0 in the video checkpoint's companions"
+        )
+    from dfdetect.infer.speech import SpeechBranch
+
+    return SpeechBranch(detector, float(p0))
 
 
 def _ordered(timings: dict[str, float]) -> dict[str, float]:

@@ -11,26 +11,19 @@ one using the speech model's real-voice ceiling ``p0``.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dfdetect.checkpoint import Checkpoint, CheckpointError
 from dfdetect.infer.result import HeardSpeech
 from dfdetect.types import Clip, MediaKind
-
-if TYPE_CHECKING:
-    from dfdetect.infer.pipeline import Detector
-
-AUTO = "auto"  # Detector(speech=AUTO): the companion the checkpoint names, if any
 
 
 @dataclass
 class SpeechBranch:
     """A loaded speech companion: the audio-only detector and the fusion's ``p0``."""
 
-    detector: Detector
+    detector: Any  # an audio-only dfdetect.infer.pipeline.Detector
     p0: float
 
     @property
@@ -43,42 +36,6 @@ class SpeechBranch:
         audio = dataclasses.replace(clip, kind=MediaKind.AUDIO, faces=[])
         scores = self.detector.score(audio)
         return HeardSpeech(self.name, self.p0, scores, time.perf_counter() - t)
-
-
-def load_speech_branch(
-    speech: str | os.PathLike | None, checkpoint: Checkpoint | None, device: str = "cpu", **kwargs: Any
-) -> SpeechBranch | None:
-    """The speech companion to use with ``checkpoint``.
-
-    Args:
-        speech: :data:`AUTO` (the checkpoint's ``companions["speech"]``, none if it names none), a speech
-            model name or checkpoint path (overrides the checkpoint's), or None (no speech branch).
-        checkpoint: the video model's checkpoint (None for a model built in memory).
-        device: where to run the speech model.
-        **kwargs: more :class:`~dfdetect.infer.pipeline.Detector` options (thresholds).
-
-    Raises:
-        ModelNotFoundError: the speech model is not installed.
-        CheckpointError: it is not an audio-only model, or no real-voice ceiling is known for it.
-    """
-    from dfdetect.infer.pipeline import Detector, resolve_model
-
-    companion = checkpoint.companions.get("speech") if checkpoint is not None else None
-    if speech is None or (speech == AUTO and companion is None):
-        return None
-    spec = companion["model"] if speech == AUTO else os.fspath(speech)
-    p0 = companion.get("p0") if companion is not None and spec == companion["model"] else None
-    path, name = resolve_model(spec)
-    detector = Detector.from_checkpoint(path, name=name, device=device, speech=None, **kwargs)
-    if detector.modalities != {"audio"}:
-        raise CheckpointError(f"speech model {name!r} ({path}) is not an audio-only model")
-    p0 = p0 if p0 is not None else detector.checkpoint.real_voice_ceiling
-    if p0 is None:
-        raise CheckpointError(
-            f"speech model {name!r} ({path}) records no real-voice ceiling (calibration.real_voice_ceiling): "
-            "measure it with bench/speech_ceiling.py, or pass p0 in the video checkpoint's companions"
-        )
-    return SpeechBranch(detector, float(p0))
 
 
 def canonical_audio(clip: Clip, codec: tuple[str, int] | None) -> Clip:
