@@ -11,10 +11,10 @@ from dfdetect.infer.pipeline import (
     Detector,
     ModelNotFoundError,
     available_models,
-    expand_inputs,
     load_detector,
     resolve_model,
 )
+from dfdetect.io.files import expand_inputs
 from dfdetect.types import Prediction, Status, Verdict
 from tests.conftest import media
 from tests.infer.conftest import PREPARE

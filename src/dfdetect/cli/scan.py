@@ -158,7 +158,7 @@ def _load(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dfdetect.infer.pipeline import expand_inputs
+    from dfdetect.io.files import expand_inputs
 
     low, high = args.threshold_band
     if not 0.0 <= low <= high <= 1.0:

@@ -12,7 +12,6 @@ alone when the model can hear. It never raises for a bad file: the returned
 from __future__ import annotations
 
 import dataclasses
-import glob
 import logging
 import os
 import time
@@ -22,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from dfdetect.checkpoint import Checkpoint, CheckpointError
 from dfdetect.config import PrepareConfig, PreprocessConfig
-from dfdetect.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, MEDIA_EXTENSIONS, VERDICT_BAND
+from dfdetect.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VERDICT_BAND
+from dfdetect.io.files import expand_inputs
 from dfdetect.types import Clip, MediaKind, Prediction, Status
 
 if TYPE_CHECKING:
@@ -106,36 +106,6 @@ def resolve_device(device: str = "auto") -> str:
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
-
-
-def expand_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) -> tuple[list[str], list[str]]:
-    """Expand files, folders (their media files: videos, images, audio) and glob patterns.
-
-    Returns:
-        ``(found, missing)``: existing files in input order without duplicates, and the arguments
-        that matched nothing (a missing file, an empty folder or a glob without matches).
-    """
-    found: dict[str, None] = {}
-    missing: list[str] = []
-    for item in paths:
-        text = os.fspath(item)
-        p = Path(text).expanduser()
-        if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            matches = [
-                q for q in sorted(p.glob(pattern)) if q.is_file() and q.suffix.lower() in MEDIA_EXTENSIONS
-            ]
-        elif p.is_file():
-            matches = [p]
-        elif glob.has_magic(text):
-            hits = sorted(glob.glob(os.path.expanduser(text), recursive=True))
-            matches = [Path(h) for h in hits if Path(h).is_file()]
-        else:
-            matches = []
-        if not matches:
-            missing.append(text)
-        found.update({str(m): None for m in matches})
-    return list(found), missing
 
 
 # ---------------------------------------------------------------------------------------------

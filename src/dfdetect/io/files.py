@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from dfdetect.constants import MEDIA_EXTENSIONS
 
 
 @contextlib.contextmanager
@@ -60,3 +63,33 @@ def write_jsonl(records: Sequence[dict[str, Any]], path: str | os.PathLike) -> P
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Read a JSON-lines file (e.g. a predictions file)."""
     return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike], recursive: bool = True) -> tuple[list[str], list[str]]:
+    """Expand files, folders (their media files: videos, images, audio) and glob patterns.
+
+    Returns:
+        ``(found, missing)``: existing files in input order without duplicates, and the arguments
+        that matched nothing (a missing file, an empty folder or a glob without matches).
+    """
+    found: dict[str, None] = {}
+    missing: list[str] = []
+    for item in paths:
+        text = os.fspath(item)
+        p = Path(text).expanduser()
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            matches = [
+                q for q in sorted(p.glob(pattern)) if q.is_file() and q.suffix.lower() in MEDIA_EXTENSIONS
+            ]
+        elif p.is_file():
+            matches = [p]
+        elif glob.has_magic(text):
+            hits = sorted(glob.glob(os.path.expanduser(text), recursive=True))
+            matches = [Path(h) for h in hits if Path(h).is_file()]
+        else:
+            matches = []
+        if not matches:
+            missing.append(text)
+        found.update({str(m): None for m in matches})
+    return list(found), missing
