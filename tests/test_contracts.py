@@ -214,3 +214,34 @@ def test_checkpoint_round_trip_and_validation(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read"):
         Checkpoint.load(tmp_path / "bad.pt")
+
+
+def test_export_half_stores_float16_weights_that_rebuild_the_same_model(tmp_path, capsys):
+    """`dfdetect export --half`: float16 weights (the packaged default is stored so), loaded back into the
+    float32 model with outputs within float16 rounding."""
+    import torch
+
+    from dfdetect.checkpoint import Checkpoint
+    from dfdetect.cli import main
+    from dfdetect.config import PreprocessConfig
+    from dfdetect.models.factory import create_model
+
+    cfg = {"name": "audio", "d_model": 32, "audio_width": 8}
+    model = create_model(**cfg).eval()
+    pre = PreprocessConfig(fps=4.0, size=64, clip_frames=4)
+    state = {"model_state": model.state_dict(), "model_config": cfg, "preprocess": pre.model_dump(), "rng": 7}
+    src = Checkpoint.from_state(state).save(tmp_path / "m.pt")
+    assert main(["export", str(src), str(tmp_path / "h.pt"), "--half"]) == 0
+    half = Checkpoint.load(tmp_path / "h.pt")
+    assert half.training_state == {}
+    assert {v.dtype for v in half.model_state.values() if v.is_floating_point()} == {torch.float16}
+    assert (tmp_path / "h.pt").stat().st_size < 0.75 * src.stat().st_size
+    x = torch.randn(1, pre.audio_samples)
+    rebuilt = half.build_model()
+    assert next(rebuilt.parameters()).dtype == torch.float32
+    with torch.no_grad():
+        a, b = (
+            rebuilt(torch.zeros(1, 4, 3, 8, 8), audio=x)["logit"],
+            model(torch.zeros(1, 4, 3, 8, 8), audio=x)["logit"],
+        )
+    assert torch.allclose(a, b, atol=1e-2)

@@ -11,6 +11,8 @@ from dfdetect.data.augment import (
     add_noise,
     augment_audio,
     augment_window,
+    down_up,
+    h264,
     hflip,
     jpeg,
     random_resized_crop,
@@ -107,3 +109,22 @@ def test_dataset_recomputes_mouths_after_augmentation(tmp_path):
     assert torch.allclose(flipped["frames"], plain["frames"].flip(-1))
     # the mouth of the mirrored face is the mirrored mouth (the landmarks were mirrored too)
     assert torch.allclose(flipped["mouths"], plain["mouths"].flip(-1), atol=0.2)
+
+
+def test_reencoding_and_rescaling_degrade_like_an_upload(window):
+    """H.264 re-encoding loses more at a higher CRF; down-and-up scaling blurs; both keep the window's
+    shape, and the config turns them on through augment_window."""
+    frames = window.frames
+    err = {crf: np.abs(h264(frames, crf).astype(int) - frames).mean() for crf in (18, 40)}
+    assert h264(frames, 18).shape == frames.shape and 0 < err[18] < err[40]
+    blurred = down_up(frames, 0.4)
+    assert blurred.shape == frames.shape and blurred.dtype == np.uint8
+    assert (
+        np.abs(np.diff(blurred.astype(int), axis=2)).mean()
+        < np.abs(np.diff(frames.astype(int), axis=2)).mean()
+    )
+    only = AugmentConfig(p_color=0, p_crop=0, p_flip=0, p_blur=0, p_jpeg=0, p_resize=1, p_h264=1,
+                         p_audio_shift=0, p_audio_noise=0, p_audio_gain=0)  # fmt: skip
+    out = augment_window(window, only, np.random.default_rng(0))
+    assert out.frames.shape == frames.shape and not np.array_equal(out.frames, frames)
+    np.testing.assert_array_equal(out.landmarks, window.landmarks)  # photometric only

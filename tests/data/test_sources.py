@@ -32,6 +32,7 @@ from tests.data.dataset_trees import (
     make_fakeavceleb_tree,
     make_ffpp_tree,
     make_folder_tree,
+    touch,
 )
 
 
@@ -314,3 +315,27 @@ def test_celebdf_list_label_convention_is_checked(tmp_path, caplog):
     rows = by_name(scan_source("celebdf", root))
     assert rows["00000"].label == 0 and rows["00000"].split == "test"  # labels come from the folders
     assert "1 labels contradict their folder" in caplog.text and "1 listed videos are missing" in caplog.text
+
+
+def test_folder_groups_by_a_csv_column_and_a_splits_file_fixes_whole_groups(tmp_path):
+    """Talking-head style labels: inputs and outputs of one repository share identities, so they form
+    one group, and a splits file holds out whole generators."""
+    for name in ("a/real.mp4", "a/fake.mp4", "b/real.mp4", "b/fake.mp4", "c/fake.mp4"):
+        touch(tmp_path / name)
+    (tmp_path / "labels.csv").write_text(
+        "path,label,generator,source_repo\na/real.mp4,real,,org/a\na/fake.mp4,fake,talker,org/a\n"
+        "b/real.mp4,real,,org/b\nb/fake.mp4,fake,dreamer,org/b\nc/fake.mp4,fake,other,org/c\n"
+    )
+    splits = tmp_path / "splits.json"
+    splits.write_text(json.dumps({"test": ["org/b"], "val": ["source_repo:org/c"]}))
+    rows = scan_source("folder", tmp_path, group_by="source_repo", splits=str(splits))
+    got = {str(Path(r.path).relative_to(tmp_path)): (r.group, r.split, r.method) for r in rows}
+    assert got["a/fake.mp4"][0] == got["a/real.mp4"][0] == "source_repo:org/a"
+    assert got["b/real.mp4"][1] == got["b/fake.mp4"][1] == "test" and got["c/fake.mp4"][1] == "val"
+    assert got["b/fake.mp4"][2] == "dreamer"  # the generator column names the method
+    check_no_leak(rows)
+    with pytest.raises(SourceOptionError, match="not a column"):
+        scan_source("folder", tmp_path, group_by="speaker_id")
+    splits.write_text(json.dumps({"test": ["org/zzz"]}))
+    with pytest.raises(SourceOptionError, match="no row has group"):
+        scan_source("folder", tmp_path, group_by="source_repo", splits=str(splits))

@@ -53,6 +53,7 @@ def _source_split(row: ManifestRow, source: SourceConfig) -> str | None:
     split = source.rename_splits.get(row.split, row.split)
     if split == "train" and _hash_share(row.group) < source.holdout:
         return "val"
+    # the reversed group name draws independently of the hold-out above (kept: the shipped model used it)
     if split == "train" and row.label == FAKE and _hash_share(row.group[::-1]) >= source.fake_share:
         return None
     return split
