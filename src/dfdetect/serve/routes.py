@@ -11,11 +11,11 @@ from starlette.concurrency import run_in_threadpool
 
 from dfdetect import __version__
 from dfdetect.constants import VERDICT_BAND
-from dfdetect.serve.app import _REPORT_CSP, Service, job_or_404, principal_dependency
 from dfdetect.serve.auth import retry_after_header
 from dfdetect.serve.errors import ApiError
 from dfdetect.serve.jobs import STATES, NewJob, QueueFullError
 from dfdetect.serve.metrics import rss_bytes
+from dfdetect.serve.service import REPORT_CSP, Service, job_or_404, principal_dependency
 from dfdetect.serve.uploads import Received, ReceivedFile, receive
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _install_scan_routes(app: FastAPI, service: Service, principal: Any) -> None
         thresholds = tuple(service.pool.info.get("thresholds", VERDICT_BAND))
         pred = Prediction.from_dict(job.result)
         html = render_report([pred], title=f"dfdetect: {job.filename}", thresholds=thresholds)
-        return HTMLResponse(html, headers={"Content-Security-Policy": _REPORT_CSP})
+        return HTMLResponse(html, headers={"Content-Security-Policy": REPORT_CSP})
 
     @app.delete("/v1/scans/{job_id}", tags=["scans"], summary="Delete a job, its upload and result")
     def delete_scan(job_id: str, owner: str = principal) -> dict[str, Any]:
