@@ -108,17 +108,10 @@ class DeepfakeDetector(nn.Module):
         self.freq: FrequencyBranch | None = None
         self.temporal: TemporalEncoder | None = None
         if use_video:
-            in_dim = 0
-            if frame_encoder == "backbone":
-                from dfdetect.models.backbones import FrameBackbone  # timm: only for models with a backbone
-
-                self.backbone = FrameBackbone(backbone, pretrained, pretrained_path, freeze, drop_path_rate)
-                self.cam_layer, in_dim = self.backbone.cam_layer, self.backbone.num_features
-            if use_frequency or frame_encoder == "frequency":
-                self.freq = FrequencyBranch(frequency_dim, frequency_width)
-                self.cam_layer = self.cam_layer or self.freq.cam_layer
-                in_dim += self.freq.out_dim
-                self.modalities.add("frequency")
+            in_dim = self._build_frame_encoder(
+                frame_encoder, use_frequency, frequency_dim, frequency_width,
+                backbone, pretrained, pretrained_path, freeze, drop_path_rate,
+            )  # fmt: skip
             self.modalities.add("video")
             self.temporal = TemporalEncoder(in_dim, d_model, temporal_layers, n_heads, dropout)
             self.video_head = BinaryHead(d_model, dropout)
@@ -139,6 +132,23 @@ class DeepfakeDetector(nn.Module):
         self._build_fusion(fusion, d_model, n_heads, dropout, sync)
         n_streams = int(use_video) + int(use_audio)
         self.type_head = TypeHead(n_streams * d_model, num_types, dropout) if num_types > 0 else None
+
+    def _build_frame_encoder(
+        self, kind, use_frequency, frequency_dim, frequency_width, *backbone_args
+    ) -> int:  # noqa: ANN001
+        """The per-frame encoder: timm backbone and/or frequency branch; returns its feature size."""
+        in_dim = 0
+        if kind == "backbone":
+            from dfdetect.models.backbones import FrameBackbone  # timm: only for models with a backbone
+
+            self.backbone = FrameBackbone(*backbone_args)
+            self.cam_layer, in_dim = self.backbone.cam_layer, self.backbone.num_features
+        if use_frequency or kind == "frequency":
+            self.freq = FrequencyBranch(frequency_dim, frequency_width)
+            self.cam_layer = self.cam_layer or self.freq.cam_layer
+            in_dim += self.freq.out_dim
+            self.modalities.add("frequency")
+        return in_dim
 
     @staticmethod
     def _audio_encoder(
