@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 AUDIO_ENCODERS = ("cnn", "wav2vec2")
 
 
+def _check_flags(use_video: bool, use_audio: bool, use_sync: bool, frame_encoder: str) -> None:
+    if not (use_video or use_audio):
+        raise ValueError("a model needs video, audio or both")
+    if use_sync and not (use_video and use_audio):
+        raise ValueError("use_sync needs both video and audio (the 'av' model)")
+    if frame_encoder not in ("backbone", "frequency"):
+        raise ValueError(f"frame_encoder must be 'backbone' or 'frequency', got {frame_encoder!r}")
+
+
 class DeepfakeDetector(nn.Module):
     """Audio-visual deepfake detector (see the module docstring).
 
@@ -90,17 +99,10 @@ class DeepfakeDetector(nn.Module):
         num_types: int = 0,
     ) -> None:
         super().__init__()
-        if not (use_video or use_audio):
-            raise ValueError("a model needs video, audio or both")
-        if use_sync and not (use_video and use_audio):
-            raise ValueError("use_sync needs both video and audio (the 'av' model)")
-        if frame_encoder not in ("backbone", "frequency"):
-            raise ValueError(f"frame_encoder must be 'backbone' or 'frequency', got {frame_encoder!r}")
-        self.fps, self.segment_seconds, self.sample_rate = float(fps), float(segment_seconds), sample_rate
-        # timm's pretrained_cfg style: how inputs must be made; a checkpoint replaces it with its full
-        # preprocessing (``dfdetect.checkpoint.Checkpoint.build_model``)
-        self.preprocess_cfg: dict[str, Any] = {"fps": self.fps, "segment_seconds": self.segment_seconds,
-                                               "sample_rate": sample_rate}  # fmt: skip
+        _check_flags(use_video, use_audio, use_sync, frame_encoder)
+        cfg = {"fps": float(fps), "segment_seconds": float(segment_seconds), "sample_rate": sample_rate}
+        self.preprocess_cfg: dict[str, Any] = cfg  # timm's pretrained_cfg style (a checkpoint extends it)
+        self.fps, self.segment_seconds, self.sample_rate = cfg["fps"], cfg["segment_seconds"], sample_rate
         self.fusion_kind = fusion if use_video and use_audio else None
         self.modalities: set[str] = set()
         self.cam_layer: nn.Module | None = None
@@ -112,26 +114,16 @@ class DeepfakeDetector(nn.Module):
                 frame_encoder, use_frequency, frequency_dim, frequency_width,
                 backbone, pretrained, pretrained_path, freeze, drop_path_rate,
             )  # fmt: skip
-            self.modalities.add("video")
-            self.temporal = TemporalEncoder(in_dim, d_model, temporal_layers, n_heads, dropout)
-            self.video_head = BinaryHead(d_model, dropout)
-            self.video_segments = SegmentHead(d_model, dropout)
+            self._build_video_heads(in_dim, d_model, temporal_layers, n_heads, dropout)
         self.audio_enc: nn.Module | None = None
         self.logmel: LogMel | None = None
         if use_audio:
-            n_fft, hop = round(0.025 * sample_rate), round(0.01 * sample_rate)  # 25 ms / 10 ms
-            self.logmel = LogMel(sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels)
-            self.audio_enc = self._audio_encoder(
-                audio_encoder, n_mels, audio_width, d_model, pretrained,
-                wav2vec2_model, wav2vec2_freeze_layers, wav2vec2_config,
-            )  # fmt: skip
-            self.audio_head = BinaryHead(d_model, dropout)
-            self.audio_segments = SegmentHead(d_model, dropout)
-            self.modalities.add("audio")
+            self._build_audio(sample_rate, n_mels, d_model, dropout, audio_encoder, audio_width, pretrained,
+                              wav2vec2_model, wav2vec2_freeze_layers, wav2vec2_config)  # fmt: skip
         sync = (lambda: SyncHead(n_mels, sync_dim, mouth_size, sync_width)) if use_sync else None
         self._build_fusion(fusion, d_model, n_heads, dropout, sync)
-        n_streams = int(use_video) + int(use_audio)
-        self.type_head = TypeHead(n_streams * d_model, num_types, dropout) if num_types > 0 else None
+        streams = int(use_video) + int(use_audio)
+        self.type_head = TypeHead(streams * d_model, num_types, dropout) if num_types > 0 else None
 
     def _build_frame_encoder(
         self, kind, use_frequency, frequency_dim, frequency_width, *backbone_args
@@ -149,6 +141,22 @@ class DeepfakeDetector(nn.Module):
             in_dim += self.freq.out_dim
             self.modalities.add("frequency")
         return in_dim
+
+    def _build_video_heads(self, in_dim: int, d_model: int, layers: int, heads: int, dropout: float) -> None:
+        """Temporal transformer over the frame features and the video heads."""
+        self.modalities.add("video")
+        self.temporal = TemporalEncoder(in_dim, d_model, layers, heads, dropout)
+        self.video_head = BinaryHead(d_model, dropout)
+        self.video_segments = SegmentHead(d_model, dropout)
+
+    def _build_audio(self, sample_rate, n_mels, d_model, dropout, kind, *encoder_args) -> None:  # noqa: ANN001
+        """Log-mel front end, audio encoder and the audio heads."""
+        n_fft, hop = round(0.025 * sample_rate), round(0.01 * sample_rate)  # 25 ms / 10 ms
+        self.logmel = LogMel(sample_rate, n_fft=n_fft, hop_length=hop, n_mels=n_mels)
+        self.audio_enc = self._audio_encoder(kind, n_mels, encoder_args[0], d_model, *encoder_args[1:])
+        self.audio_head = BinaryHead(d_model, dropout)
+        self.audio_segments = SegmentHead(d_model, dropout)
+        self.modalities.add("audio")
 
     @staticmethod
     def _audio_encoder(
