@@ -139,6 +139,33 @@ class TrackScore:
 
 
 @dataclass(frozen=True)
+class Uncertainty:
+    """Spread of a prediction's p_fake over ``passes`` stochastic passes of the model (same inputs).
+
+    ``method``: ``dropout`` (Monte-Carlo dropout) or ``tta`` (test-time augmentation). ``mean``/``std``
+    and the ``level`` interval ``[low, high]`` (5th-95th percentile at 0.9) are over the passes' calibrated
+    p_fake (fused with the speech score like p_fake); ``samples`` holds them. ``crosses_band``: the interval
+    reaches both sides of the verdict band, which makes the verdict ``uncertain``.
+    ``timeline``: ``(t0, t1, std, low, high)`` per second of the prediction's timeline.
+    """
+
+    method: str
+    passes: int
+    mean: float
+    std: float
+    low: float
+    high: float
+    level: float = 0.9
+    crosses_band: bool = False
+    samples: list[float] = field(default_factory=list)
+    timeline: list[tuple[float, float, float, float, float]] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Uncertainty:
+        return cls(**{**d, "timeline": [tuple(x) for x in d.get("timeline", [])]})
+
+
+@dataclass(frozen=True)
 class Prediction:
     """The answer for one file (``kind``: video, image or audio); JSON-serialisable through :meth:`to_dict`.
 
@@ -148,7 +175,8 @@ class Prediction:
     ``fusion`` (videos scanned with a speech model) holds the numbers of the verdict: ``visual`` (the video
     model's calibrated p_fake), ``audio`` (the speech model's p_fake, None without speech), ``p0`` (its
     real-voice ceiling), ``audio_excess``, ``p_fake`` (fused), ``decided_by`` (``visual`` | ``audio``),
-    ``speech_model`` and ``speech_status``.
+    ``speech_model`` and ``speech_status``. ``uncertainty`` (scans with ``uncertainty=N``): the spread of
+    p_fake over N stochastic passes, see :class:`Uncertainty`.
     """
 
     path: str
@@ -166,6 +194,7 @@ class Prediction:
     model: str = ""
     extras: dict[str, Any] = field(default_factory=dict)  # explanations, frame scores, label, ...
     fusion: dict[str, Any] = field(default_factory=dict)  # visual + speech-model audio -> p_fake (see above)
+    uncertainty: Uncertainty | None = None  # spread over stochastic passes (scan --uncertainty N)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict (enums as strings, tuples as lists)."""
@@ -180,6 +209,7 @@ class Prediction:
         d["tracks"] = [TrackScore(**{**t, "box": tuple(t["box"])}) for t in d.get("tracks", [])]
         for key in ("timeline", "suspicious", "speech"):
             d[key] = [tuple(x) for x in d.get(key, [])]
+        d["uncertainty"] = Uncertainty.from_dict(d["uncertainty"]) if d.get("uncertainty") else None
         return cls(**d)
 
 

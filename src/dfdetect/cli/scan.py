@@ -39,6 +39,7 @@ examples:
   dfdetect scan clip.mp4
   dfdetect scan videos/ "more/**/*.mov" --jsonl > results.jsonl
   dfdetect scan clip.mp4 --explain --report report.html
+  dfdetect scan clip.mp4 --uncertainty 8     # p_fake ± its spread over 8 Monte-Carlo dropout passes
 """
 
 _SCORED = frozenset({"ok", "no_audio"})
@@ -85,6 +86,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     p.add_argument("--max-duration", type=float, metavar="S", help="seconds read from each video")
     p.add_argument("--aggregation", choices=("mean", "max", "topk", "attention"), default="mean")
+    p.add_argument(
+        "--uncertainty",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N more passes of the model over the same faces (Monte-Carlo dropout, or test-time "
+        "augmentation for a model without dropout): p_fake's std (the ± column) and 90 %% interval; "
+        "an interval reaching both sides of the threshold band makes the verdict uncertain (N >= 2)",
+    )
+    p.add_argument(
+        "--uncertainty-method",
+        choices=("auto", "dropout", "tta"),
+        default="auto",
+        help="auto: dropout when the model has it, else tta (default: auto)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=run)
 
@@ -93,9 +109,18 @@ def _fmt(p: float | None) -> str:
     return "-" if p is None else f"{p:.3f}"
 
 
+def _spread(p: Prediction) -> tuple[str, str]:
+    """The ``±`` (std) and ``90% interval`` cells of a prediction scanned with uncertainty."""
+    u = p.uncertainty
+    return ("-", "-") if u is None else (f"{u.std:.3f}", f"{u.low:.2f}-{u.high:.2f}")
+
+
 def table(predictions: list[Prediction]) -> str:
-    """A plain-text table: path, status, verdict, p_fake, visual/audio/sync, faces, seconds."""
-    head = ("path", "kind", "status", "verdict", "p_fake", "visual", "audio", "sync", "faces", "seconds")
+    """A plain-text table: path, status, verdict, p_fake (± std and 90 % interval with uncertainty),
+    visual/audio/sync, faces, seconds."""
+    spread = any(p.uncertainty is not None for p in predictions)
+    head = ("path", "kind", "status", "verdict", "p_fake", *(("±", "90% interval") if spread else ()))
+    head += ("visual", "audio", "sync", "faces", "seconds")
     rows = [head]
     for p in predictions:
         path = p.path if len(p.path) <= 48 else "…" + p.path[-47:]
@@ -106,6 +131,7 @@ def table(predictions: list[Prediction]) -> str:
                 str(p.status),
                 str(p.verdict) if p.verdict else "-",
                 _fmt(p.p_fake),
+                *(_spread(p) if spread else ()),
                 _fmt(p.modality.get("visual")),
                 _fmt(p.modality.get("audio")),
                 _fmt(p.modality.get("sync")),
@@ -144,14 +170,21 @@ def _load(args: argparse.Namespace) -> Any:
     from dfdetect.infer.pipeline import ModelNotFoundError, load_detector
 
     try:
-        return load_detector(
+        detector = load_detector(
             args.model,
             device=args.device,
             thresholds=tuple(args.threshold_band),
             aggregation=args.aggregation,
             max_duration=args.max_duration,
             speech=getattr(args, "speech", "auto"),
+            uncertainty=getattr(args, "uncertainty", 0),
         )
+        detector.uncertainty_method = getattr(args, "uncertainty_method", "auto")
+        if detector.uncertainty:
+            from dfdetect.infer.uncertainty import plan_passes
+
+            plan_passes(detector.model, detector.uncertainty, detector.uncertainty_method)  # checks it
+        return detector
     except (ModelNotFoundError, CheckpointError, ValueError) as e:
         print(f"dfdetect scan: error: {e}", file=sys.stderr)
         return None

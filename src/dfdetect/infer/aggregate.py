@@ -127,6 +127,15 @@ def track_logit(stream: Any, strategy: str, k: int | float = 3) -> float:
     return aggregate(stream.head("logit"), strategy, k=k, space="logit")
 
 
+def stream_logit(stream: Any, strategy: str, k: int | float = 3, audio: bool = False) -> float:
+    """Raw logit of a stream: :func:`track_logit` of a face track; the windows of an audio stream
+    aggregated with ``strategy`` (``attention`` is their mean: audio windows have no attention)."""
+    if not audio:
+        return track_logit(stream, strategy, k)
+    strategy = "mean" if strategy == "attention" else strategy
+    return aggregate(stream.head("logit"), strategy, k=k, space="logit")
+
+
 def stream_segments(stream: Any, head: str = "segment_logits") -> list[Segment]:
     """(t0, t1, logit) per segment of every window (``head``, else the whole window's logit).
 
@@ -212,6 +221,36 @@ def fuse_speech(p_visual: float, p_audio: float | None, p0: float) -> dict[str, 
         "p0": float(p0),
         "decided_by": "audio" if excess > pv else "visual",
     }
+
+
+INTERVAL_LEVEL = 0.9  # the uncertainty interval: 5th to 95th percentile of the passes' p_fake
+
+
+def spread(samples: Sequence[float] | np.ndarray, level: float = INTERVAL_LEVEL) -> tuple[float, ...]:
+    """``(mean, std, low, high)`` of the ``N`` passes' scores of one clip (or one second).
+
+    ``std`` is the sample standard deviation (``ddof=1``); ``[low, high]`` the central ``level`` interval:
+    the ``(1 - level) / 2`` and ``(1 + level) / 2`` percentiles, linearly interpolated between passes
+    (with few passes it lies inside the extremes).
+    """
+    s = np.asarray(samples, dtype=np.float64).reshape(-1)  # [N]
+    if s.size < 2 or not np.all(np.isfinite(s)):
+        raise ValueError(f"a spread needs at least 2 finite scores, got {s.size}")
+    low, high = np.percentile(s, [50 * (1 - level), 50 * (1 + level)])
+    return float(s.mean()), float(s.std(ddof=1)), float(low), float(high)
+
+
+def crosses_band(low: float, high: float, band: tuple[float, float]) -> bool:
+    """The uncertainty rule of a verdict (the one place it is defined).
+
+    An interval ``[low, high]`` of p_fake *crosses* the verdict band ``(lo, hi)`` when it reaches both
+    sides of it: ``low <= lo`` (its low end alone would be judged real) and ``high >= hi`` (its high end
+    alone would be judged fake), and it has a positive width. The passes then disagree on the verdict, so
+    the verdict is ``uncertain`` whatever the point score says. An interval that only reaches into the
+    band from one side (e.g. ``[0.50, 0.90]`` for the band ``(0.35, 0.65)``) leaves the verdict as it is.
+    """
+    lo, hi = band
+    return low <= lo and high >= hi and high > low
 
 
 def suspicious(timeline: list[Segment], fake_p: float, most: int = 3) -> list[Segment]:

@@ -126,6 +126,8 @@ class Detector:
         speech: the speech model that also scores a video's speech (see :mod:`dfdetect.infer.speech`):
             ``"auto"`` = the companion the checkpoint names (none if it names none), a model name or
             checkpoint path to override it, or None to scan without it.
+        uncertainty: ``N`` stochastic passes per scan (0: none; see :mod:`dfdetect.infer.uncertainty`);
+            ``uncertainty_method`` (attribute): ``auto``, ``dropout`` or ``tta``.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class Detector:
         aggregation: str = "mean",
         max_duration: float | None = None,
         speech: str | os.PathLike | None = "auto",
+        uncertainty: int = 0,
     ) -> None:
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint.from_state(checkpoint)
         device = resolve_device(device)
@@ -144,7 +147,7 @@ class Detector:
         self._setup(ckpt.build_model(device), ckpt.preprocess, ckpt.prepare_config(max_duration), device)
         self.name = name or ckpt.name
         self.temperature = ckpt.temperature
-        self._options(thresholds, aggregation)
+        self._options(thresholds, aggregation, uncertainty)
         sees = bool(self.modalities & {"video", "frequency"})
         self.speech = load_speech_branch(speech, ckpt, device, thresholds=thresholds) if sees else None
 
@@ -160,6 +163,7 @@ class Detector:
         thresholds: tuple[float, float] = VERDICT_BAND,
         aggregation: str = "mean",
         speech: SpeechBranch | None = None,
+        uncertainty: int = 0,
     ) -> Detector:
         """A detector around a model already built (stand-ins in tests, a model being trained)."""
         self = cls.__new__(cls)
@@ -167,7 +171,7 @@ class Detector:
         self.checkpoint = None
         self._setup(model, preprocess, prepare or PrepareConfig(**same), device)
         self.name, self.temperature = name, float(temperature)
-        self._options(thresholds, aggregation)
+        self._options(thresholds, aggregation, uncertainty)
         self.speech = speech
         return self
 
@@ -175,11 +179,14 @@ class Detector:
         self.model, self.preprocess, self.prepare_config, self.device = model, pre, prepare, device
         self._face_detector: Any = None
 
-    def _options(self, thresholds: tuple[float, float], aggregation: str) -> None:
+    def _options(self, thresholds: tuple[float, float], aggregation: str, uncertainty: int = 0) -> None:
         low, high = float(thresholds[0]), float(thresholds[1])
         if not 0.0 <= low <= high <= 1.0:
             raise ValueError(f"thresholds must satisfy 0 <= low <= high <= 1, got {thresholds}")
+        if int(uncertainty) < 0 or int(uncertainty) == 1:
+            raise ValueError(f"uncertainty needs 0 (off) or at least 2 passes, got {uncertainty}")
         self.thresholds, self.aggregation = (low, high), aggregation
+        self.uncertainty, self.uncertainty_method = int(uncertainty), "auto"
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs: Any) -> Detector:
@@ -218,6 +225,7 @@ class Detector:
         explain: bool = False,
         explain_dir: str | os.PathLike | None = None,
         thumbnails: bool = False,
+        uncertainty: int | None = None,
     ) -> Prediction:
         """Scan one file; never raises for a bad file (the status and message say what happened).
 
@@ -232,18 +240,20 @@ class Detector:
             explain_dir: write explanation images there (paths in extras) instead of inline base64.
             thumbnails: add a thumbnail per face track to ``extras["thumbnails"]`` and the waveform of
                 scored speech to ``extras["waveform"]`` (for reports; implied by explain).
+            uncertainty: ``N`` stochastic passes for ``Prediction.uncertainty`` (default: the detector's).
 
         Returns:
             The :class:`Prediction`, with ``timings`` in seconds per stage.
         """
         path = os.fspath(path)
         if self._speech_only(path):  # a voice recording: the speech companion judges it alone
-            return self.speech.detector.scan(path, explain, explain_dir, thumbnails)
+            n = self.uncertainty if uncertainty is None else uncertainty
+            return self.speech.detector.scan(path, explain, explain_dir, thumbnails, n)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         try:
             clip, kind = self._extract(path, timings)
-            scores = self._timed(timings, "model", self.score, clip, None, 8, None, False)
+            scores = self._timed(timings, "model", self.score, clip, None, 8, None, False, uncertainty)
             if self.speech is not None:
                 scores = self._timed(timings, "speech", self._hear, scores, None)
             pred = dataclasses.replace(scores.prediction(self.thresholds, self.name), kind=kind)
@@ -261,6 +271,7 @@ class Detector:
         batch_size: int = 8,
         temperature: float | None = None,
         speech: bool = True,
+        uncertainty: int | None = None,
     ) -> ClipScores:
         """Score a prepared clip (a cache entry, or what :meth:`scan` extracted) with this model.
 
@@ -271,6 +282,7 @@ class Detector:
             temperature: override the checkpoint's temperature (1.0 gives raw logits to fit it on).
             speech: also score a video's speech with the speech companion, if any (fused p_fake;
                 :attr:`ClipScores.logit` stays this model's own).
+            uncertainty: ``N`` stochastic passes over the same windows (default: the detector's).
         """
         from dfdetect.infer.score import score_clip
         from dfdetect.infer.speech import canonical_audio
@@ -286,6 +298,8 @@ class Detector:
             device=self.device,
             modality_mask=modality_mask,
             batch_size=batch_size,
+            uncertainty=self.uncertainty if uncertainty is None else uncertainty,
+            uncertainty_method=self.uncertainty_method,
         )
         return self._hear(scores, modality_mask) if speech else scores
 

@@ -230,6 +230,14 @@ def _shade(ax: Any, pred: Prediction) -> None:
         ax.axvspan(end, duration, color="#9aa5b1", alpha=0.15, lw=0, hatch="//")
 
 
+def _interval(ax: Any, pred: Prediction) -> None:
+    """The 90 % interval of p(fake) per second over the uncertainty passes, shaded over the bars."""
+    u = pred.uncertainty
+    for k, (a, b, _, low, high) in enumerate(u.timeline if u is not None else []):
+        label = f"{u.level:.0%} interval ({u.passes} {u.method} passes)" if k == 0 else None
+        ax.fill_between([a, b], [low, low], [high, high], color="#1d2330", alpha=0.22, lw=0, label=label)
+
+
 def _plot_probability(ax: Any, pred: Prediction, thresholds: tuple[float, float], frame: dict | None) -> None:
     lo, hi = thresholds
     ax.axhspan(lo, hi, color=_COLOURS["uncertain"], alpha=0.10, lw=0, label="uncertain band")
@@ -254,6 +262,7 @@ def _plot_probability(ax: Any, pred: Prediction, thresholds: tuple[float, float]
     )
     if frame and frame.get("t"):
         ax.plot(frame["t"], frame["value"], color="#1d2330", lw=1.1, alpha=0.8, label="per frame")
+    _interval(ax, pred)
     _shade(ax, pred)
     end, duration = _analysed(pred), _duration(pred)
     if duration > end + 0.5:
@@ -276,6 +285,13 @@ def _banner(pred: Prediction) -> str:
     verdict = str(pred.verdict) if key != "none" else str(pred.status).replace("_", " ")
     p = f'<div class="p">{_pct(pred.p_fake)}<small>probability fake (calibrated)</small></div>'
     meta = [f"status: <b>{_e(pred.status)}</b>"]
+    if pred.uncertainty is not None:
+        u = pred.uncertainty
+        crossed = " (crosses the band: uncertain)" if u.crosses_band else ""
+        meta.append(
+            f"spread: ± {u.std:.3f}, {u.level:.0%} interval {_pct(u.low)}–{_pct(u.high)}"
+            f" over {u.passes} {_e(u.method)} passes{crossed}"
+        )
     if pred.model:
         meta.append(f"model: {_e(pred.model)}")
     if _duration(pred):

@@ -15,15 +15,21 @@ import numpy as np
 
 from dfdetect.constants import MAX_SUSPICIOUS, VERDICT_BAND
 from dfdetect.infer.aggregate import (
+    INTERVAL_LEVEL,
     Segment,
     aggregate,
+    crosses_band,
     frame_logits,
     fuse_speech,
     overlap,
     sigmoid,
+    spread,
+    stream_logit,
+    stream_segments,
     suspicious,
 )
-from dfdetect.types import Clip, FaceCrops, Prediction, Status, TrackScore, Verdict
+from dfdetect.infer.aggregate import timeline as seconds_timeline
+from dfdetect.types import Clip, FaceCrops, Prediction, Status, TrackScore, Uncertainty, Verdict
 
 AUDIO_STREAM = -1  # track id of the audio stream of an audio file
 
@@ -40,6 +46,11 @@ class StreamOutputs:
     face: FaceCrops | None
     windows: list[Any] = field(default_factory=list)  # [W] data.windows.Window (kept for explain)
     heads: dict[str, np.ndarray] = field(default_factory=dict)  # head -> [W, ...] logits / attention
+    passes: list[dict[str, np.ndarray]] = field(default_factory=list)  # [N] stochastic passes, as heads
+
+    def pass_view(self, i: int) -> StreamOutputs:
+        """This stream as stochastic pass ``i`` saw it (same windows, that pass's outputs as heads)."""
+        return StreamOutputs(self.track_id, self.face, self.windows, self.passes[i])
 
     @property
     def t0(self) -> np.ndarray:  # [W] window starts, seconds
@@ -111,6 +122,8 @@ class ClipScores:
         timeline: per-second (t0, t1, calibrated p) over the main tracks.
         modality: raw probabilities of the model's modality heads for the deciding track.
         heard: the speech companion's scores of a video's audio (None: no companion, or not run).
+        k: ``k`` of the ``topk`` aggregation.
+        pass_method: ``dropout`` or ``tta`` when the streams hold stochastic passes (uncertainty), else None.
     """
 
     clip: Clip
@@ -129,6 +142,8 @@ class ClipScores:
     timeline: list[Segment] = field(default_factory=list)
     modality: dict[str, float] = field(default_factory=dict)
     heard: HeardSpeech | None = None
+    k: int | float = 3
+    pass_method: str | None = None
 
     @property
     def logit(self) -> float | None:
@@ -156,6 +171,50 @@ class ClipScores:
     def calibrate(self, logits: float | np.ndarray) -> np.ndarray:
         """``sigmoid(logits / temperature)``."""
         return sigmoid(np.asarray(logits, dtype=np.float64) / self.temperature)
+
+    @property
+    def n_passes(self) -> int:
+        """Stochastic passes held by the streams (0: scored without uncertainty)."""
+        return min((len(s.passes) for s in self.streams), default=0) if self.pass_method else 0
+
+    def _fused(self, p: float | np.ndarray, p_audio: float | None) -> float:
+        if self.heard is None or p_audio is None:
+            return float(p)
+        return fuse_speech(float(p), p_audio, self.heard.p0)["p_fake"]
+
+    def pass_scores(self) -> tuple[np.ndarray, list[list[Segment]]]:
+        """``(p [N], timelines)``: each stochastic pass's calibrated p_fake and per-second timeline, made by
+        the same rules as the clip's (most suspicious main track; fused with the heard speech)."""
+        audio = self.clip.kind == "audio"
+        end = self.timeline[-1][1] if self.timeline else 0.0
+        heard = self.heard.p_audio if self.heard is not None else None
+        seconds = {round(a, 3): p for a, _, p in self.heard.scores.timeline} if heard is not None else {}
+        ps, lines = [], []
+        for i in range(self.n_passes):
+            views = {s.track_id: s.pass_view(i) for s in self.streams if s.track_id in self.main}
+            z = max(stream_logit(v, self.aggregation, self.k, audio) for v in views.values())
+            ps.append(self._fused(self.calibrate(z), heard))
+            segs = {tid: stream_segments(v) for tid, v in views.items()}
+            line = seconds_timeline(segs, self.main, end, self.temperature) if end else []
+            lines.append([(a, b, self._fused(p, seconds.get(round(a, 3)))) for a, b, p in line])
+        return np.asarray(ps, dtype=np.float64), lines
+
+    def uncertainty(self, thresholds: tuple[float, float] = VERDICT_BAND) -> Uncertainty | None:
+        """The :class:`~dfdetect.types.Uncertainty` of p_fake over the stochastic passes (None without)."""
+        if self.n_passes < 2 or self.decisive is None:
+            return None
+        ps, lines = self.pass_scores()
+        mean, std, low, high = spread(ps)
+        per_second = []
+        for j, (a, b, _) in enumerate(lines[0]):
+            _, s_std, s_low, s_high = spread([line[j][2] for line in lines])
+            per_second.append((a, b, round(s_std, 5), round(s_low, 5), round(s_high, 5)))
+        return Uncertainty(
+            method=self.pass_method, passes=len(ps), mean=round(mean, 6), std=round(std, 6),
+            low=round(low, 6), high=round(high, 6), level=INTERVAL_LEVEL,
+            crosses_band=crosses_band(low, high, thresholds),
+            samples=[round(float(p), 6) for p in ps], timeline=per_second,
+        )  # fmt: skip
 
     def stream(self, track_id: int) -> StreamOutputs | None:
         return next((s for s in self.streams if s.track_id == track_id), None)
@@ -192,12 +251,19 @@ class ClipScores:
         modality, message, speech = dict(self.modality), self.message, self._speech()
         if self.heard is not None:
             timeline, extras, modality, message, speech = self._heard_parts(extras, modality)
+        verdict, unc = verdict_for(p_fake, thresholds), self.uncertainty(thresholds)
+        if unc is not None and unc.crosses_band:
+            verdict = Verdict.UNCERTAIN
+            message += (
+                f"; uncertain: the 90 % interval of p_fake over {unc.passes} {unc.method} passes"
+                f" ({unc.low:.2f}-{unc.high:.2f}) reaches both sides of the verdict band"
+            )
         return Prediction(
             path=self.clip.path,
             kind=self.clip.kind,
             status=self.status,
             p_fake=p_fake,
-            verdict=verdict_for(p_fake, thresholds),
+            verdict=verdict,
             message=message,
             modality=modality,
             tracks=[self._track_score(s) for s in self.streams if s.face is not None],
@@ -207,6 +273,7 @@ class ClipScores:
             model=model,
             extras=extras,
             fusion=self._fusion_record(),
+            uncertainty=unc,
         )
 
     def _fusion_record(self) -> dict[str, Any]:

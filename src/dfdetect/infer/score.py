@@ -19,8 +19,17 @@ import numpy as np
 
 from dfdetect.config import PreprocessConfig
 from dfdetect.constants import DEFAULT_FPS, MAIN_FACE_RATIO
-from dfdetect.infer.aggregate import aggregate, overlap, sigmoid, stream_segments, timeline, track_logit
+from dfdetect.infer.aggregate import (
+    aggregate,
+    overlap,
+    sigmoid,
+    stream_logit,
+    stream_segments,
+    timeline,
+    track_logit,
+)
 from dfdetect.infer.result import AUDIO_STREAM, ClipScores, StreamOutputs
+from dfdetect.infer.uncertainty import PassPlan, plan_passes, stochastic_outputs
 from dfdetect.types import Clip, Status
 
 MODALITY_MASKS = (None, "video", "audio")
@@ -66,13 +75,39 @@ def forward_batches(
     no_audio: bool,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yield the model's outputs (numpy, per head in :data:`HEADS`) for ``windows``, in batches."""
+    for outs in forward_passes(model, windows, pre, device, batch_size, mask, no_audio):
+        yield outs[0]
+
+
+def _call(model: Any, x: dict[str, Any]) -> dict[str, np.ndarray]:
+    """One forward pass of a batch of model inputs; numpy outputs per head in :data:`HEADS`."""
+    out = model(x["frames"], audio=x["audio"], audio_mask=x["audio_mask"], mouths=x["mouths"])
+    return {k: out[k].detach().float().cpu().numpy() for k in HEADS if out.get(k) is not None}
+
+
+def forward_passes(
+    model: Any,
+    windows: list[Any],
+    pre: PreprocessConfig,
+    device: str,
+    batch_size: int,
+    mask: str | None,
+    no_audio: bool,
+    plan: PassPlan | None = None,
+) -> Iterator[list[dict[str, np.ndarray]]]:
+    """Per batch of ``windows``: ``[outputs of the model as it is, then one per pass of plan]``.
+
+    Each batch's inputs are built once and shared by every pass (see :mod:`dfdetect.infer.uncertainty`).
+    """
     import torch
 
     with torch.inference_mode():
-        for i in range(0, len(windows), batch_size):
+        for b, i in enumerate(range(0, len(windows), batch_size)):
             x = model_inputs(windows[i : i + batch_size], pre, device, mask, no_audio)
-            out = model(x["frames"], audio=x["audio"], audio_mask=x["audio_mask"], mouths=x["mouths"])
-            yield {k: out[k].detach().float().cpu().numpy() for k in HEADS if out.get(k) is not None}
+            outs = [_call(model, x)]
+            if plan is not None:
+                outs += stochastic_outputs(model, _call, x, plan, b, pre)
+            yield outs
 
 
 def _streams(clip: Clip, pre: PreprocessConfig) -> list[StreamOutputs]:
@@ -99,6 +134,7 @@ def run_windows(
     device: str = "cpu",
     batch_size: int = 8,
     mask: str | None = None,
+    plan: PassPlan | None = None,
 ) -> list[StreamOutputs]:
     """Run every window of every stream of ``clip`` through ``model``; raw outputs grouped by stream.
 
@@ -109,6 +145,8 @@ def run_windows(
         device: the device the model is on.
         batch_size: windows per forward pass.
         mask: ``None`` (fused), ``"video"`` (audio masked out) or ``"audio"`` (frames zeroed).
+        plan: stochastic passes (uncertainty) to run on the same inputs; their outputs go to
+            ``StreamOutputs.passes``.
 
     Returns:
         The streams that have at least one window, ranked as in the clip.
@@ -120,13 +158,19 @@ def run_windows(
     if not windows:
         return []
     model.eval()
-    outs = list(forward_batches(model, windows, pre, device, batch_size, mask, not clip.has_usable_audio))
-    merged = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-    start = 0
-    for s in streams:
-        n = len(s.windows)
-        s.heads = {k: v[start : start + n] for k, v in merged.items()}
-        start += n
+    no_audio = not clip.has_usable_audio
+    batches = list(forward_passes(model, windows, pre, device, batch_size, mask, no_audio, plan))
+    for j in range(len(batches[0])):  # j = 0: the model as it is; 1..N: the stochastic passes
+        merged = {k: np.concatenate([b[j][k] for b in batches]) for k in batches[0][j]}
+        start = 0
+        for s in streams:
+            n = len(s.windows)
+            heads = {k: v[start : start + n] for k, v in merged.items()}
+            start += n
+            if j == 0:
+                s.heads = heads
+            else:
+                s.passes.append(heads)
     return streams
 
 
@@ -145,6 +189,8 @@ def score_clip(
     modality_mask: str | None = None,
     batch_size: int = 8,
     k: int | float = 3,
+    uncertainty: int = 0,
+    uncertainty_method: str = "auto",
 ) -> ClipScores:
     """Score one prepared clip (video, image or audio) with ``model``.
 
@@ -166,6 +212,10 @@ def score_clip(
         modality_mask: ``None`` (fused), ``"video"`` (audio masked out) or ``"audio"`` (frames zeroed).
         batch_size: windows per forward pass.
         k: ``k`` of the ``topk`` strategy.
+        uncertainty: ``N`` more passes over the same windows (0: none) whose spread is the score's
+            uncertainty (:meth:`ClipScores.uncertainty`); see :mod:`dfdetect.infer.uncertainty`.
+        uncertainty_method: ``auto`` (Monte-Carlo dropout when the model has dropout, else test-time
+            augmentation), ``dropout`` or ``tta``.
 
     Returns:
         The :class:`ClipScores` (``decisive`` None when the clip could not be scored; status says why).
@@ -174,11 +224,13 @@ def score_clip(
         raise ValueError(f"modality_mask must be None, 'video' or 'audio', got {modality_mask!r}")
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
+    plan = plan_passes(model, uncertainty, uncertainty_method)
     base = {"temperature": float(temperature), "aggregation": aggregation, "mask": modality_mask}
     unscored = _unscorable(clip, modality_mask)
     if unscored is not None:
         return ClipScores(clip, *unscored, **base)
-    streams = run_windows(model, clip, pre, device, batch_size, modality_mask)
+    base.update(k=k, pass_method=plan.method if plan else None)
+    streams = run_windows(model, clip, pre, device, batch_size, modality_mask, plan)
     if not streams:
         msg = "no face track was long enough to score (no verdict): the faces were too short or too small"
         return ClipScores(clip, Status.NO_FACE, msg, **base)
@@ -298,16 +350,12 @@ def _assemble(model: Any, clip: Clip, streams: list[StreamOutputs], base: dict, 
 
 def _assemble_audio(clip: Clip, stream: StreamOutputs, base: dict, k: int | float) -> ClipScores:
     """Score an audio clip from its windows (those with speech; the model's audio heads when fused)."""
-    if "audio_logit" in stream.heads:
-        stream.heads["logit"] = stream.heads["audio_logit"]
-        if "audio_segment_logits" in stream.heads:
-            stream.heads["segment_logits"] = stream.heads["audio_segment_logits"]
-    z = aggregate(
-        stream.heads["logit"],
-        base["aggregation"] if base["aggregation"] != "attention" else "mean",
-        k=k,
-        space="logit",
-    )
+    for heads in [stream.heads, *stream.passes]:
+        if "audio_logit" in heads:
+            heads["logit"] = heads["audio_logit"]
+            if "audio_segment_logits" in heads:
+                heads["segment_logits"] = heads["audio_segment_logits"]
+    z = stream_logit(stream, base["aggregation"], k, audio=True)
     segs = {AUDIO_STREAM: stream_segments(stream)}
     n = len(clip.speech)
     message = f"scored from audio alone: {len(stream.windows)} window(s), {n} speech segment(s)"
