@@ -152,6 +152,12 @@ class PseudoFakeConfig(StrictModel):
     swap_weight: float = Field(0.5, ge=0, description="relative frequency of audio from another clip")
     min_desync_seconds: float = Field(0.4, gt=0, description="smallest audio shift of a desync fake")
     max_desync_seconds: float = Field(2.0, gt=0)
+    partial_p: float = Field(
+        0.0, ge=0, le=1, description="share of SBI fakes blended over a random contiguous span of frames only"
+    )
+    partial_span: tuple[float, float] = Field(
+        (0.2, 0.7), description="shortest and longest blended span of a partial SBI fake, share of the window"
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def by_name(rows):
 
 
 def test_all_sources_registered():
-    assert available_sources() == ["celebdf", "dfdc", "fakeavceleb", "ffpp", "folder"]
+    names = ["avdeepfake1m", "celebdf", "dfdc", "fakeavceleb", "ffpp", "folder", "lavdf"]
+    assert available_sources() == names
     assert "ffpp" in SOURCES
 
 
@@ -300,7 +301,7 @@ def test_folder_unlabelled_and_empty(tmp_path):
 
 
 def test_scan_source_option_errors_and_manifest_round_trip(tmp_path):
-    with pytest.raises(SourceOptionError, match="unknown dataset source 'ff'; known sources: celebdf"):
+    with pytest.raises(SourceOptionError, match="unknown dataset source 'ff'; known sources: avdeep"):
         scan_source("ff", tmp_path)
     with pytest.raises(SourceOptionError, match="unknown option\\(s\\) compression for source 'ffpp'"):
         scan_source("ffpp", tmp_path, compression="c23")

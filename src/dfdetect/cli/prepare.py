@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-SOURCE_NAMES = ("ffpp", "celebdf", "dfdc", "fakeavceleb", "folder")
+SOURCE_NAMES = ("ffpp", "celebdf", "dfdc", "fakeavceleb", "lavdf", "avdeepfake1m", "folder")
 # CLI flag -> PrepareConfig field (None = keep the config's default)
 _CONFIG_FLAGS = {
     "fps": "fps",

@@ -42,7 +42,7 @@ def has_entry(cache_dir: str | os.PathLike, video_path: str | os.PathLike) -> bo
     return entry_path(cache_dir, video_path).is_file()
 
 
-def _arrays(clip: Clip) -> dict[str, np.ndarray]:
+def _arrays(clip: Clip, labels: dict[str, Any] | None = None) -> dict[str, np.ndarray]:
     arrays: dict[str, np.ndarray] = {"audio": np.asarray(clip.audio, dtype=np.float32)}
     for i, face in enumerate(clip.faces):
         for name in _TRACK_ARRAYS:
@@ -61,14 +61,20 @@ def _arrays(clip: Clip) -> dict[str, np.ndarray]:
         "params": clip.params,
         "kind": str(clip.kind),
     }
+    if labels:
+        meta["labels"] = labels
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     return arrays
 
 
-def write_entry(cache_dir: str | os.PathLike, clip: Clip) -> Path:
-    """Write ``clip`` to its entry in ``cache_dir`` atomically; returns the entry path."""
+def write_entry(cache_dir: str | os.PathLike, clip: Clip, labels: dict[str, Any] | None = None) -> Path:
+    """Write ``clip`` to its entry in ``cache_dir`` atomically; returns the entry path.
+
+    ``labels`` (JSON-ready) go into the entry's metadata: the manifest's ``segments`` (manipulated spans in
+    seconds) of datasets that localise their fakes, so an entry keeps them beside its frames.
+    """
     path = entry_path(cache_dir, clip.path)
-    arrays = _arrays(clip)
+    arrays = _arrays(clip, labels)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
@@ -107,7 +113,8 @@ def read_entry_file(path: str | os.PathLike, mmap: bool = False) -> Clip:
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The metadata of the cache entry file at ``path`` (path, info, n_faces, track_ids, sample_rate,
-    audio_status, speech, params, kind), reading only its small ``meta`` array.
+    audio_status, speech, params, kind, and ``labels`` when prepare had some), reading only its small
+    ``meta`` array.
 
     Raises:
         CacheError: missing, unreadable, or from another cache version.

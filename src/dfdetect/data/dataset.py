@@ -27,9 +27,11 @@ from dfdetect.data.windows import (
     clip_audio,
     clip_windows,
     cut_audio,
+    frame_edges,
     open_entry,
     resample_indices,
     segment_labels,
+    span_segment_labels,
     track_indices,
     track_window,
     window_mouths,
@@ -48,9 +50,11 @@ __all__ = [
     "clip_windows",
     "collate",
     "cut_audio",
+    "frame_edges",
     "open_entry",
     "resample_indices",
     "segment_labels",
+    "span_segment_labels",
     "track_indices",
     "track_window",
     "window_mouths",
@@ -61,10 +65,14 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+Spans = tuple[tuple[float, float], ...]
+
+
 @dataclass(frozen=True)
 class _Item:
     row: ManifestRow
     entry: Path
+    segments: Spans | None = None  # manipulated spans (seconds): the row's, else its cache entry's
 
 
 class VideoDataset(torch.utils.data.Dataset):
@@ -131,10 +139,10 @@ class VideoDataset(torch.utils.data.Dataset):
                 skipped["fake (only_real)"] += 1
             elif not entry.is_file():
                 skipped["no cache entry"] += 1
-            elif _n_faces(entry) == 0:
+            elif (meta := _entry_meta(entry)) is None or int(meta["n_faces"]) == 0:
                 skipped["no face track"] += 1
             else:
-                items.append(_Item(row, entry))
+                items.append(_Item(row, entry, _segments(row, meta)))
         reasons = ", ".join(f"{n} {why}" for why, n in skipped.items() if n)
         if reasons:
             log.info("dataset: using %d of %d videos (skipped %s)", len(items), len(rows), reasons)
@@ -170,9 +178,10 @@ class VideoDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         window = self._train_window(clip, rng) if self.train else self._eval_window(clip, draw)
         labels = _row_labels(row, window.audio_mask)
-        pseudo = ""
+        pseudo, spans = "", self.items[item_index].segments
         if self.pseudofake is not None and row.label == REAL and rng.random() < self.pseudofake.p_fake:
             window, labels, pseudo = self._fake(window, rng, item_index)
+            spans = labels.pop("segments", None)  # a partial pseudo-fake knows its blended span
         if self.augment is not None:
             from dfdetect.data.augment import augment_window
 
@@ -181,7 +190,7 @@ class VideoDataset(torch.utils.data.Dataset):
             window = window.replace(
                 mouths=window_mouths(window.frames, window.landmarks, self.pre.mouth_size)
             )
-        return self._sample(window, row, labels, pseudo)
+        return self._sample(window, row, labels, pseudo, spans)
 
     def _train_window(self, clip: Clip, rng: np.random.Generator) -> Window:
         lengths = np.array([len(f.track.timestamps) for f in clip.faces], dtype=np.float64)
@@ -217,11 +226,17 @@ class VideoDataset(torch.utils.data.Dataset):
         return faked, labels, kind
 
     def _sample(
-        self, window: Window, row: ManifestRow, labels: dict[str, int], pseudo: str
+        self, window: Window, row: ManifestRow, labels: dict[str, int], pseudo: str, spans: Spans | None
     ) -> dict[str, Any]:
         sample: dict[str, Any] = window_tensors(window, self.pre)
+        if spans is not None and labels["label"] != UNKNOWN:
+            seg = span_segment_labels(window, spans, self.pre)  # where the manipulation is
+            if not (seg == 1).any():  # the window misses every manipulated span: it is real footage
+                audio = REAL if labels["audio_label"] != UNKNOWN else UNKNOWN
+                labels = {"label": REAL, "video_label": REAL, "audio_label": audio}
+        else:
+            seg = segment_labels(labels["label"], window.n_real, self.pre)
         sample["label"] = torch.tensor(float(labels["label"]), dtype=torch.float32)
-        seg = segment_labels(labels["label"], window.n_real, self.pre)
         sample["segment_labels"] = torch.from_numpy(seg)  # [K]
         sample["video_label"] = torch.tensor(float(labels["video_label"]), dtype=torch.float32)
         sample["audio_label"] = torch.tensor(float(labels["audio_label"]), dtype=torch.float32)
@@ -237,13 +252,21 @@ class VideoDataset(torch.utils.data.Dataset):
         return sample
 
 
-def _n_faces(entry: Path) -> int:
-    """Face tracks of a cache entry, reading only its metadata (0 when unreadable)."""
+def _entry_meta(entry: Path) -> dict[str, Any] | None:
+    """The metadata of a cache entry (None when unreadable), reading only its small meta array."""
     try:
-        return int(read_meta(entry)["n_faces"])
+        return read_meta(entry)
     except CacheError as e:  # a corrupt or stale entry is reported and skipped, never fatal for a batch
         log.warning("%s (skipped)", e)
-        return 0
+        return None
+
+
+def _segments(row: ManifestRow, meta: dict[str, Any]) -> Spans | None:
+    """Manipulated spans of a video: the manifest row's, else those its cache entry was prepared with."""
+    if row.segments is not None:
+        return row.segments
+    stored = (meta.get("labels") or {}).get("segments")
+    return None if stored is None else tuple((float(a), float(b)) for a, b in stored)
 
 
 def _row_labels(row: ManifestRow, has_audio: bool) -> dict[str, int]:

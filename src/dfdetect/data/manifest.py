@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
@@ -35,6 +36,9 @@ class ManifestRow:
     video_label: int | None = None  # FakeAVCeleb-style per-modality labels (None = unknown)
     audio_label: int | None = None
     category: str = ""  # FakeAVCeleb: RealVideo-RealAudio, FakeVideo-RealAudio, ...
+    # manipulated spans [(start, end), ...] in seconds (LAV-DF, AV-Deepfake1M): () = none (a real video),
+    # None = unknown (the dataset labels whole videos)
+    segments: tuple[tuple[float, float], ...] | None = None
 
     def with_split(self, split: str) -> ManifestRow:
         return replace(self, split=split)
@@ -43,6 +47,33 @@ class ManifestRow:
 FIELDS = [f.name for f in fields(ManifestRow)]
 _INT_FIELDS = {"label"}
 _OPT_INT_FIELDS = {"video_label", "audio_label"}
+
+
+def parse_segments(text: str | None) -> tuple[tuple[float, float], ...] | None:
+    """``segments`` column -> ((start, end), ...) seconds; "" -> None (unknown), "[]" -> () (none).
+
+    Raises:
+        ValueError: not a JSON list of [start, end] pairs with 0 <= start <= end.
+    """
+    if text is None or not str(text).strip():
+        return None
+    value = json.loads(text) if isinstance(text, str) else text
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected a JSON list of [start, end] pairs, got {text!r}")
+    out = []
+    for pair in value:
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ValueError(f"expected [start, end] pairs in seconds, got {pair!r}")
+        a, b = float(pair[0]), float(pair[1])
+        if not 0 <= a <= b:
+            raise ValueError(f"a segment must satisfy 0 <= start <= end, got [{a}, {b}]")
+        out.append((a, b))
+    return tuple(sorted(out))
+
+
+def segments_text(segments: tuple[tuple[float, float], ...] | None) -> str:
+    """The ``segments`` column of a row: "" when unknown, else a JSON list of [start, end]."""
+    return "" if segments is None else json.dumps([[round(a, 4), round(b, 4)] for a, b in segments])
 
 
 def _parse(raw: dict[str, str], line: int, source: str) -> ManifestRow:
@@ -60,6 +91,11 @@ def _parse(raw: dict[str, str], line: int, source: str) -> ManifestRow:
             values[name] = int(value)
         elif name in _OPT_INT_FIELDS:
             values[name] = int(value) if value in ("0", "1") else None
+        elif name == "segments":
+            try:
+                values[name] = parse_segments(value)
+            except (ValueError, TypeError) as e:
+                raise ManifestError(f"{source}:{line}: bad segments {value!r}: {e}") from None
         else:
             values[name] = value
     values["method"] = values["method"] or ("real" if values["label"] == REAL else "unknown")
@@ -88,6 +124,7 @@ def manifest_text(rows: Iterable[ManifestRow]) -> str:
     writer.writeheader()
     for row in rows:
         d = asdict(row)
+        d["segments"] = segments_text(row.segments)
         writer.writerow({k: "" if v is None else v for k, v in d.items()})
     return buf.getvalue()
 

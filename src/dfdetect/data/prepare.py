@@ -98,14 +98,19 @@ class PrepareSummary:
 
 
 def process_video(
-    path: str, config: PrepareConfig, detector: Any, cache_dir: str | os.PathLike
+    path: str,
+    config: PrepareConfig,
+    detector: Any,
+    cache_dir: str | os.PathLike,
+    labels: dict[str, Any] | None = None,
 ) -> VideoResult:
-    """Prepare one video and write its cache entry; every failure becomes a status, never an exception."""
+    """Prepare one video and write its cache entry (with ``labels`` in its metadata, e.g. the manifest's
+    ``segments``); every failure becomes a status, never an exception."""
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     try:
         clip = prepare_clip(path, config, detector, timings)
-        cache.write_entry(cache_dir, clip)
+        cache.write_entry(cache_dir, clip, labels)
     except MediaError as e:
         return VideoResult(path, str(e.status), str(e), time.perf_counter() - t0)
     except Exception as e:  # an unexpected failure must not stop a batch
@@ -138,8 +143,8 @@ def _init_worker(config_json: str, cache_dir: str) -> None:
     _WORKER.update(config=config, detector=detector_from_config(config), cache_dir=cache_dir)
 
 
-def _work(path: str) -> VideoResult:
-    return process_video(path, _WORKER["config"], _WORKER["detector"], _WORKER["cache_dir"])
+def _work(path: str, labels: dict[str, Any] | None = None) -> VideoResult:
+    return process_video(path, _WORKER["config"], _WORKER["detector"], _WORKER["cache_dir"], labels)
 
 
 def _entry_params(cache_dir: Path, path: str) -> dict[str, Any] | None:
@@ -168,7 +173,11 @@ def _skipped(path: str, meta: dict[str, Any]) -> VideoResult:
 
 
 def _run_pool(
-    paths: list[str], config: PrepareConfig, cache_dir: Path, workers: int
+    paths: list[str],
+    config: PrepareConfig,
+    cache_dir: Path,
+    workers: int,
+    labels: dict[str, dict] | None = None,
 ) -> Iterator[VideoResult]:
     """Results in completion order. A video whose worker dies (e.g. a crash inside FFmpeg) is retried
     alone in a fresh process; if that process dies too, the video is reported as an ERROR."""
@@ -184,7 +193,7 @@ def _run_pool(
     crashed: list[str] = []
     pool_options = {"mp_context": ctx, "initializer": _init_worker, "initargs": init}
     with ProcessPoolExecutor(max_workers=workers, **pool_options) as pool:
-        futures = {pool.submit(_work, p): p for p in paths}
+        futures = {pool.submit(_work, p, (labels or {}).get(p)): p for p in paths}
         for future in as_completed(futures):
             try:
                 yield future.result()
@@ -193,18 +202,30 @@ def _run_pool(
     for path in crashed:
         with ProcessPoolExecutor(max_workers=1, **pool_options) as pool:
             try:
-                yield pool.submit(_work, path).result()
+                yield pool.submit(_work, path, (labels or {}).get(path)).result()
             except BrokenProcessPool:
                 message = "the worker process crashed while reading this video; re-encode it or drop it"
                 yield VideoResult(path, str(Status.ERROR), message)
 
 
-def _run_local(paths: list[str], config: PrepareConfig, cache_dir: Path) -> Iterator[VideoResult]:
+def _run_local(
+    paths: list[str], config: PrepareConfig, cache_dir: Path, labels: dict[str, dict] | None = None
+) -> Iterator[VideoResult]:
     from dfdetect.faces.detect import detector_from_config
 
     detector = detector_from_config(config) if paths else None
     for path in paths:
-        yield process_video(path, config, detector, cache_dir)
+        yield process_video(path, config, detector, cache_dir, (labels or {}).get(path))
+
+
+def row_labels(rows: Iterable[ManifestRow | str | os.PathLike]) -> dict[str, dict[str, Any]]:
+    """Labels kept in the cache entries of ``rows``: ``{path: {"segments": [[start, end], ...]}}`` for the
+    rows whose manipulated spans are known (LAV-DF, AV-Deepfake1M)."""
+    return {
+        r.path: {"segments": [list(s) for s in r.segments]}
+        for r in rows
+        if isinstance(r, ManifestRow) and r.segments is not None
+    }
 
 
 def _paths(rows: Iterable[ManifestRow | str | os.PathLike]) -> list[str]:
@@ -243,7 +264,8 @@ def prepare(
     layout = PreparedDir(out)
     cache_dir = layout.cache
     cache_dir.mkdir(parents=True, exist_ok=True)
-    paths = _paths(rows)
+    rows = list(rows)
+    paths, labels = _paths(rows), row_labels(rows)
     summary = PrepareSummary(out_dir=str(out), total=len(paths))
     t0 = time.perf_counter()
     with open(layout.report, "a", encoding="utf-8") as report:
@@ -255,9 +277,9 @@ def prepare(
             else:
                 todo.append(path)
         if workers <= 1:
-            run = _run_local(todo, config, cache_dir)
+            run = _run_local(todo, config, cache_dir, labels)
         else:
-            run = _run_pool(todo, config, cache_dir, workers)
+            run = _run_pool(todo, config, cache_dir, workers, labels)
         bar = tqdm(total=len(paths), initial=len(paths) - len(todo), unit="video", desc="prepare",
                    disable=not progress, dynamic_ncols=True)  # fmt: skip
         with bar:

@@ -6,6 +6,8 @@
   into the original through a deformed, blurred face mask. One set of parameters is drawn per window
   and used for every frame, so the result is a temporally consistent *video* pseudo-fake. The mask
   is a face hull built from the 5 landmarks (brows to chin), since the cache keeps no 68-point mesh.
+* **Partial SBI** (``partial_p``): only a random contiguous span of the window's frames is self-blended,
+  and the span (seconds) goes with the labels, so segment labels say *where* the window was faked.
 * **AV desync**: the audio is shifted by at least ``min_desync_seconds`` so lips and voice disagree.
 * **AV swap**: the audio comes from another real clip.
 """
@@ -19,7 +21,7 @@ import cv2
 import numpy as np
 
 from dfdetect.config import PseudoFakeConfig
-from dfdetect.data.windows import Window
+from dfdetect.data.windows import Window, frame_edges
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as in the paper's dynamic_blend
 # Face outline in an affine face frame: x in units of the eye vector (left eye -> right eye) from the
@@ -287,6 +289,11 @@ class PseudoFaker:
     def __init__(self, config: PseudoFakeConfig, sample_rate: int = 16000) -> None:
         if config.min_desync_seconds > config.max_desync_seconds:
             raise ValueError("min_desync_seconds must be <= max_desync_seconds")
+        lo, hi = config.partial_span
+        if not 0 < lo <= hi <= 1:
+            raise ValueError(
+                f"partial_span must satisfy 0 < shortest <= longest <= 1, got {config.partial_span}"
+            )
         self.config = config
         self.sample_rate = sample_rate
 
@@ -324,23 +331,41 @@ class PseudoFaker:
 
         Returns:
             ``(window, labels, kind)`` with labels ``label``/``video_label``/``audio_label`` and kind
-            ``sbi``, ``av_desync``, ``av_swap`` (``""`` and the window unchanged when none applies).
+            ``sbi``, ``sbi_partial``, ``av_desync``, ``av_swap`` (``""`` and the window unchanged when none
+            applies). A partial SBI fake's labels also hold ``segments``: its blended span, in seconds.
         """
         weights = self.kinds(window, has_other_audio=other_audio is not None)
         while weights:
             names = list(weights)
             p = np.array([weights[k] for k in names]) / sum(weights.values())
             kind = names[int(rng.choice(len(names), p=p))]
-            faked = self._apply(kind, window, rng, other_audio, clip_audio)
+            if kind == "sbi" and (span := self._partial_span(window, rng)) is not None:
+                faked, kind = partial_self_blend(window, span, rng), "sbi_partial"
+            else:
+                faked = self._apply(kind, window, rng, other_audio, clip_audio)
             if faked is not None:
                 audio_label = 0 if faked.audio_mask else -1
-                return (
-                    faked,
-                    {"label": 1, "video_label": int(kind == "sbi"), "audio_label": audio_label},
-                    kind,
-                )
+                labels = {"label": 1, "video_label": int(kind.startswith("sbi")), "audio_label": audio_label}
+                if kind == "sbi_partial":
+                    edges = frame_edges(window)
+                    labels["segments"] = ((float(edges[span[0]]), float(edges[span[1]])),)  # type: ignore
+                return faked, labels, kind
             del weights[kind]  # e.g. no other clip with audio could be found
         return window, {"label": 0, "video_label": 0, "audio_label": 0 if window.audio_mask else -1}, ""
+
+    def _partial_span(self, window: Window, rng: np.random.Generator) -> tuple[int, int] | None:
+        """Frames ``[first, end)`` of a partial SBI fake (drawn with probability ``partial_p``), else None.
+
+        The span holds ``partial_span`` of the window's real frames (at least one frame, and at least one
+        frame stays untouched).
+        """
+        n = int(window.n_real)
+        if n < 2 or self.config.partial_p <= 0 or rng.random() >= self.config.partial_p:
+            return None
+        lo, hi = (min(n - 1, max(1, round(f * n))) for f in self.config.partial_span)
+        length = int(rng.integers(lo, hi + 1))
+        first = int(rng.integers(0, n - length + 1))
+        return first, first + length
 
     def _apply(
         self,
@@ -361,3 +386,16 @@ class PseudoFaker:
         if other is None or len(other) == 0:
             return None
         return swap_audio(window, other, rng)
+
+
+def partial_self_blend(window: Window, span: tuple[int, int], rng: np.random.Generator) -> Window:
+    """The window with frames ``span = (first, end)`` self-blended (one SBI draw) and the rest untouched.
+
+    Padding frames (``n_real:``) keep repeating the last real frame, blended or not.
+    """
+    first, end = span
+    blended, _, _ = self_blend(window.frames[first:end], window.landmarks[first:end], rng)
+    frames = window.frames.copy()  # [T, H, W, 3]
+    frames[first:end] = blended
+    frames[window.n_real :] = frames[window.n_real - 1]
+    return window.replace(frames=frames)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -332,6 +333,43 @@ def segment_labels(label: int, n_real: int, pre: PreprocessConfig) -> np.ndarray
     k = pre.num_segments
     starts = np.round(np.arange(k) * pre.segment_seconds * pre.fps)
     return np.where(starts < n_real, label, UNKNOWN).astype(np.float32)
+
+
+def _segment_frames(pre: PreprocessConfig) -> list[tuple[int, int]]:
+    """``[K]`` (first, end) frame of each segment of a window (the last one runs to the window's end)."""
+    starts = [int(v) for v in np.round(np.arange(pre.num_segments) * pre.segment_seconds * pre.fps)]
+    return list(zip(starts, [*starts[1:], pre.clip_frames], strict=True))
+
+
+def span_segment_labels(
+    window: Window, spans: Sequence[tuple[float, float]], pre: PreprocessConfig
+) -> np.ndarray:
+    """``[K]`` labels of a window's segments from known manipulated spans (seconds of the video).
+
+    A segment is fake (1) when the time its real frames cover (:func:`frame_edges`) overlaps a span,
+    real (0) otherwise, and -1 when it holds only padding: the "any manipulated frame" rule of
+    AV-Deepfake1M's segment labels.
+    """
+    out = np.full(pre.num_segments, UNKNOWN, np.float32)
+    edges = frame_edges(window)
+    for k, (first, end) in enumerate(_segment_frames(pre)):
+        end = min(end, window.n_real)
+        if first >= end:
+            continue
+        a, b = edges[first], edges[end]
+        out[k] = float(any(min(b, s1) - max(a, s0) > 1e-6 for s0, s1 in spans))
+    return out
+
+
+def frame_edges(window: Window) -> np.ndarray:
+    """``[n_real + 1]`` seconds where each real frame of a window starts, then where the last one ends.
+
+    Frame ``f`` covers ``[edges[f], edges[f + 1])``: until the next frame, the last one for one frame
+    period (``(t1 - t0) / T``). Spans built from these edges tile the window without overlaps.
+    """
+    ts = np.asarray(window.timestamps[: window.n_real], dtype=np.float64)
+    period = (window.t1 - window.t0) / len(window.timestamps)
+    return np.append(ts, ts[-1] + period)
 
 
 def open_entry(path: str | os.PathLike) -> Clip:
