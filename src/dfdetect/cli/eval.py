@@ -46,6 +46,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(no KIND = all three); for videos without fakes. Rows are keyed <path>#<kind>",
     )
     p.add_argument("--ablation", action="store_true", help="also score video only and audio only")
+    p.add_argument(
+        "--uncertainty",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N stochastic passes per video (MC dropout, else test-time augmentation): is the spread "
+        "informative? (AUC of the spread for wrong vs right, accuracy after abstaining)",
+    )
     p.add_argument("--run-dir", help="training run folder (metrics.jsonl / tb) for the training curves")
     p.add_argument("--modality", choices=["video", "audio"], help="score with one modality only")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
@@ -83,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             n_boot=args.bootstrap,
             pseudofakes=args.pseudofakes,
+            uncertainty=args.uncertainty,
         )
     except (CheckpointError, ManifestError, MetricError, ValueError) as e:
         print(f"dfdetect eval: {e}", file=sys.stderr)

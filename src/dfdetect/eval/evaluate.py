@@ -111,6 +111,7 @@ def predict_rows(
     desc: str = "eval",
     loader: Callable[[ManifestRow], Clip] | None = None,
     temperature: float | None = None,
+    uncertainty: int = 0,
 ) -> list[dict[str, Any]]:
     """Score every row's cache entry with ``detector``; returns ``Prediction.to_dict()`` records with
     manifest facts in extras.
@@ -118,6 +119,7 @@ def predict_rows(
     A video without a usable cache entry gets a record with its prepare status (or ``error``), never a score.
     ``loader`` gives a row's clip instead of its cache entry (pseudo-fakes: ``PseudoFakeSet.load``); it raises
     ``CacheError`` when it has none. ``temperature`` overrides the detector's (1.0: raw, to fit it on).
+    ``uncertainty``: N stochastic passes per video (``record["uncertainty"]``; 0: none).
     """
     cache_dir = Path(cache_dir)
     statuses = _prepare_statuses(cache_dir)
@@ -127,7 +129,7 @@ def predict_rows(
             clip = loader(row) if loader is not None else read_entry(cache_dir, row.path)
             if transform is not None:
                 clip = transform(clip)
-            scores = detector.score(clip, modality_mask, batch_size, temperature)
+            scores = detector.score(clip, modality_mask, batch_size, temperature, uncertainty=uncertainty)
             pred = scores.prediction(detector.thresholds, detector.name)
         except CacheError as e:
             pred = _missing(row, e, statuses)
@@ -293,6 +295,7 @@ def evaluate(
     progress: bool = True,
     n_boot: int = 1000,
     pseudofakes: Sequence[str] | bool | None = None,
+    uncertainty: int = 0,
 ) -> Path:
     """Evaluate a checkpoint on one or more manifests and write predictions + report to ``out_dir``.
 
@@ -319,6 +322,8 @@ def evaluate(
         pseudofakes: add one held-back pseudo-fake per real video of the split and kind (``sbi``,
             ``desync``, ``swap``; True or ``[]`` = all kinds) to every manifest scored and to the calibration
             split; see :mod:`dfdetect.eval.pseudofakes`.
+        uncertainty: N stochastic passes per video of the in-domain and cross-dataset manifests (the
+            report's "Uncertainty" section; see :mod:`dfdetect.eval.uncertainty`); 0: none.
 
     Returns:
         Path of ``report.md`` (``report.html``, ``metrics.json`` beside it).
@@ -342,14 +347,18 @@ def evaluate(
     )
     rows, loader, counts = with_pseudofakes(_rows(manifests[0], split, limit), caches[0], kinds)
     card["pseudofakes"] = _pseudofake_card(kinds, counts)
-    records = predict_rows(detector, rows, caches[0], modality_mask, loader=loader, **kw)
+    records = predict_rows(
+        detector, rows, caches[0], modality_mask, loader=loader, uncertainty=uncertainty, **kw
+    )
     write_jsonl(records, out / "predictions.jsonl")
     taken: set[str] = set()
     card["cross"] = {}
     for m, c in zip(manifests[1:], caches[1:], strict=True):
         name = _manifest_name(m, taken)
         cross, cross_loader, _ = with_pseudofakes(_rows(m, split, limit), c, kinds)
-        recs = predict_rows(detector, cross, c, modality_mask, desc=name, loader=cross_loader, **kw)
+        recs = predict_rows(
+            detector, cross, c, modality_mask, desc=name, loader=cross_loader, uncertainty=uncertainty, **kw
+        )
         write_jsonl(recs, out / "cross" / name / "predictions.jsonl")
         card["cross"][name] = str(m)
     card["in_domain"] = _manifest_name(manifests[0], taken)

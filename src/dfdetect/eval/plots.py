@@ -118,6 +118,19 @@ def perturbation_curves(
     return _save(fig, path)
 
 
+def abstention_curve(curves: dict[str, list[list[float]]], path: str | os.PathLike) -> Path:
+    """Accuracy of the kept videos against the share abstained on, one line per name -> [[rate, acc]]."""
+    fig = Figure(figsize=(4.8, 3.6))
+    ax = fig.add_subplot()
+    for i, (name, pts) in enumerate(curves.items()):
+        x = [100 * r for r, _ in pts]
+        ax.plot(x, [np.nan if a is None else a for _, a in pts], "o-" if i == 0 else "s--", ms=3, label=name)
+    ax.set(xlabel="abstained on (% of videos, most uncertain first)", ylabel="accuracy of the rest")
+    ax.set_title("Accuracy vs abstention", fontsize=10)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 _CURVES = {
     "loss": lambda k: "loss" in k,
     "AUC / F1": lambda k: k in ("auc", "f1", "ap"),

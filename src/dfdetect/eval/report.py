@@ -19,6 +19,7 @@ import numpy as np
 
 from dfdetect.eval import plots
 from dfdetect.eval.metrics import MetricError, accuracy_only, auc, compute_metrics
+from dfdetect.eval.uncertainty import report_section as uncertainty_section
 from dfdetect.io.files import atomic_write_text, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ SECTIONS = (
     "Modality ablation",
     "Robustness to perturbations",
     "Calibration",
+    "Uncertainty",
     "Worst-predicted videos",
     "Training curves",
     "Figures",
@@ -473,6 +475,7 @@ def build_report(
     result["ablation"] = _sec_ablation(doc, out, records)
     result["perturb"] = _sec_perturb(doc, out, video.get("auc"), figs)
     _sec_calibration(doc, out, records, video)
+    result["uncertainty"] = uncertainty_section(doc, records, figs)
     result["worst"] = _sec_worst(doc, out, records, card.get("cache_dir"))
     _sec_training(doc, str(run_dir or card.get("run_dir") or "") or None, figs)
     _sec_figures(doc, records, figs)
