@@ -72,6 +72,7 @@ def row_meta(row: ManifestRow) -> dict[str, Any]:
         "audio_label": row.audio_label,
         "split": row.split,
         "group": row.group,
+        "segments": None if row.segments is None else [list(s) for s in row.segments],  # localization truth
     }
 
 

@@ -183,3 +183,30 @@ def training_curves(records: list[dict[str, Any]], path: str | os.PathLike) -> P
         ax.set(title=title, xlabel="step")
         ax.legend(fontsize=7)
     return _save(fig, path)
+
+
+def localization_timelines(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Truth vs prediction, one row per video: manipulated spans (shaded), the per-second timeline p
+    (steps) and the suspicious segments (bars at the top)."""
+    fig = Figure(figsize=(7.0, 1.5 * len(records) + 0.4))
+    for i, r in enumerate(records):
+        ax = fig.add_subplot(len(records), 1, i + 1)
+        for j, (a, b) in enumerate(r["extras"].get("segments") or []):
+            ax.axvspan(a, b, color="C3", alpha=0.25, lw=0, label="manipulated" if j == 0 else None)
+        steps = np.asarray(r.get("timeline") or [], np.float64).reshape(-1, 3)
+        xs, ys = [], []
+        for a, b, p in steps:  # flat steps, broken where seconds are missing (no face)
+            if xs and abs(xs[-1] - a) > 1e-6:
+                xs, ys = [*xs, np.nan], [*ys, np.nan]
+            xs, ys = [*xs, a, b], [*ys, p, p]
+        ax.plot(xs, ys, color="C0", lw=1.2, label="p_fake per second")
+        for j, (a, b, _) in enumerate(r.get("suspicious") or []):
+            ax.hlines(1.04, a, b, color="k", lw=4, label="suspicious" if j == 0 else None)
+        end = max(float(r["extras"].get("duration") or 0), float(steps[-1, 1]) if len(steps) else 1.0)
+        ax.set(ylim=(0, 1.1), xlim=(0, end))
+        ax.set_title(f"{Path(r['path']).name} (label {r['extras'].get('label')})", fontsize=8, loc="left")
+        ax.tick_params(labelsize=7)
+        if i == 0:
+            ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, frameon=False)
+    fig.axes[-1].set_xlabel("seconds")
+    return _save(fig, path)

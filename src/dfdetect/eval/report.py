@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from dfdetect.eval import plots
+from dfdetect.eval import localize, plots
 from dfdetect.eval.metrics import MetricError, accuracy_only, auc, compute_metrics
 from dfdetect.eval.uncertainty import report_section as uncertainty_section
 from dfdetect.io.files import atomic_write_text, read_jsonl
@@ -30,6 +30,7 @@ SECTIONS = (
     "Breakdowns",
     "Cross-dataset generalization",
     "Modality ablation",
+    "Temporal localization",
     "Robustness to perturbations",
     "Calibration",
     "Uncertainty",
@@ -473,6 +474,7 @@ def build_report(
     result["breakdowns"] = _sec_breakdowns(doc, records, figs)
     result["cross"] = _sec_cross(doc, out, card, video)
     result["ablation"] = _sec_ablation(doc, out, records)
+    result["localization"] = localize.report_section(doc, records, figs)
     result["perturb"] = _sec_perturb(doc, out, video.get("auc"), figs)
     _sec_calibration(doc, out, records, video)
     result["uncertainty"] = uncertainty_section(doc, records, figs)
