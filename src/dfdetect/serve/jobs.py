@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     size INTEGER NOT NULL,
     upload TEXT,
     explain INTEGER NOT NULL DEFAULT 0,
+    uncertainty INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
@@ -50,8 +51,8 @@ CREATE INDEX IF NOT EXISTS jobs_owner ON jobs(owner, seq);
 """
 
 _COLUMNS = (
-    "seq, id, owner, filename, media_kind, size, upload, explain, state, attempts, created, started, "
-    "finished, scan_seconds, error, json_extract(result, '$.status') AS r_status, "
+    "seq, id, owner, filename, media_kind, size, upload, explain, uncertainty, state, attempts, created, "
+    "started, finished, scan_seconds, error, json_extract(result, '$.status') AS r_status, "
     "json_extract(result, '$.verdict') AS r_verdict, json_extract(result, '$.p_fake') AS r_p_fake"
 )
 
@@ -74,6 +75,7 @@ class NewJob:
     size: int
     upload: str  # file name inside the uploads folder (server-made)
     explain: bool = False
+    uncertainty: int = 0  # stochastic passes for p_fake's spread (0: none)
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,7 @@ class Job:
     r_status: str | None = None  # summary of the result, read without loading it
     r_verdict: str | None = None
     r_p_fake: float | None = None
+    uncertainty: int = 0
     result: dict[str, Any] | None = field(default=None, compare=False)
 
 
@@ -119,6 +122,9 @@ class JobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "uncertainty" not in columns:  # a database of an older version
+            self._db.execute("ALTER TABLE jobs ADD COLUMN uncertainty INTEGER NOT NULL DEFAULT 0")
 
     def close(self) -> None:
         with self._lock:
@@ -153,9 +159,12 @@ class JobStore:
             if queued + len(jobs) > max_queued:
                 raise QueueFullError(queued, max_queued, retry_after(queued))
             db.executemany(
-                "INSERT INTO jobs (id, owner, filename, media_kind, size, upload, explain, state, created) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
-                [(j.id, owner, j.filename, j.media_kind, j.size, j.upload, j.explain, now) for j in jobs],
+                "INSERT INTO jobs (id, owner, filename, media_kind, size, upload, explain, uncertainty, "
+                "state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?)",
+                [
+                    (j.id, owner, j.filename, j.media_kind, j.size, j.upload, j.explain, j.uncertainty, now)
+                    for j in jobs
+                ],
             )
 
     def claim(self) -> Job | None:
@@ -381,7 +390,7 @@ class WorkerPool:
         try:
             if not job.upload or not path.is_file():
                 raise FileNotFoundError("the uploaded file is missing from the server's data folder")
-            result = scanner.scan(str(path), job.explain)
+            result = scanner.scan(str(path), job.explain, job.uncertainty)
             result["path"] = job.filename  # never show the server's path
         except ScannerCrashedError as e:
             error = f"{e} while scanning this file; it was not scanned"

@@ -34,6 +34,20 @@ def _explain_flag(fields: dict[str, str], default: bool) -> bool:
     raise ApiError(400, "bad_field", f"'explain' must be true or false, not {value[:20]!r}")
 
 
+MAX_PASSES = 32  # most stochastic passes an upload may ask for (each one is a full model pass)
+
+
+def _uncertainty_field(fields: dict[str, str]) -> int:
+    """The ``uncertainty`` form field: N stochastic passes (0 or absent: none; else 2..MAX_PASSES)."""
+    value = (fields.get("uncertainty") or "0").strip()
+    n = int(value) if value.isdigit() else -1
+    if n != 0 and not 2 <= n <= MAX_PASSES:
+        raise ApiError(
+            400, "bad_field", f"'uncertainty' must be 0 or 2 to {MAX_PASSES} passes, not {value[:20]!r}"
+        )
+    return n
+
+
 def _rate_limited(wait: float) -> ApiError:
     return ApiError(429, "rate_limited", "too many uploads for this key; slow down", retry_after_header(wait))
 
@@ -60,9 +74,10 @@ async def _upload(service: Service, request: Request, owner: str) -> list[dict[s
     files = received.files
     try:
         explain = _explain_flag(received.fields, settings.explain)
+        passes = _uncertainty_field(received.fields)
         if len(files) > 1 and (wait := service.upload_limiter.take(owner, len(files) - 1.0, rate)):
             raise _rate_limited(wait)
-        jobs = [NewJob(f.id, f.filename, f.kind, f.size, f.stored, explain) for f in files]
+        jobs = [NewJob(f.id, f.filename, f.kind, f.size, f.stored, explain, passes) for f in files]
         await run_in_threadpool(service.store.add, owner, jobs, settings.max_queue, service.retry_after)
     except QueueFullError as e:
         _cleanup(service, files)
@@ -86,7 +101,8 @@ def _install_scan_routes(app: FastAPI, service: Service, principal: Any) -> None
     @app.post("/v1/scans", status_code=202, tags=["scans"], summary="Upload files to scan")
     async def create_scans(request: Request, owner: str = principal) -> JSONResponse:
         """Multipart upload: one or several files in fields named ``file`` or ``files`` (plus an optional
-        ``explain=true|false``). Returns the new jobs at once (202); poll ``GET /v1/scans/{id}``."""
+        ``explain=true|false`` and ``uncertainty=N``: p_fake's spread over N stochastic passes, 2..32).
+        Returns the new jobs at once (202); poll ``GET /v1/scans/{id}``."""
         jobs = await _upload(service, request, owner)
         return JSONResponse({"jobs": jobs}, status_code=202)
 

@@ -33,7 +33,7 @@ class ScannerCrashedError(RuntimeError):
 class Scanner(Protocol):
     info: dict[str, Any]  # name, device, thresholds of the loaded model
 
-    def scan(self, path: str, explain: bool) -> dict[str, Any]: ...
+    def scan(self, path: str, explain: bool, uncertainty: int = 0) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
 
@@ -53,8 +53,8 @@ class InProcessScanner:
         self.detector = detector
         self.info = _info(detector)
 
-    def scan(self, path: str, explain: bool) -> dict[str, Any]:
-        return self.detector.scan(path, explain=explain, thumbnails=True).to_dict()
+    def scan(self, path: str, explain: bool, uncertainty: int = 0) -> dict[str, Any]:
+        return self.detector.scan(path, explain=explain, thumbnails=True, **_passes(uncertainty)).to_dict()
 
     def close(self) -> None:
         pass
@@ -67,6 +67,11 @@ class ModelSpec:
     model: str | None = None
     device: str = "auto"
     threads: int = 1  # torch intra-op threads in the child
+
+
+def _passes(uncertainty: int) -> dict[str, int]:
+    """``Detector.scan`` keyword for ``uncertainty`` stochastic passes (none when 0)."""
+    return {"uncertainty": int(uncertainty)} if uncertainty else {}
 
 
 def _exit_with_parent(parent: int, every: float = 0.5) -> None:
@@ -82,7 +87,8 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
 
 
 def _child(conn: Any, spec: ModelSpec) -> None:
-    """Child process: load the model once, then answer ``(path, explain)`` requests until EOF / None."""
+    """Child process: load the model once, then answer ``(path, explain, uncertainty)`` requests until
+    EOF / None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops the children
     _exit_with_parent(os.getppid())
     try:
@@ -104,9 +110,10 @@ def _child(conn: Any, spec: ModelSpec) -> None:
             return  # the server is gone
         if msg is None:
             return
-        path, explain = msg
+        path, explain, uncertainty = msg
         try:
-            reply = ("ok", detector.scan(path, explain=explain, thumbnails=True).to_dict())
+            pred = detector.scan(path, explain=explain, thumbnails=True, **_passes(uncertainty))
+            reply = ("ok", pred.to_dict())
         except Exception as e:  # noqa: BLE001 - one file never stops the worker
             reply = ("error", f"{type(e).__name__}: {e}")
         try:
@@ -182,11 +189,11 @@ class ProcessScanner:
         why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         return f"the scanner process died ({why})"
 
-    def scan(self, path: str, explain: bool) -> dict[str, Any]:
+    def scan(self, path: str, explain: bool, uncertainty: int = 0) -> dict[str, Any]:
         if not self._alive():
             log.warning("restarting a scanner process")
             self._start()
-        self._conn.send((os.fspath(path), bool(explain)))
+        self._conn.send((os.fspath(path), bool(explain), int(uncertainty)))
         kind, payload = self._wait(None)
         if kind != "ok":
             raise RuntimeError(payload)

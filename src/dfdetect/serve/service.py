@@ -131,6 +131,7 @@ class Service:
             "started": job.started,
             "finished": job.finished,
             "explain": job.explain,
+            "uncertainty": job.uncertainty,
             "progress": 1.0 if job.state in ("done", "failed") else 0.0,
             "links": {"self": f"/v1/scans/{job.id}", "report": f"/v1/scans/{job.id}/report"},
         }
