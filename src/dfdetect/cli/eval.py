@@ -54,6 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="N stochastic passes per video (MC dropout, else test-time augmentation): is the spread "
         "informative? (AUC of the spread for wrong vs right, accuracy after abstaining)",
     )
+    add_attack_arguments(p)
     p.add_argument("--run-dir", help="training run folder (metrics.jsonl / tb) for the training curves")
     p.add_argument("--modality", choices=["video", "audio"], help="score with one modality only")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
@@ -92,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             n_boot=args.bootstrap,
             pseudofakes=args.pseudofakes,
             uncertainty=args.uncertainty,
+            attack=attack_spec(args),
         )
     except (CheckpointError, ManifestError, MetricError, ValueError) as e:
         print(f"dfdetect eval: {e}", file=sys.stderr)
@@ -99,3 +101,54 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {report} (and {report.with_suffix('.html')})")
     print(f"predictions: {report.parent / 'predictions.jsonl'}")
     return 0
+
+
+def _eps_list(text: str) -> tuple[float, ...]:
+    from dfdetect.eval.attack import parse_eps
+
+    try:
+        return parse_eps(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _eps_one(text: str) -> float:
+    values = _eps_list(text)
+    if len(values) != 1:
+        raise argparse.ArgumentTypeError(f"give one step size, e.g. 0.5/255, not {text!r}")
+    return values[0]
+
+
+def add_attack_arguments(p: argparse.ArgumentParser) -> None:
+    """``--attack``, ``--eps``, ``--steps``, ``--step-size``, ``--attack-source`` (adversarial robustness)."""
+    p.add_argument(
+        "--attack",
+        choices=["fgsm", "pgd"],
+        help="white-box attack on the face crops at each --eps (report: AUC and attack success rate)",
+    )
+    p.add_argument(
+        "--eps",
+        type=_eps_list,
+        default="1/255,2/255,4/255",
+        help="attack budgets, L-inf in pixels of [0, 1], comma-separated (default 1/255,2/255,4/255)",
+    )
+    p.add_argument("--steps", type=int, default=10, help="PGD steps (default 10)")
+    p.add_argument("--step-size", type=_eps_one, help="PGD step, e.g. 0.5/255 (default 2.5 x eps / steps)")
+    p.add_argument(
+        "--attack-source",
+        metavar="CHECKPOINT",
+        help="craft the attack on this checkpoint and score it with --checkpoint (transfer setting)",
+    )
+
+
+def attack_spec(args: argparse.Namespace) -> dict | None:
+    """The ``evaluate(attack=...)`` fields of the parsed flags (None without ``--attack``)."""
+    if not args.attack:
+        return None
+    return {
+        "kind": args.attack,
+        "eps": args.eps,
+        "steps": args.steps,
+        "step_size": args.step_size,
+        "source": args.attack_source,
+    }

@@ -297,6 +297,7 @@ def evaluate(
     n_boot: int = 1000,
     pseudofakes: Sequence[str] | bool | None = None,
     uncertainty: int = 0,
+    attack: Any = None,
 ) -> Path:
     """Evaluate a checkpoint on one or more manifests and write predictions + report to ``out_dir``.
 
@@ -325,6 +326,9 @@ def evaluate(
             split; see :mod:`dfdetect.eval.pseudofakes`.
         uncertainty: N stochastic passes per video of the in-domain and cross-dataset manifests (the
             report's "Uncertainty" section; see :mod:`dfdetect.eval.uncertainty`); 0: none.
+        attack: white-box FGSM/PGD on the face crops of the in-domain videos (``attack.json``, the report's
+            "Adversarial robustness"): an :class:`~dfdetect.eval.attack.AttackSpec`, its fields as a dict
+            (``kind``, ``eps``, ``steps``, ``step_size``, ``source``) or an attack name; None: none.
 
     Returns:
         Path of ``report.md`` (``report.html``, ``metrics.json`` beside it).
@@ -333,6 +337,7 @@ def evaluate(
     from dfdetect.eval.report import build_report
 
     kinds = check_kinds(pseudofakes)
+    attack_spec = _attack_spec(attack)  # checked before anything is scored
     manifests = [Path(m) for m in ([manifest] if isinstance(manifest, str | os.PathLike) else manifest)]
     caches = _caches(manifests, cache_dir)
     out = Path(out_dir)
@@ -372,8 +377,22 @@ def evaluate(
             detector, rows, caches[0], perturb, modality_mask=modality_mask, loader=loader, **kw
         )
         atomic_write_text(out / "perturb.json", json.dumps(table, indent=2))
+    if attack_spec is not None:
+        from dfdetect.eval.attack import run_attacks
+
+        args = (detector, rows, caches[0], attack_spec, out, records, predict_rows, loader)
+        run_attacks(*args, modality_mask=modality_mask, **kw)
     atomic_write_text(out / "protocol.json", json.dumps(card, indent=2))
     return build_report(out, run_dir=run_dir, n_boot=n_boot)
+
+
+def _attack_spec(attack: Any) -> Any:
+    """The :class:`~dfdetect.eval.attack.AttackSpec` of ``evaluate(attack=...)`` (None: no attack)."""
+    if not attack:
+        return None
+    from dfdetect.eval.attack import AttackSpec
+
+    return AttackSpec.of(attack)
 
 
 def _detector(checkpoint: str | os.PathLike | Detector, device: str, aggregation: str) -> Detector:

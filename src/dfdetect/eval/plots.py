@@ -185,6 +185,40 @@ def training_curves(records: list[dict[str, Any]], path: str | os.PathLike) -> P
     return _save(fig, path)
 
 
+def attack_curve(table: dict[str, Any], path: str | os.PathLike) -> Path:
+    """AUC and attack success rate against eps (8-bit levels; eps 0 = the clean scores)."""
+    rows = table["results"]
+    x = [0.0] + [r["eps"] * 255 for r in rows]
+    nan = lambda v: np.nan if v is None else v  # noqa: E731
+    fig = Figure(figsize=(4.8, 3.6))
+    ax = fig.add_subplot()
+    ax.plot(x, [nan(table["clean"]["auc"])] + [nan(r["auc"]) for r in rows], "o-", label="AUC")
+    ax.plot(x, [0.0] + [nan(r["success_rate"]) for r in rows], "s--", color="C3", label="attack success rate")
+    ax.axhline(0.5, ls=":", color="k", lw=0.8)
+    source = f", crafted on {Path(table['source']).name}" if table.get("source") else ""
+    ax.set(xlabel="eps (8-bit levels)", ylim=(0, 1.02), title=f"{table['kind'].upper()}{source}")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def attack_examples(examples: list[dict[str, Any]], eps: float, path: str | os.PathLike) -> Path:
+    """One row per example (``clean``/``adv`` HWC pixels in [0, 1], ``title``): clean, adversarial and
+    the perturbation amplified to the full range (grey = unchanged)."""
+    gain = 1.0 / (2 * eps) if eps > 0 else 1.0
+    fig = Figure(figsize=(7.5, 2.6 * len(examples)))
+    axes = np.atleast_2d(fig.subplots(len(examples), 3, squeeze=False))
+    for row, ex in zip(axes, examples, strict=True):
+        delta = np.clip(0.5 + (ex["adv"] - ex["clean"]) * gain, 0, 1)
+        panels = (ex["clean"], ex["adv"], delta)
+        names = ("clean", f"adversarial (eps {eps * 255:.3g}/255)", f"perturbation x{gain:.0f}")
+        for ax, img, name in zip(row, panels, names, strict=True):
+            ax.imshow(np.clip(img, 0, 1))
+            ax.set_title(name, fontsize=8)
+            ax.axis("off")
+        row[0].text(0, -0.12, ex.get("title", ""), transform=row[0].transAxes, fontsize=7, va="top")
+    return _save(fig, path)
+
+
 def localization_timelines(records: list[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Truth vs prediction, one row per video: manipulated spans (shaded), the per-second timeline p
     (steps) and the suspicious segments (bars at the top)."""

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from dfdetect.eval import localize, plots
+from dfdetect.eval.attack import report_section as attack_section
 from dfdetect.eval.metrics import MetricError, accuracy_only, auc, compute_metrics
 from dfdetect.eval.uncertainty import report_section as uncertainty_section
 from dfdetect.io.files import atomic_write_text, read_jsonl
@@ -32,6 +33,7 @@ SECTIONS = (
     "Modality ablation",
     "Temporal localization",
     "Robustness to perturbations",
+    "Adversarial robustness",
     "Calibration",
     "Uncertainty",
     "Worst-predicted videos",
@@ -476,6 +478,7 @@ def build_report(
     result["ablation"] = _sec_ablation(doc, out, records)
     result["localization"] = localize.report_section(doc, records, figs)
     result["perturb"] = _sec_perturb(doc, out, video.get("auc"), figs)
+    result["attack"] = attack_section(doc, out, figs)
     _sec_calibration(doc, out, records, video)
     result["uncertainty"] = uncertainty_section(doc, records, figs)
     result["worst"] = _sec_worst(doc, out, records, card.get("cache_dir"))

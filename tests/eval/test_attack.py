@@ -1,0 +1,188 @@
+"""Adversarial robustness on real clips: FGSM / PGD against the packaged (trained) default detector.
+
+Two real face videos and their held-back self-blended pseudo-fakes (the kind of fake the default model
+was trained to see), one 2-frame window each: the clean detector separates them (AUC 1), a 2-step PGD at
+eps 2/255 does not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dfdetect.cli import build_parser
+from dfdetect.cli.eval import attack_spec
+from dfdetect.data.cache import write_entry
+from dfdetect.data.manifest import ManifestRow, write_manifest
+from dfdetect.eval.attack import AttackSpec, parse_eps, run_attacks
+from dfdetect.eval.evaluate import evaluate, predict_rows, read_jsonl, with_pseudofakes
+from dfdetect.infer.pipeline import WEIGHTS_DIR, Detector
+from dfdetect.infer.score import model_inputs
+from dfdetect.models.adversarial import attack_loss, fgsm, pgd, to_pixels
+from tests.eval.conftest import make_clip
+
+VIDEOS = ("real/pcavs_Pose_Source_00067.mp4", "real/pcavs_Pose_Source_00473.mp4")
+EPS = 2 / 255
+
+
+@pytest.fixture(scope="module")
+def detector() -> Detector:
+    """The packaged default detector, without its speech companion (the attack is on the face crops)."""
+    return Detector.from_checkpoint(WEIGHTS_DIR / "default.pt", device="cpu", speech=None)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> tuple[Path, list[ManifestRow]]:
+    """A cache of 2 real face videos (2 frames at 5 fps, 160 px: one model window each) and a manifest."""
+    cache = tmp_path_factory.mktemp("attack") / "cache"
+    rows = []
+    for rel in VIDEOS:
+        clip = make_clip(rel, seconds=0.3, fps=5.0, size=160, audio=False)
+        write_entry(cache, clip)
+        rows.append(
+            ManifestRow(path=clip.path, label=0, dataset="demo", method="real", split="test", group=rel)
+        )
+    write_manifest(rows, cache.parent / "manifest.csv")
+    return cache, rows
+
+
+def test_eps_and_attack_flags_parse():
+    assert parse_eps("1/255, 2/255,0.01") == pytest.approx((1 / 255, 2 / 255, 0.01))
+    for bad in ("two", "1/0", "2"):
+        with pytest.raises(ValueError, match="eps"):
+            parse_eps(bad)
+    args = build_parser().parse_args(
+        ["eval", "--checkpoint", "a.pt", "--manifest", "m.csv", "--out", "o", "--attack", "pgd",
+         "--eps", "1/255,4/255", "--steps", "3", "--step-size", "0.5/255", "--attack-source", "b.pt"]
+    )  # fmt: skip
+    assert attack_spec(args) == {
+        "kind": "pgd", "eps": pytest.approx((1 / 255, 4 / 255)), "steps": 3,
+        "step_size": pytest.approx(0.5 / 255), "source": "b.pt",
+    }  # fmt: skip
+    plain = build_parser().parse_args(["eval", "--checkpoint", "a.pt", "--manifest", "m.csv", "--out", "o"])
+    assert attack_spec(plain) is None and plain.eps == pytest.approx((1 / 255, 2 / 255, 4 / 255))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(
+            ["eval", "--checkpoint", "a", "--manifest", "m", "--out", "o", "--eps", "x"]
+        )
+    with pytest.raises(ValueError, match="source checkpoint not found"):
+        AttackSpec.of({"kind": "fgsm", "eps": "1/255", "source": "/nowhere.pt"})
+
+
+def _batch(detector: Detector, videos) -> tuple[dict, torch.Tensor]:
+    """Pixel-space windows of one real video and of its self-blended fake, with labels (0, 1)."""
+    from dfdetect.data.windows import clip_windows
+
+    cache, rows = videos
+    rows, loader, _ = with_pseudofakes(rows[:1], cache, ["sbi"])
+    pre = detector.preprocess
+    windows = [clip_windows(loader(r), pre)[0] for r in rows]
+    x = model_inputs(windows, pre, "cpu", None, True)
+    x = {
+        **x,
+        "frames": to_pixels(x["frames"], pre.mean, pre.std),
+        "mouths": to_pixels(x["mouths"], pre.mean, pre.std),
+    }
+    return x, torch.tensor([float(r.label) for r in rows])
+
+
+def test_fgsm_and_pgd_stay_in_budget_and_push_both_classes_across(detector, videos):
+    x, y = _batch(detector, videos)
+    model, pre = detector.model, detector.preprocess
+    kw = {"mean": pre.mean, "std": pre.std}
+    same = pgd(model, x, y, eps=0.0, steps=3, **kw)
+    assert all(same[k] is x[k] for k in x)  # eps 0: the identity
+
+    def forward(batch):
+        from dfdetect.models.adversarial import model_batch
+
+        with torch.no_grad():
+            return model(**model_batch(batch, pre.mean, pre.std))
+
+    clean = forward(x)
+    assert clean["logit"][0] < 0 < clean["logit"][1]  # the real looks real, its blended fake looks fake
+    for adv in (fgsm(model, x, y, eps=EPS, **kw), pgd(model, x, y, eps=EPS, steps=2, **kw)):
+        delta = adv["frames"] - x["frames"]
+        assert delta.abs().max() <= EPS + 1e-6 and delta.abs().max() > EPS / 2
+        assert adv["frames"].min() >= 0 and adv["frames"].max() <= 1
+        torch.testing.assert_close(adv["mouths"], x["mouths"])  # no lip-sync head: mouths untouched
+        out = forward(adv)
+        assert attack_loss(out, y) > attack_loss(clean, y) + 1.0
+        assert out["logit"][0] > clean["logit"][0] and out["logit"][1] < clean["logit"][1]  # both directions
+
+
+def test_white_box_pgd_lowers_the_auc_and_the_report_shows_it(detector, videos, tmp_path):
+    cache, _ = videos
+    out = tmp_path / "eval"
+    report = evaluate(
+        detector, cache.parent / "manifest.csv", cache_dir=cache, out_dir=out, pseudofakes=["sbi"],
+        attack={"kind": "pgd", "eps": [0.0, EPS], "steps": 2}, progress=False, n_boot=20,
+    )  # fmt: skip
+    table = json.loads((out / "attack.json").read_text())
+    clean, (zero, attacked) = table["clean"], table["results"]
+    assert clean["n"] == 4 and clean["auc"] == 1.0 and clean["n_correct"] == 4
+    assert zero["auc"] == clean["auc"] and zero["n_flipped"] == 0  # eps 0 scores exactly as clean
+    before = {r["path"]: r["p_fake"] for r in read_jsonl(out / "predictions.jsonl")}
+    assert {
+        r["path"]: r["p_fake"] for r in read_jsonl(out / "attack" / "predictions-pgd-eps0.jsonl")
+    } == before
+    assert attacked["auc"] <= clean["auc"] - 0.5, attacked  # measurably lower
+    assert attacked["success_rate"] >= 0.5 and attacked["mean_abs_change"] > 0.2
+    md, html = report.read_text(), report.with_suffix(".html").read_text()
+    section = md.split("## Adversarial robustness")[1].split("\n## ")[0]
+    assert "| 2/255 | 4 |" in section and "white box" in section
+    assert "attack_auc.png" in section and "attack_examples_pgd-eps2.png" in section
+    assert html.count('alt="adversarial examples at eps') == 1 and 'alt="AUC and attack success' in html
+    assert json.loads((out / "metrics.json").read_text())["attack"]["results"][1]["auc"] == attacked["auc"]
+
+
+def test_transfer_attack_is_crafted_on_another_checkpoint(detector, videos, tmp_path):
+    """A source with another crop size and normalisation: its perturbation is scored by the default model."""
+    from dfdetect.config import PreprocessConfig
+    from dfdetect.models.factory import create_model
+    from dfdetect.train.checkpoint import save_checkpoint
+
+    cfg = {"name": "visual", "backbone": "test_efficientnet", "fps": 5.0, "segment_seconds": 1.0}
+    torch.manual_seed(0)
+    source = tmp_path / "source.pt"
+    pre = PreprocessConfig(fps=5.0, size=64, clip_frames=2, mouth_size=32)
+    model = create_model(**{**cfg, "pretrained": False})
+    save_checkpoint(
+        source, {"model_state": model.state_dict(), "model_config": cfg, "preprocess": pre.model_dump()}
+    )
+    cache, rows = videos
+    rows, loader, _ = with_pseudofakes(rows, cache, ["sbi"])
+    clean = predict_rows(detector, rows, cache, loader=loader, progress=False)
+    spec = AttackSpec(kind="fgsm", eps=(4 / 255,), source=str(source))
+    table = run_attacks(
+        detector, rows, cache, spec, tmp_path / "out", clean, predict_rows, loader, progress=False
+    )
+    assert table["source"] == str(source) and len(table["source_hash"]) == 16
+    result = table["results"][0]
+    assert result["n"] == 4 and 0 < result["mean_abs_change"]
+    adv = {
+        r["path"]: r["p_fake"]
+        for r in read_jsonl(tmp_path / "out" / "attack" / "predictions-fgsm-eps4.jsonl")
+    }
+    assert adv != {r["path"]: r["p_fake"] for r in clean}
+    assert (tmp_path / "out" / result["examples"]).is_file()
+
+
+def test_examples_stay_within_eps_of_the_clean_crops(detector, videos):
+    from dfdetect.eval.attack import AttackedModel
+
+    cache, rows = videos
+    rows, loader, _ = with_pseudofakes(rows, cache, ["sbi"])
+    model = AttackedModel(detector.model, detector.preprocess, AttackSpec(kind="fgsm", eps=(EPS,)), EPS)
+    for row in rows[-1:]:  # the self-blended fake
+        model.begin(row.path, row.label)
+        Detector.from_model(model, detector.preprocess).score(loader(row))
+    assert [e["label"] for e in model.examples.values()] == [1]
+    for e in model.examples.values():
+        assert (
+            np.abs(e["adv"] - e["clean"]).max() <= EPS + 1e-6 and 0 <= e["adv"].min() <= e["adv"].max() <= 1
+        )
