@@ -1,0 +1,176 @@
+"""Ray plumbing shared by batch scanning and distributed prepare: connect, size, and an actor pool
+that survives dead workers (the task of a dead worker is retried on a fresh actor)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+LOCAL = "local"
+
+
+class ClusterError(RuntimeError):
+    """Ray cannot be reached, or its workers cannot start (the message says why and what to do)."""
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
+    """Connect to Ray for the duration of the block and yield the ``ray`` module.
+
+    Args:
+        address: ``None`` or ``"local"``: start a local Ray with ``num_cpus`` (default: this machine's
+            cores), no dashboard, quiet logs (reusing one already started in this process); ``"auto"``,
+            ``"HOST:6379"`` or ``"ray://HOST:10001"``: join that cluster.
+        num_cpus: CPUs of a local Ray.
+    """
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        quiet = {"logging_level": logging.ERROR, "log_to_driver": False, "configure_logging": True}
+        try:
+            if address in (None, LOCAL):
+                _init_local(ray, num_cpus or os.cpu_count() or 1, quiet)
+            else:
+                ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise ClusterError(
+                f"cannot connect to Ray at {address!r}: {e}; start the head with `ray start --head` "
+                "(or pass the address `ray status` prints), or leave --ray-address out for a local Ray"
+            ) from e
+        started = True
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _init_local(ray: Any, num_cpus: int, quiet: dict[str, Any]) -> None:
+    """A local Ray whose workers run at normal priority (Ray nices them to 15 by default, which starves
+    them on a machine shared with other work; ``$RAY_worker_niceness`` still wins)."""
+    before = os.environ.get("RAY_worker_niceness")
+    os.environ.setdefault("RAY_worker_niceness", "0")
+    try:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+    finally:
+        if before is None:
+            os.environ.pop("RAY_worker_niceness", None)
+
+
+def worker_count(ray: Any, num_cpus: float, num_gpus: float, workers: int | None) -> int:
+    """``workers`` if given, else as many actors of this size as the cluster's CPUs (and GPUs) hold."""
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {workers}")
+        return workers
+    resources = ray.cluster_resources()
+    fits = int(resources.get("CPU", 1) // num_cpus) if num_cpus > 0 else 1
+    if num_gpus > 0:
+        fits = min(fits, int(resources.get("GPU", 0) // num_gpus))
+        if fits < 1:
+            raise ClusterError(f"--num-gpus {num_gpus} per worker, but the Ray cluster has no GPU")
+    return max(1, fits)
+
+
+@dataclass
+class Task:
+    """One unit of work: ``key`` names it (a path), ``args`` go to the actor method."""
+
+    key: str
+    args: tuple[Any, ...]
+    attempts: int = 0
+
+
+@dataclass
+class Outcome:
+    """A finished task: the method's ``value``, or ``error`` when its workers died on every try."""
+
+    task: Task
+    value: Any = None
+    error: str | None = None
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__
+
+
+class ActorPool:
+    """``size`` actors from ``factory``, one task in flight each; a dead actor is replaced.
+
+    A task whose actor dies (process killed, node lost, out of memory) is retried on a fresh actor up to
+    ``retries`` times, then comes back as an :class:`Outcome` with ``error``. An exception raised by the
+    method itself (not a death) comes back as an error at once: it would fail again.
+    """
+
+    def __init__(self, factory: Callable[[], Any], size: int, method: str, retries: int = 2) -> None:
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries}")
+        self.factory, self.size, self.method, self.retries = factory, size, method, retries
+        self.actors: list[Any] = []
+        self.restarts = 0
+
+    def start(self, probe: str = "info") -> list[Any]:
+        """Create the actors and call ``probe`` on each; returns the probes' answers.
+
+        Raises:
+            ClusterError: an actor could not start (e.g. the model cannot be loaded); the cause is named.
+        """
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        self.actors = [self.factory() for _ in range(self.size)]
+        try:
+            return ray.get([getattr(a, probe).remote() for a in self.actors])
+        except (RayActorError, RayTaskError) as e:
+            raise ClusterError(f"a Ray worker could not start: {_reason(e)}") from e
+
+    def _replace(self, actor: Any) -> Any:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.kill(actor, no_restart=True)
+        self.restarts += 1
+        fresh = self.factory()
+        self.actors = [fresh if a is actor else a for a in self.actors]
+        return fresh
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
+        """Run every task; outcomes in completion order. Call :meth:`start` first."""
+        import ray
+        from ray.exceptions import RayActorError, RayTaskError
+
+        pending, idle = deque(tasks), list(self.actors)
+        inflight: dict[Any, tuple[Any, Task]] = {}
+        while pending or inflight:
+            while idle and pending:
+                actor, task = idle.pop(), pending.popleft()
+                task.attempts += 1
+                inflight[getattr(actor, self.method).remote(*task.args)] = (actor, task)
+            (ref,), _ = ray.wait(list(inflight), num_returns=1)
+            actor, task = inflight.pop(ref)
+            try:
+                value = ray.get(ref)
+            except RayActorError as e:  # the worker died (ActorDiedError, ActorUnavailableError)
+                log.warning("worker died on %s (try %d): %s", task.key, task.attempts, _reason(e))
+                idle.append(self._replace(actor))
+                if task.attempts <= self.retries:
+                    pending.appendleft(task)
+                    continue
+                error = f"the worker died on each of {task.attempts} tries ({_reason(e)})"
+                yield Outcome(task, error=error)
+                continue
+            except RayTaskError as e:
+                idle.append(actor)
+                yield Outcome(task, error=f"unexpected error in the worker: {_reason(e)}")
+                continue
+            idle.append(actor)
+            yield Outcome(task, value=value)
