@@ -284,6 +284,15 @@ class OptimConfig(StrictModel):
     amp: bool = Field(True, description="mixed precision on CUDA (ignored on CPU)")
 
 
+class AdversarialConfig(StrictModel):
+    """Adversarial training: PGD examples (``dfdetect.models.adversarial``) mixed into every batch."""
+
+    ratio: float = Field(0.5, ge=0, le=1, description="share of each batch replaced by its PGD version")
+    eps: float = Field(2 / 255, gt=0, le=1, description="L-inf budget in pixels of [0, 1] (2/255 = 0.00784)")
+    steps: int = Field(3, ge=1, description="PGD steps per batch")
+    step_size: float | None = Field(None, gt=0, description="pixels per step (None = 2.5 x eps / steps)")
+
+
 class TrainConfig(StrictModel):
     """How long and how training runs (joint when ``stages`` is empty)."""
 
@@ -303,6 +312,7 @@ class TrainConfig(StrictModel):
     deterministic: bool = Field(False, description="torch.use_deterministic_algorithms")
     threads: int | None = Field(None, ge=1, description="torch CPU threads per process (None = torch's)")
     progress: bool = True
+    adversarial: AdversarialConfig | None = Field(None, description="PGD adversarial training (None = off)")
 
     def resolved_stages(self) -> list[StageConfig]:
         return self.stages or [StageConfig(name="joint", epochs=self.epochs)]

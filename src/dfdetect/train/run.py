@@ -216,7 +216,7 @@ def train(
     model = build_model(cfg)
     trainer = Trainer(
         model,
-        DeepfakeTask(cfg.loss),
+        DeepfakeTask(cfg.loss, cfg.train.adversarial, cfg.data.preprocess),
         train_set,
         val_set,
         collate_fn=collate,

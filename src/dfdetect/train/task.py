@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from dfdetect.config import LossConfig
+from dfdetect.config import AdversarialConfig, LossConfig, PreprocessConfig
+from dfdetect.models import adversarial as adv
 from dfdetect.train import losses
 from dfdetect.train.loop import Stage
 
@@ -44,11 +45,22 @@ class DeepfakeTask:
 
     The stage's ``head`` option (``logit`` / ``video_logit`` / ``audio_logit``) selects the output that
     the classification terms train and that validation scores (with its matching label).
+
+    With ``adversarial`` (``train.adversarial``), a share of every training batch is replaced by its PGD
+    version (crafted on the stage head in eval mode, pixels de-normalised with ``preprocess``' mean/std);
+    the logs get ``adv_share`` and ``adv_acc`` (accuracy on the adversarial samples).
     """
 
-    def __init__(self, cfg: LossConfig) -> None:
+    def __init__(
+        self,
+        cfg: LossConfig,
+        adversarial: AdversarialConfig | None = None,
+        preprocess: PreprocessConfig | None = None,
+    ) -> None:
         self.cfg = cfg
         self.head = "logit"
+        self.adversarial = adversarial
+        self.preprocess = preprocess or PreprocessConfig()
 
     def on_stage(self, stage: Stage) -> None:
         self.head = stage.options.get("head", "logit")
@@ -122,6 +134,7 @@ class DeepfakeTask:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Forward a batch and return the weighted loss and its terms (for logging)."""
         batch = to_device(batch, device)
+        n_adv = self._adversarial(model, batch) if self.adversarial is not None else 0
         out = model(**model_inputs(batch))
         terms = self.compute_losses(out, batch)
         weights = self.weights()
@@ -134,7 +147,43 @@ class DeepfakeTask:
             if bool(known.any()):
                 pred = (out[head][known] > 0).float()
                 logs["acc"] = float((pred == target[known]).float().mean())
+            if self.adversarial is not None:
+                logs["adv_share"] = n_adv / len(target)
+                if n_adv and bool(known[:n_adv].any()):
+                    hit = (out[head][:n_adv] > 0).float() == target[:n_adv]
+                    logs["adv_acc"] = float(hit[known[:n_adv]].float().mean())
         return loss, logs
+
+    def _adversarial(self, model: nn.Module, batch: dict[str, Any]) -> int:
+        """Replace the first ``ratio`` of ``batch``'s frames (and mouths) by PGD examples, in place.
+
+        Crafted on the unwrapped module (not DDP) in eval mode, each submodule's mode restored after, so
+        batch-norm statistics never see the attack's passes. Returns the number of samples replaced.
+        """
+        c, pre = self.adversarial, self.preprocess
+        n = round(c.ratio * len(batch["label"]))
+        if n == 0:
+            return 0
+        module = getattr(model, "module", model)
+        modes = {m: m.training for m in module.modules()}
+        part = {k: v[:n] for k, v in model_inputs(batch).items()}
+        pixels = {
+            k: adv.to_pixels(v, pre.mean, pre.std) if k in adv.PIXEL_KEYS else v for k, v in part.items()
+        }
+        target = batch[HEAD_TARGETS[self.head]][:n]
+        module.eval()
+        try:
+            crafted = adv.pgd(
+                module, pixels, target, eps=c.eps, steps=c.steps, step_size=c.step_size,
+                mean=pre.mean, std=pre.std, head=self.head,
+            )  # fmt: skip
+        finally:
+            for m, mode in modes.items():
+                m.train(mode)
+        for key in adv.PIXEL_KEYS:
+            if key in part:
+                batch[key] = torch.cat([adv.normalise(crafted[key], pre.mean, pre.std), batch[key][n:]])
+        return n
 
     @torch.no_grad()
     def validation_step(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> dict:
