@@ -187,6 +187,7 @@ class BatchSummary:
     by_verdict: dict[str, int] = field(default_factory=dict)
     workers: int = 0
     worker_restarts: int = 0
+    startup_seconds: float = 0.0  # starting the workers (loading the model in each)
     seconds: float = 0.0
     rate: float = 0.0  # files scanned per second in this run (skipped ones not counted)
 

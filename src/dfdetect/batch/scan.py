@@ -191,7 +191,7 @@ def run_batch(
         if tasks:
             if not pool.actors:
                 _check_model(pool.start(), model)
-            summary.workers = size
+            summary.workers, summary.startup_seconds = size, round(time.perf_counter() - start, 3)
             _drive(pool, tasks, len(paths), run, store, summary, options.progress, on_record)
         summary.worker_restarts = pool.restarts
         summary.seconds = round(time.perf_counter() - start, 3)

@@ -43,7 +43,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-faces", type=int, help="face tracks kept per video (default 3)")
     p.add_argument("--min-face-size", type=int, help="smallest face kept, pixels (default 40)")
     p.add_argument("--align", action="store_true", help="rotate crops so the eyes are level")
-    p.add_argument("--workers", type=int, default=2, help="worker processes (1 = in this process)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default 2; 1 = in this process); with --ray-address: Ray workers "
+        "(default: as many as the cluster's CPUs hold)",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="spread the videos over Ray: local (start one here), auto, HOST:6379 or ray://HOST:10001; "
+        "OUT must be on storage every node sees",
+    )
     p.add_argument("--limit", type=int, default=None, help="prepare a reproducible subset of N videos")
     p.add_argument("--seed", type=int, default=0, help="seed of split assignment and --limit")
     p.add_argument(
@@ -90,12 +103,22 @@ def run(args: argparse.Namespace) -> int:
     except (ValidationError, ValueError) as e:
         print(f"dfdetect prepare: bad setting: {e}", file=sys.stderr)
         return 2
+    workers, runner = 2 if args.workers is None else args.workers, None
+    errors: tuple[type[Exception], ...] = (DatasetLayoutError, SourceOptionError, SplitLeakError)
+    if args.ray_address:
+        from functools import partial
+
+        from dfdetect.batch.cluster import ClusterError
+        from dfdetect.batch.prepare import prepare_on_ray
+
+        workers, runner = args.workers, partial(prepare_on_ray, address=args.ray_address)
+        errors += (ClusterError,)
     try:
         summary = prepare_source(
-            args.source, args.root, out, config, workers=args.workers, seed=args.seed,
-            limit=args.limit, progress=not args.quiet, **options,
+            args.source, args.root, out, config, workers=workers, seed=args.seed,
+            limit=args.limit, progress=not args.quiet, runner=runner, **options,
         )  # fmt: skip
-    except (DatasetLayoutError, SourceOptionError, SplitLeakError) as e:
+    except errors as e:
         print(f"dfdetect prepare: {e}", file=sys.stderr)
         return 2
     if args.quiet:

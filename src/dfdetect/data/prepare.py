@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -325,6 +325,7 @@ def prepare_source(
     seed: int = 0,
     limit: int | None = None,
     progress: bool = True,
+    runner: Callable[..., PrepareSummary] | None = None,
     **source_options: Any,
 ) -> PrepareSummary:
     """Scan a dataset (``dfdetect.data.sources``), write its manifest and config, then :func:`prepare` it.
@@ -341,6 +342,8 @@ def prepare_source(
         seed: seed of split assignment and of the ``limit`` subset.
         limit: prepare only this many videos (a reproducible subset balanced over labels).
         progress: progress bar and printed summary.
+        runner: what prepares the rows, called like :func:`prepare` (default :func:`prepare`; e.g.
+            :func:`dfdetect.batch.prepare.prepare_on_ray` to spread the videos over a Ray cluster).
         **source_options: options of the source (e.g. ``compressions="c23"`` for ffpp).
 
     Raises:
@@ -369,4 +372,4 @@ def prepare_source(
         "dfdetect_version": __version__,
     }  # fmt: skip
     atomic_write_text(layout.config, json.dumps(record, indent=2) + "\n")
-    return prepare(rows, out, config, workers=workers, progress=progress)
+    return (runner or prepare)(rows, out, config, workers=workers, progress=progress)
