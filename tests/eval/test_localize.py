@@ -125,3 +125,36 @@ def test_report_without_segment_labels_says_so(tmp_path):
     doc = Doc("t", tmp_path)
     assert report_section(doc, [{"timeline": [], "extras": {"segments": None}}], tmp_path) == []
     assert "Not available: the manifest has no segment labels" in doc.markdown()
+
+
+def test_sbi_partial_pseudofakes_know_their_span(tmp_path):
+    """`--pseudofakes sbi_partial` on real videos alone: each fake blends one span and its row says which;
+    the real videos count as videos without spans, so the report scores localization."""
+    from dfdetect.eval.pseudofakes import PseudoFakeSet, partial_span
+
+    base = make_clip(seconds=4.0)
+    rows = []
+    for name in ("a", "b"):
+        clip = dataclasses.replace(base, path=f"/v/{name}.mp4")
+        cache.write_entry(tmp_path / "cache", clip)
+        rows.append(ManifestRow(clip.path, 0, "folder", "real", "test", clip.path))
+    fakes = PseudoFakeSet(rows, tmp_path / "cache", ["sbi_partial"])
+    assert [r.path for r in fakes.rows] == ["/v/a.mp4#sbi_partial", "/v/b.mp4#sbi_partial"]
+    spans = {r.path: r.segments for r in fakes.rows}
+    a0, a1 = spans["/v/a.mp4#sbi_partial"][0]
+    assert spans["/v/a.mp4#sbi_partial"] == (partial_span(base, "/v/a.mp4"),) != spans["/v/b.mp4#sbi_partial"]
+    assert 1.0 <= a1 - a0 <= 0.5 * 4.0 + 1e-6 and 0 <= a0 and a1 <= 4.0
+    fake = fakes.load(fakes.rows[0])
+    t = base.faces[0].track.timestamps
+    changed = [
+        not np.array_equal(x, y) for x, y in zip(fake.faces[0].crops, base.faces[0].crops, strict=True)
+    ]
+    assert changed == [bool(a0 <= s < a1) for s in t]  # exactly the crops inside the span
+    write_manifest(rows, tmp_path / "manifest.csv")
+    pre = PreprocessConfig(fps=5.0, size=64, clip_frames=5, segment_seconds=0.5, mouth_size=32)
+    detector = Detector.from_model(StubModel(pre.num_segments), pre, name="stub")
+    evaluate(detector, tmp_path / "manifest.csv", tmp_path / "cache", out_dir=tmp_path / "eval",
+             progress=False, n_boot=20, pseudofakes=["sbi_partial"])  # fmt: skip
+    result = json.loads((tmp_path / "eval" / "metrics.json").read_text())["localization"][0]
+    assert (result["n_videos"], result["n_segments"]) == (4, 2)
+    assert 0.0 <= result["ap"]["0.5"] <= 1.0 and result["step_auc"] is not None

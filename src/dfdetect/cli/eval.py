@@ -40,10 +40,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--pseudofakes",
         nargs="*",
-        choices=["sbi", "desync", "swap"],
+        choices=["sbi", "desync", "swap", "sbi_partial"],
         metavar="KIND",
         help="add one held-back pseudo-fake per real video of the split and kind: sbi, desync, swap "
-        "(no KIND = all three); for videos without fakes. Rows are keyed <path>#<kind>",
+        "(no KIND = all three); for videos without fakes. Rows are keyed <path>#<kind>. sbi_partial "
+        "(by name only): a span of the video blended, scored as temporal localization",
     )
     p.add_argument("--ablation", action="store_true", help="also score video only and audio only")
     p.add_argument(

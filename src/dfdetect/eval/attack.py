@@ -125,7 +125,10 @@ class AttackedModel:
         self.examples: dict[str, dict[str, Any]] = {}
 
     def __getattr__(self, name: str) -> Any:  # modalities, name, ... of the evaluated model
-        return getattr(self.__dict__["target"], name)
+        target = self.__dict__.get("target")
+        if target is None:
+            raise AttributeError(name)
+        return getattr(target, name)
 
     def begin(self, key: str, label: int) -> None:
         """The next windows belong to video ``key`` of true ``label`` (seeds its random start)."""
@@ -282,6 +285,8 @@ def run_attacks(
     from dfdetect.io.files import atomic_write_text, write_jsonl
 
     spec, out = AttackSpec.of(spec), Path(out_dir)
+    if kw.get("modality_mask") == "audio":
+        raise ValueError("the attack perturbs face crops: it cannot run with the audio-only modality mask")
     source = load_source(spec.source, detector.device) if spec.source else None
     table: dict[str, Any] = {
         **dataclasses.asdict(spec), "threshold": 0.5, "pixel_range": [0, 1],

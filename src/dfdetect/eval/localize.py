@@ -146,19 +146,30 @@ def curve_of(record: dict[str, Any], level: str) -> Curve:
     return frame_curve(record) if level == "frames" else (record.get("timeline") or [])
 
 
+def truth(record: dict[str, Any]) -> np.ndarray | None:
+    """``[G, 2]`` manipulated spans of a record: its ``extras.segments``; none (``[0, 2]``) for a real
+    video; None when unknown (a fake of a dataset that labels whole videos)."""
+    ex = record.get("extras", {})
+    if ex.get("segments") is not None:
+        return np.asarray(ex["segments"], np.float64).reshape(-1, 2)
+    return np.zeros((0, 2)) if ex.get("label") == 0 else None
+
+
 def localized(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Records whose manipulated spans are known (``extras.segments`` not None; real videos: ``[]``)."""
-    return [r for r in records if r.get("extras", {}).get("segments") is not None]
+    """Records with known manipulated spans, when some record has ``segments`` (LAV-DF, AV-Deepfake1M,
+    ``sbi_partial`` pseudo-fakes): those, and the real videos (no spans); else none."""
+    if not any(r.get("extras", {}).get("segments") is not None for r in records):
+        return []
+    return [r for r in records if truth(r) is not None]
 
 
 def localization_scores(records: Sequence[dict[str, Any]], level: str = "timeline") -> dict[str, Any]:
     """AP@IoU, AR@N and second-level AUC of ``records`` (prediction dicts; unscored ones propose nothing)."""
     videos, labels, scores = [], [], []
     for r in localized(records):
-        truth = np.asarray(r["extras"]["segments"], np.float64).reshape(-1, 2)
-        curve = curve_of(r, level)
-        videos.append((proposals(curve), truth))
-        y, p = second_labels(curve, truth)
+        spans, curve = truth(r), curve_of(r, level)
+        videos.append((proposals(curve), spans))
+        y, p = second_labels(curve, spans)
         labels += y
         scores += p
     try:
@@ -178,8 +189,8 @@ def localization_scores(records: Sequence[dict[str, Any]], level: str = "timelin
 def _examples(records: Sequence[dict[str, Any]], n: int = 4) -> list[dict[str, Any]]:
     """A few localized, scored videos to plot: the first fakes (by path), then one real video."""
     scored = [r for r in localized(records) if r.get("timeline")]
-    fakes = sorted((r for r in scored if r["extras"]["segments"]), key=lambda r: r["path"])
-    reals = sorted((r for r in scored if not r["extras"]["segments"]), key=lambda r: r["path"])
+    fakes = sorted((r for r in scored if len(truth(r))), key=lambda r: r["path"])
+    reals = sorted((r for r in scored if not len(truth(r))), key=lambda r: r["path"])
     return fakes[: n - 1] + reals[:1] if reals else fakes[:n]
 
 
@@ -189,7 +200,10 @@ def report_section(doc: Any, records: Sequence[dict[str, Any]], figs: Path) -> l
 
     doc.h2("Temporal localization")
     if not localized(records):
-        doc.p("Not available: the manifest has no segment labels (LAV-DF, AV-Deepfake1M: `segments`).")
+        doc.p(
+            "Not available: the manifest has no segment labels (LAV-DF, AV-Deepfake1M: `segments`); on any "
+            "real videos, `--pseudofakes sbi_partial` adds fakes whose manipulated span is known."
+        )
         return []
     levels = ["timeline"] + (["frames"] if any(frame_curve(r) for r in localized(records)) else [])
     results = [localization_scores(records, level) for level in levels]

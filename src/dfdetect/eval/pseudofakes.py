@@ -6,7 +6,10 @@ Users with real videos only (and the demo media, with a single real fake) still 
 * ``sbi``: every crop of every face track self-blended (``data.pseudofake.self_blend``) with **one** set of
   SBI parameters per track: a temporally consistent video fake;
 * ``desync``: the clip's audio shifted by ``MIN_DESYNC_SECONDS`` or more (``data.pseudofake.desync``);
-* ``swap``: the audio of another real video of the split (``data.pseudofake.swap_audio``).
+* ``swap``: the audio of another real video of the split (``data.pseudofake.swap_audio``);
+* ``sbi_partial`` (only when named): the crops of one contiguous span of the video (a quarter to a half of
+  the time its faces are seen, at least one second) self-blended, one set of parameters per track; its row
+  has that span as ``segments``, so the report scores temporal localization on any real dataset.
 
 Each copy is made from the cached :class:`~dfdetect.types.Clip` with a random generator seeded by the
 video's path and the kind, so a given video always gets the same fake. Rows are keyed ``"<path>#<kind>"``.
@@ -30,7 +33,10 @@ from dfdetect.data.windows import Window
 from dfdetect.types import Clip
 
 KINDS = ("sbi", "desync", "swap")
+EXTRA_KINDS = ("sbi_partial",)  # made only when asked for by name
 AUDIO_KINDS = ("desync", "swap")
+PARTIAL_SHARE = (0.25, 0.5)  # span of a sbi_partial fake: share of the time its faces are seen
+MIN_PARTIAL_SECONDS = 1.0
 SEPARATOR = "#"
 MIN_DESYNC_SECONDS = 1.0
 MAX_DESYNC_SECONDS = 2.0
@@ -46,9 +52,9 @@ def check_kinds(kinds: Sequence[str] | bool | None) -> tuple[str, ...]:
         return ()
     if kinds is True or len(kinds) == 0:
         return KINDS
-    unknown = [k for k in kinds if k not in KINDS]
+    unknown = [k for k in kinds if k not in KINDS + EXTRA_KINDS]
     if unknown:
-        raise ValueError(f"unknown pseudo-fake kind(s) {unknown}: choose among {list(KINDS)}")
+        raise ValueError(f"unknown pseudo-fake kind(s) {unknown}: choose among {list(KINDS + EXTRA_KINDS)}")
     return tuple(dict.fromkeys(kinds))
 
 
@@ -73,6 +79,39 @@ def sbi_clip(clip: Clip, rng: np.random.Generator) -> Clip:
         if len(face.crops) and np.isfinite(face.crop_landmarks).all():
             fakes, _, _ = self_blend(np.asarray(face.crops), np.asarray(face.crop_landmarks), rng)
             face = dataclasses.replace(face, crops=fakes)  # [T, H, W, 3] uint8
+        faces.append(face)
+    return dataclasses.replace(clip, faces=faces)
+
+
+def partial_span(clip: Clip, seed: str) -> tuple[float, float] | None:
+    """The manipulated span (seconds) of the ``sbi_partial`` fake of a clip, seeded by ``seed`` (its path):
+    a quarter to a half of the time its faces are seen, at least :data:`MIN_PARTIAL_SECONDS`; None when
+    the faces are seen for less than twice that."""
+    stamps = [np.asarray(f.track.timestamps) for f in clip.faces if len(f.track.timestamps)]
+    if not stamps:
+        return None
+    start, end = min(float(t[0]) for t in stamps), max(float(t[-1]) for t in stamps)
+    period = 1.0 / float(clip.params.get("fps") or 5.0)
+    seen = end + period - start
+    if seen < 2 * MIN_PARTIAL_SECONDS:
+        return None
+    rng = path_rng(seed, "sbi_partial-span")
+    length = max(MIN_PARTIAL_SECONDS, float(rng.uniform(*PARTIAL_SHARE)) * seen)
+    a = start + float(rng.uniform(0, seen - length))
+    return round(a, 3), round(a + length, 3)
+
+
+def sbi_partial_clip(clip: Clip, span: tuple[float, float], rng: np.random.Generator) -> Clip:
+    """Self-blend the crops whose timestamps fall in ``span`` (one set of SBI parameters per track)."""
+    faces = []
+    for face in clip.faces:
+        t = np.asarray(face.track.timestamps)
+        inside = (t >= span[0]) & (t < span[1])  # [T]
+        if inside.any() and np.isfinite(face.crop_landmarks).all():
+            crops = np.array(face.crops)  # [T, H, W, 3] uint8, a copy
+            blended, _, _ = self_blend(crops[inside], np.asarray(face.crop_landmarks)[inside], rng)
+            crops[inside] = blended
+            face = dataclasses.replace(face, crops=crops)
         faces.append(face)
     return dataclasses.replace(clip, faces=faces)
 
@@ -143,7 +182,7 @@ class PseudoFakeSet:
         self.kinds = check_kinds(list(kinds))
         self.sources: dict[str, tuple[str, str]] = {}  # key -> (source path, kind)
         self.partners: dict[str, str] = {}
-        facts = {}  # path -> (has faces, seconds of usable audio, group) of every readable real
+        facts = {}  # path -> (has faces, seconds of usable audio, group, partial span) of every readable real
         for row in rows:
             if row.label == REAL and row.path not in facts:
                 try:
@@ -151,8 +190,9 @@ class PseudoFakeSet:
                 except CacheError:
                     continue  # reported as not scored by the source row itself
                 seconds = len(clip.audio) / clip.sample_rate if clip.has_usable_audio else 0.0
-                facts[row.path] = (bool(clip.faces), seconds, row.group)
-        with_audio = [p for p, (_, seconds, _) in facts.items() if seconds > 0]
+                span = partial_span(clip, row.path) if "sbi_partial" in self.kinds else None
+                facts[row.path] = (bool(clip.faces), seconds, row.group, span)
+        with_audio = [p for p, (_, seconds, _, _) in facts.items() if seconds > 0]
         self.rows: list[ManifestRow] = []
         for row in rows:
             if row.path not in facts or not facts[row.path][0]:
@@ -163,7 +203,9 @@ class PseudoFakeSet:
                     continue  # no audio, or too short to shift by MIN_DESYNC_SECONDS both ways
                 if kind == "swap" and not (seconds > 0 and self._pick_partner(row, with_audio, facts)):
                     continue
-                self.rows.append(self._row(row, kind, audio=seconds > 0))
+                if kind == "sbi_partial" and facts[row.path][3] is None:
+                    continue  # faces seen too briefly for a span that leaves real time around it
+                self.rows.append(self._row(row, kind, audio=seconds > 0, span=facts[row.path][3]))
 
     def _pick_partner(self, row: ManifestRow, with_audio: list[str], facts: dict) -> bool:
         others = [p for p in with_audio if p != row.path]
@@ -173,8 +215,9 @@ class PseudoFakeSet:
             self.partners[row.path] = pool[int(path_rng(row.path, "swap-partner").integers(len(pool)))]
         return bool(pool)
 
-    def _row(self, row: ManifestRow, kind: str, audio: bool) -> ManifestRow:
-        """Labels as ``data.pseudofake.PseudoFaker`` sets them (``None`` = no audio, the manifest's -1)."""
+    def _row(self, row: ManifestRow, kind: str, audio: bool, span: tuple[float, float] | None) -> ManifestRow:
+        """Labels as ``data.pseudofake.PseudoFaker`` sets them (``None`` = no audio, the manifest's -1);
+        a ``sbi_partial`` row knows its manipulated span (``segments``)."""
         key = pseudofake_key(row.path, kind)
         self.sources[key] = (row.path, kind)
         return dataclasses.replace(
@@ -182,9 +225,10 @@ class PseudoFakeSet:
             path=key,
             label=1,
             method=kind,
-            video_label=int(kind == "sbi"),
+            video_label=int(kind.startswith("sbi")),
             audio_label=0 if audio else None,
             category="",
+            segments=(span,) if kind == "sbi_partial" and span is not None else row.segments,
         )
 
     def counts(self) -> dict[str, int]:
@@ -215,7 +259,7 @@ def make_pseudofake(
 
     Args:
         clip: a real clip (from the cache).
-        kind: ``sbi``, ``desync`` or ``swap``.
+        kind: ``sbi``, ``desync``, ``swap`` or ``sbi_partial``.
         seed: the path that seeds the generator (the manifest key of the video).
         other_audio: for ``swap``, the audio of another real video.
 
@@ -229,4 +273,7 @@ def make_pseudofake(
         return desync_clip(clip, rng)
     if kind == "swap":
         return swap_clip(clip, other_audio if other_audio is not None else np.zeros(0, np.float32), rng)
-    raise ValueError(f"unknown pseudo-fake kind {kind!r}: choose among {list(KINDS)}")
+    if kind == "sbi_partial":
+        span = partial_span(clip, seed if seed is not None else clip.path)
+        return None if span is None else sbi_partial_clip(clip, span, rng)
+    raise ValueError(f"unknown pseudo-fake kind {kind!r}: choose among {list(KINDS + EXTRA_KINDS)}")
