@@ -73,3 +73,18 @@ def test_status_and_vad_edge_cases():
     assert speech_segments(np.zeros(0, np.float32)) == []
     with pytest.raises(ValueError, match="8000 or 16000"):
         speech_segments(sine(1.0), sample_rate=44100)
+
+
+def test_vad_fast_path_finds_the_same_segments_and_keeps_torch_threads():
+    import torch
+
+    from dfdetect.io import audio as io_audio
+
+    if not io_audio._has_onnxruntime():
+        pytest.skip("onnxruntime (the scale extra) is not installed: only the TorchScript VAD runs")
+    audio, _ = load_audio(media("real/videoretalking_face_2.mp4"))
+    threads = torch.get_num_threads()
+    fast = speech_segments(audio)  # batched ONNX silero-vad
+    jit = io_audio._speech_timestamps_jit(audio, 16000)  # the per-frame TorchScript loop
+    assert fast and fast == [(s["start"] / 16000, s["end"] / 16000) for s in jit]
+    assert torch.get_num_threads() == threads  # importing silero-vad would set 1 thread for the process

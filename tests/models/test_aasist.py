@@ -176,3 +176,43 @@ def test_trains_and_rebuilds_from_a_checkpoint(tmp_path: Path) -> None:
         torch.equal(a, b)
         for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values(), strict=True)
     )
+
+
+def _block_reference(block: A.ResidualBlock, x: torch.Tensor) -> torch.Tensor:
+    """The block as the official code computes it (separate batch norm, out-of-place sum)."""
+    out = block.conv2(torch.nn.functional.selu(block.bn2(block.conv1(x))))
+    identity = block.conv_downsample(x) if block.conv_downsample is not None else x
+    return block.mp(out + identity)
+
+
+@pytest.mark.parametrize("tile_elements", [A.TILE_ELEMENTS, 3 * 8 * 5 * 16])
+def test_inference_block_equals_the_official_formula(monkeypatch: pytest.MonkeyPatch, tile_elements) -> None:
+    torch.manual_seed(0)
+    monkeypatch.setattr(A, "TILE_ELEMENTS", tile_elements)  # small: 16 pooled frames a tile, many tiles
+    block = A.ResidualBlock(1, 8, first=True)
+    with torch.no_grad():
+        block.bn2.running_mean.uniform_(-0.5, 0.5)
+        block.bn2.running_var.uniform_(0.5, 2.0)
+        block.bn2.weight.uniform_(0.5, 1.5)
+    block.eval()
+    x = torch.randn(2, 1, 4, 3 * 16 * 7 + 2).contiguous(memory_format=torch.channels_last)  # ragged end
+    with torch.no_grad():
+        got = block(x)
+        want = _block_reference(block, x)
+    assert got.shape == want.shape == (2, 8, 4, 16 * 7)
+    assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_inference_front_end_is_window_by_window_and_exact() -> None:
+    model = create_model("aasist-l", pretrained=True)
+    audio = torch.cat([_speech_clip(3.0), _speech_clip(3.0).flip(0)])[None]  # 6 s: 2 windows
+    with torch.no_grad():
+        fast = model(audio=audio)["segment_logits"][0]  # eval: window by window, tiled first block
+        windows = A.frame_waveform(audio)[0]  # [2, 64600]
+        x = model.conv_time(windows[:, None])  # the official front end, both windows in one batch
+        x = model.selu(model.first_bn(torch.nn.functional.max_pool2d(x.abs()[:, None], (3, 3))))
+        for seq in model.encoder:
+            x = _block_reference(seq[0], x)
+        want = A.fake_logit(model.graph_head(x.abs())[1])
+    assert fast.shape == want.shape == (2,)
+    assert torch.allclose(fast, want, atol=1e-4)
