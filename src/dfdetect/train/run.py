@@ -198,9 +198,20 @@ def stages_of(cfg: ExperimentConfig) -> list:
 
 
 def train(
-    cfg: ExperimentConfig, run_dir: str | os.PathLike | None = None, resume: bool | None = None
+    cfg: ExperimentConfig,
+    run_dir: str | os.PathLike | None = None,
+    resume: bool | None = None,
+    *,
+    model: torch.nn.Module | None = None,
+    task: Any = None,
+    meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Train ``cfg``; returns the run dir. ``resume``: None = resume when ``checkpoints/last.pt`` exists."""
+    """Train ``cfg``; returns the run dir. ``resume``: None = resume when ``checkpoints/last.pt`` exists.
+
+    ``model``, ``task`` and ``meta`` (the checkpoints' metadata) replace what ``cfg`` builds: distillation
+    passes its initialised student, its :class:`~dfdetect.train.distill.DistillTask` and the student's
+    metadata.
+    """
     from dfdetect.data.dataset import collate
     from dfdetect.train.loop import Trainer, seed_everything
     from dfdetect.train.task import DeepfakeTask
@@ -213,10 +224,10 @@ def train(
     seed_everything(cfg.train.seed)
     train_set = build_dataset(cfg.data, cfg.data.train_split, True, cfg.train.seed)
     val_set = build_dataset(cfg.data, cfg.data.val_split, False, cfg.train.seed)
-    model = build_model(cfg)
+    model = model if model is not None else build_model(cfg)
     trainer = Trainer(
         model,
-        DeepfakeTask(cfg.loss, cfg.train.adversarial, cfg.data.preprocess),
+        task if task is not None else DeepfakeTask(cfg.loss, cfg.train.adversarial, cfg.data.preprocess),
         train_set,
         val_set,
         collate_fn=collate,
@@ -226,7 +237,7 @@ def train(
         batch_size=cfg.data.batch_size,
         val_batch_size=cfg.data.val_batch_size,
         num_workers=cfg.data.num_workers,
-        checkpoint_meta=checkpoint_meta(cfg),
+        checkpoint_meta=meta if meta is not None else checkpoint_meta(cfg),
     )
     if trainer.env.main:
         atomic_write_text(run / "config.yaml", dump_config(cfg))
