@@ -153,10 +153,10 @@ class PseudoFakeConfig(StrictModel):
     min_desync_seconds: float = Field(0.4, gt=0, description="smallest audio shift of a desync fake")
     max_desync_seconds: float = Field(2.0, gt=0)
     partial_p: float = Field(
-        0.0, ge=0, le=1, description="share of SBI fakes blended over a random contiguous span of frames only"
+        0.0, ge=0, le=1, description="share of SBI / desync fakes made over a random contiguous span only"
     )
     partial_span: tuple[float, float] = Field(
-        (0.2, 0.7), description="shortest and longest blended span of a partial SBI fake, share of the window"
+        (0.2, 0.7), description="shortest and longest span of a partial fake, share of the window's frames"
     )
 
 

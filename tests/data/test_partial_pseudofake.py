@@ -7,7 +7,7 @@ import pytest
 
 from dfdetect.config import PreprocessConfig, PseudoFakeConfig
 from dfdetect.data.dataset import VideoDataset, clip_windows, frame_edges
-from dfdetect.data.pseudofake import PseudoFaker
+from dfdetect.data.pseudofake import FADE_SECONDS, PseudoFaker
 from tests.data.clips import make_clip, row, write_cache
 
 PRE = PreprocessConfig(fps=5.0, size=64, clip_frames=8, segment_seconds=0.4, mouth_size=32)  # 4 x 2 frames
@@ -37,6 +37,28 @@ def test_partial_sbi_blends_one_span_and_reports_it():
     assert kind == "sbi" and "segments" not in labels and len(_changed(faked.frames, window.frames)) == 8
     with pytest.raises(ValueError, match="partial_span"):
         PseudoFaker(PseudoFakeConfig(partial_span=(0.6, 0.3)))
+
+
+def test_partial_desync_shifts_the_audio_of_one_span_only():
+    window = clip_windows(make_clip(n_frames=8, size=64), PRE)[0]
+    cfg = PseudoFakeConfig(partial_p=1.0, sbi_weight=0.0, desync_weight=1.0, swap_weight=0.0)
+    faked, labels, kind = PseudoFaker(cfg)(window, np.random.default_rng(3))
+    assert kind == "av_desync_partial"
+    assert (labels["label"], labels["video_label"], labels["audio_label"]) == (1, 0, 0)
+    (a, b), edges = labels["segments"][0], frame_edges(window)
+    assert a in edges and b in edges and 0 < b - a < window.t1 - window.t0
+    np.testing.assert_array_equal(faked.frames, window.frames)  # the faces are untouched
+    lo, hi = (round((t - window.t0) * 16000) for t in (a, b))
+    fade = round(FADE_SECONDS * 16000)
+    before, after = slice(0, max(lo - 1, 0)), slice(hi + 1, None)
+    np.testing.assert_array_equal(faked.audio[before], window.audio[before])  # in sync before...
+    np.testing.assert_array_equal(faked.audio[after], window.audio[after])  # ... and after the span
+    inside = slice(lo + fade + 1, hi - fade - 1)
+    assert not np.allclose(faked.audio[inside], window.audio[inside])
+    # the span holds the window's audio of another time (rolled: no clip audio was given to cut from)
+    n = len(window.audio)
+    rolled = [k for k in range(1, n) if np.array_equal(faked.audio[inside], np.roll(window.audio, k)[inside])]
+    assert len(rolled) == 1 and min(rolled[0], n - rolled[0]) / 16000 >= cfg.min_desync_seconds - 1e-6
 
 
 def test_dataset_segment_labels_of_partial_pseudo_fakes(tmp_path):

@@ -6,8 +6,9 @@
   into the original through a deformed, blurred face mask. One set of parameters is drawn per window
   and used for every frame, so the result is a temporally consistent *video* pseudo-fake. The mask
   is a face hull built from the 5 landmarks (brows to chin), since the cache keeps no 68-point mesh.
-* **Partial SBI** (``partial_p``): only a random contiguous span of the window's frames is self-blended,
-  and the span (seconds) goes with the labels, so segment labels say *where* the window was faked.
+* **Partial fakes** (``partial_p``): only a random contiguous span of the window is self-blended (its
+  frames) or desynchronised (its audio, cross-faded in and out), and the span (seconds) goes with the
+  labels, so segment labels say *where* the window was faked.
 * **AV desync**: the audio is shifted by at least ``min_desync_seconds`` so lips and voice disagree.
 * **AV swap**: the audio comes from another real clip.
 """
@@ -331,30 +332,42 @@ class PseudoFaker:
 
         Returns:
             ``(window, labels, kind)`` with labels ``label``/``video_label``/``audio_label`` and kind
-            ``sbi``, ``sbi_partial``, ``av_desync``, ``av_swap`` (``""`` and the window unchanged when none
-            applies). A partial SBI fake's labels also hold ``segments``: its blended span, in seconds.
+            ``sbi``, ``sbi_partial``, ``av_desync``, ``av_desync_partial``, ``av_swap`` (``""`` and the
+            window unchanged when none applies). A partial fake's labels also hold ``segments``: its
+            manipulated span, in seconds.
         """
         weights = self.kinds(window, has_other_audio=other_audio is not None)
         while weights:
             names = list(weights)
             p = np.array([weights[k] for k in names]) / sum(weights.values())
             kind = names[int(rng.choice(len(names), p=p))]
-            if kind == "sbi" and (span := self._partial_span(window, rng)) is not None:
-                faked, kind = partial_self_blend(window, span, rng), "sbi_partial"
+            span = self._partial_span(window, rng) if kind in ("sbi", "av_desync") else None
+            if span is not None and kind == "sbi":
+                faked, made = partial_self_blend(window, span, rng), "sbi_partial"
+            elif span is not None:
+                shift = self._draw_shift(window, rng)
+                faked = partial_desync(window, span, shift, self.sample_rate, clip_audio)
+                made = "av_desync_partial"
             else:
-                faked = self._apply(kind, window, rng, other_audio, clip_audio)
+                faked, made = self._apply(kind, window, rng, other_audio, clip_audio), kind
             if faked is not None:
                 audio_label = 0 if faked.audio_mask else -1
-                labels = {"label": 1, "video_label": int(kind.startswith("sbi")), "audio_label": audio_label}
-                if kind == "sbi_partial":
+                labels = {"label": 1, "video_label": int(kind == "sbi"), "audio_label": audio_label}
+                if span is not None:
                     edges = frame_edges(window)
                     labels["segments"] = ((float(edges[span[0]]), float(edges[span[1]])),)  # type: ignore
-                return faked, labels, kind
+                return faked, labels, made
             del weights[kind]  # e.g. no other clip with audio could be found
         return window, {"label": 0, "video_label": 0, "audio_label": 0 if window.audio_mask else -1}, ""
 
+    def _draw_shift(self, window: Window, rng: np.random.Generator) -> float:
+        """A desync shift in seconds: ``min_desync_seconds`` or more, either sign."""
+        return float(
+            rng.uniform(self.config.min_desync_seconds, self._max_shift(window)) * rng.choice([-1, 1])
+        )
+
     def _partial_span(self, window: Window, rng: np.random.Generator) -> tuple[int, int] | None:
-        """Frames ``[first, end)`` of a partial SBI fake (drawn with probability ``partial_p``), else None.
+        """Frames ``[first, end)`` of a partial fake (drawn with probability ``partial_p``), else None.
 
         The span holds ``partial_span`` of the window's real frames (at least one frame, and at least one
         frame stays untouched).
@@ -379,7 +392,7 @@ class PseudoFaker:
             frames, _, _ = self_blend(window.frames, window.landmarks, rng)
             return window.replace(frames=frames)
         if kind == "av_desync":
-            shift = rng.uniform(self.config.min_desync_seconds, self._max_shift(window)) * rng.choice([-1, 1])
+            shift = self._draw_shift(window, rng)
             start = round(window.t0 * self.sample_rate)
             return window.replace(audio=desync(window.audio, shift, self.sample_rate, clip_audio, start))
         other = other_audio() if callable(other_audio) else other_audio
@@ -399,3 +412,29 @@ def partial_self_blend(window: Window, span: tuple[int, int], rng: np.random.Gen
     frames[first:end] = blended
     frames[window.n_real :] = frames[window.n_real - 1]
     return window.replace(frames=frames)
+
+
+FADE_SECONDS = 0.01  # cross-fade at the edges of a partly desynchronised span (no click to key on)
+
+
+def partial_desync(
+    window: Window,
+    span: tuple[int, int],
+    shift_seconds: float,
+    sample_rate: int = 16000,
+    clip_audio: np.ndarray | None = None,
+) -> Window:
+    """The window with the audio of frames ``span = (first, end)`` shifted by ``shift_seconds``.
+
+    The shifted audio (:func:`desync`, cut from the clip's audio where it can) replaces the window's over
+    the frames' time span, cross-faded over :data:`FADE_SECONDS` at both edges; the rest stays in sync.
+    """
+    start = round(window.t0 * sample_rate)
+    shifted = desync(window.audio, shift_seconds, sample_rate, clip_audio, start)  # [S]
+    edges = frame_edges(window)
+    lo, hi = (int(np.clip(round((edges[i] - window.t0) * sample_rate), 0, len(window.audio))) for i in span)
+    fade = max(1.0, FADE_SECONDS * sample_rate)
+    x = np.arange(len(window.audio)) + 0.5  # sample centres
+    weight = np.clip(np.minimum(x - lo, hi - x) / fade, 0.0, 1.0).astype(np.float32)  # [S] ramps at the edges
+    audio = weight * shifted + (1.0 - weight) * np.asarray(window.audio, np.float32)
+    return window.replace(audio=audio.astype(np.float32))
