@@ -94,7 +94,7 @@ def prepared(tmp_path_factory):
     """The train split of a LAV-DF tree whose videos are a real talking-head clip, prepared for real."""
     tmp = tmp_path_factory.mktemp("lavdf")
     root = make_lavdf_tree(tmp, media(DEFAULT_SOURCE))
-    config = PrepareConfig(max_duration=3.0, fps=5.0, size=64, detect_every=5)
+    config = PrepareConfig(max_duration=2.4, fps=5.0, size=64, detect_every=5)
     prepare_source("lavdf", root, tmp / "out", config, workers=1, progress=False, splits="train")
     return tmp / "out"
 
