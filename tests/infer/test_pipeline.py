@@ -180,3 +180,24 @@ def test_explain_gives_the_same_scores(detector: Detector) -> None:
     plain, explained = detector.scan(path), detector.scan(path, explain=True)
     assert explained.p_fake == plain.p_fake and explained.timeline == plain.timeline
     assert explained.extras["explain"]["frames"] and explained.extras["thumbnails"]
+
+
+def test_channels_last_weights_keep_the_outputs() -> None:
+    import copy
+
+    import torch
+
+    from dfdetect.checkpoint import Checkpoint
+    from dfdetect.infer.pipeline import WEIGHTS_DIR, channels_last
+
+    if not (WEIGHTS_DIR / "default.pt").is_file():
+        pytest.skip("the packaged default model is not installed")
+    model = Checkpoint.load(WEIGHTS_DIR / "default.pt").build_model("cpu").eval()
+    fast = channels_last(copy.deepcopy(model))
+    conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1)
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    frames = torch.rand(2, 2, 3, 160, 160) * 2 - 1  # [B, T, 3, H, W], normalised
+    with torch.inference_mode():
+        want, got = model(frames)["logit"], fast(frames)["logit"]
+    assert torch.allclose(got, want, atol=1e-4)
+    assert channels_last("not a torch model") == "not a torch model"
