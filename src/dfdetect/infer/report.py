@@ -235,7 +235,8 @@ def _interval(ax: Any, pred: Prediction) -> None:
     u = pred.uncertainty
     for k, (a, b, _, low, high) in enumerate(u.timeline if u is not None else []):
         label = f"{u.level:.0%} interval ({u.passes} {u.method} passes)" if k == 0 else None
-        ax.fill_between([a, b], [low, low], [high, high], color="#1d2330", alpha=0.22, lw=0, label=label)
+        ax.fill_between([a, b], low, high, color="#1d2330", alpha=0.3, lw=0, label=label, zorder=3)
+        ax.hlines([low, high], a, b, color="#1d2330", lw=0.9, zorder=3)
 
 
 def _plot_probability(ax: Any, pred: Prediction, thresholds: tuple[float, float], frame: dict | None) -> None:
