@@ -133,6 +133,15 @@ class ActorPool:
         except (RayActorError, RayTaskError) as e:
             raise ClusterError(f"a Ray worker could not start: {_reason(e)}") from e
 
+    def shutdown(self) -> None:
+        """Kill the actors now (their CPUs and GPUs are free at once, not when Ray collects them)."""
+        import ray
+
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                ray.kill(actor, no_restart=True)
+        self.actors = []
+
     def _replace(self, actor: Any) -> Any:
         import ray
 

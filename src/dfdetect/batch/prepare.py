@@ -129,10 +129,13 @@ def _run(
         actor = ray.remote(num_cpus=num_cpus)(PrepareWorker)
         init = (config.model_dump_json(), str(layout.cache.resolve()), max(1, int(num_cpus)))
         pool = ActorPool(lambda: actor.remote(*init), size, "process", retries)
-        pool.start()
-        bar = tqdm(total=total, initial=total - len(todo), unit="video", desc="prepare (ray)",
-                   disable=not progress, dynamic_ncols=True)  # fmt: skip
-        with bar:
-            for outcome in pool.run(Task(p, (p,)) for p in todo):
-                record(_result(outcome))
-                bar.update(1)
+        try:
+            pool.start()
+            bar = tqdm(total=total, initial=total - len(todo), unit="video", desc="prepare (ray)",
+                       disable=not progress, dynamic_ncols=True)  # fmt: skip
+            with bar:
+                for outcome in pool.run(Task(p, (p,)) for p in todo):
+                    record(_result(outcome))
+                    bar.update(1)
+        finally:
+            pool.shutdown()

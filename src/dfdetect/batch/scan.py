@@ -60,6 +60,8 @@ class ScanWorker:
         self.model_hash = sha256_file(path)
         opts = {**options, "thresholds": tuple(options["thresholds"])}
         self.detector = load_detector(model, device=device, **opts)
+        if self.detector.modalities & {"video", "frequency"}:
+            _ = self.detector.face_detector  # built now: start-up, not the first file, pays for it
 
     def info(self) -> dict[str, Any]:
         """Who this worker is: pid, host, model name and hash, device."""
@@ -184,15 +186,18 @@ def run_batch(
         start = time.perf_counter()
         size = worker_count(ray, options.num_cpus, options.num_gpus, options.workers)
         pool = ActorPool(_factory(ray, options, scan_opts), size, "scan", options.retries)
-        model = _local_model(options.model) or _model_of(pool.start()[0])
-        summary.model, summary.model_hash = model["model"], model["model_hash"]
-        run = {**model, "options": scan_opts}
-        tasks = _plan(paths, store, model["model_hash"], scan_opts, summary)
-        if tasks:
-            if not pool.actors:
-                _check_model(pool.start(), model)
-            summary.workers, summary.startup_seconds = size, round(time.perf_counter() - start, 3)
-            _drive(pool, tasks, len(paths), run, store, summary, options.progress, on_record)
+        try:
+            model = _local_model(options.model) or _model_of(pool.start()[0])
+            summary.model, summary.model_hash = model["model"], model["model_hash"]
+            tasks = _plan(paths, store, model["model_hash"], scan_opts, summary)
+            if tasks:
+                if not pool.actors:
+                    _check_model(pool.start(), model)
+                summary.workers, summary.startup_seconds = size, round(time.perf_counter() - start, 3)
+                run = {**model, "options": scan_opts}
+                _drive(pool, tasks, len(paths), run, store, summary, options.progress, on_record)
+        finally:
+            pool.shutdown()
         summary.worker_restarts = pool.restarts
         summary.seconds = round(time.perf_counter() - start, 3)
         summary.rate = round((summary.done + summary.failed) / max(summary.seconds, 1e-9), 4)
