@@ -62,7 +62,7 @@ def interleaved(pairs: dict[str, tuple], repeat: int) -> dict[str, tuple[float, 
 def gflops_per_window(model: torch.nn.Module) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model.forward_official(torch.zeros(1, 64600))
     return counter.get_total_flops() / 1e9
 
