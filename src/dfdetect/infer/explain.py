@@ -53,6 +53,7 @@ class Explanation:
     track_id: int | None
     frames: list[FrameExplanation] = field(default_factory=list)  # most suspicious first
     curves: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {t, value, track_id, label}
+    note: str = ""  # what could not be explained, and why (e.g. no Grad-CAM for an ONNX model)
 
     def to_extras(self, out_dir: str | os.PathLike | None = None) -> dict[str, Any]:
         """JSON-friendly form: images written under ``out_dir`` (paths), else inline ``data:`` URIs."""
@@ -69,7 +70,8 @@ class Explanation:
                     "overlay": None if f.overlay is None else encode_image(f.overlay, out, f"{stem}_cam"),
                 }
             )
-        return {"method": self.method, "track_id": self.track_id, "frames": frames, "curves": self.curves}
+        out = {"method": self.method, "track_id": self.track_id, "frames": frames, "curves": self.curves}
+        return {**out, "note": self.note} if self.note else out
 
 
 def encode_image(image: np.ndarray, out_dir: Path | None, stem: str, quality: int = 88) -> str:
@@ -314,6 +316,10 @@ def explain_scores(
     curve = scores.frame_curve(stream.track_id)
     chosen = _window_rank(stream, curve)[: max(1, max_windows)]
     windows = [stream.windows[i] for i in chosen]
+    if getattr(model, "differentiable", True) is False:  # an ONNX model: no gradients, so no Grad-CAM
+        frames = _top_frames(windows, _frame_p(scores, stream, chosen), None, stream.track_id, top_k)
+        note = str(getattr(model, "explain_note", "the model has no gradients: no Grad-CAM heatmaps"))
+        return Explanation("attention", stream.track_id, frames, _curves(model, scores, stream), note)
     model.eval()
     batch = model_inputs(windows, pre, device, None, not scores.clip.has_usable_audio)
     cam, grad = _forward_backward(model, batch, getattr(model, "cam_layer", None))

@@ -54,8 +54,9 @@ def _model_files() -> dict[str, Path]:
     """Name -> checkpoint file; the models directory wins over the packaged weights."""
     found: dict[str, Path] = {}
     for folder in (WEIGHTS_DIR, models_dir()):
-        if folder.is_dir():
-            found.update({p.stem: p for p in sorted(folder.glob("*.pt")) if p.is_file()})
+        if folder.is_dir():  # exported .onnx files too; a .pt wins over an .onnx of its name
+            files = [p for pattern in ("*.onnx", "*.pt") for p in sorted(folder.glob(pattern))]
+            found.update({p.stem: p for p in files if p.is_file()})
     return found
 
 
@@ -74,7 +75,7 @@ def resolve_model(name_or_path: str | os.PathLike | None = None) -> tuple[Path, 
         name_or_path = DEFAULT_MODEL
     text = str(name_or_path)
     path = Path(text).expanduser()
-    looks_like_path = path.suffix == ".pt" or os.sep in text or "/" in text
+    looks_like_path = path.suffix in (".pt", ".onnx") or os.sep in text or "/" in text
     if path.is_file():
         return path, path.stem
     files = _model_files()
@@ -191,8 +192,13 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs: Any) -> Detector:
-        """Load the checkpoint at ``path`` (see :func:`load_detector` for names)."""
+        """Load the checkpoint at ``path`` (see :func:`load_detector` for names); an ``.onnx`` file from
+        ``dfdetect export --onnx`` runs on onnxruntime (:mod:`dfdetect.infer.onnx`)."""
         kwargs.setdefault("name", Path(path).stem)
+        if Path(path).suffix.lower() == ".onnx":
+            from dfdetect.infer.onnx import OnnxCheckpoint
+
+            return cls(OnnxCheckpoint.load(path), **kwargs)
         return cls(Checkpoint.load(path), **kwargs)
 
     @property

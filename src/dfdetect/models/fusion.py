@@ -110,6 +110,21 @@ def resize_frames(x: torch.Tensor, size: int) -> torch.Tensor:
     return y.reshape(b, t, *y.shape[1:])
 
 
+def adaptive_mean(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``F.adaptive_avg_pool1d(x, n)`` (same bins: ``floor(i L / n)`` to ``ceil((i + 1) L / n)``) as a
+    matmul, so that a symbolic ``n`` exports (torch.export / ONNX with a dynamic time axis).
+
+    ``x [B, C, L]`` -> ``[B, C, n]``.
+    """
+    length = x.shape[-1]
+    i = torch.arange(n, device=x.device)
+    start = torch.div(i * length, n, rounding_mode="floor")  # [n]
+    end = torch.div((i + 1) * length + n - 1, n, rounding_mode="floor")  # [n], ceil
+    pos = torch.arange(length, device=x.device)[:, None]  # [L, 1]
+    bins = ((pos >= start[None]) & (pos < end[None])).to(x.dtype)  # [L, n]
+    return x @ (bins / bins.sum(0, keepdim=True))
+
+
 def _c2(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(cin, cout, 3, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
@@ -150,7 +165,7 @@ class SyncHead(nn.Module):
         v = self.visual(m).mean(dim=(2, 3)).reshape(b, t, -1)  # [B, T, C]
         v = self.visual_t(v.transpose(1, 2)).transpose(1, 2)  # [B, T, dim]
         mel = (logmel - logmel.mean(dim=(1, 2), keepdim=True)) / (logmel.std(dim=(1, 2), keepdim=True) + 1e-5)
-        a = F.adaptive_avg_pool1d(self.audio(mel), t)  # [B, C, T]: the audio under each frame
+        a = adaptive_mean(self.audio(mel), t)  # [B, C, T]: the audio under each frame
         a = self.audio_t(a).transpose(1, 2)  # [B, T, dim]
         return F.normalize(v, dim=-1), F.normalize(a, dim=-1)
 

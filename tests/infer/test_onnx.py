@@ -1,0 +1,190 @@
+"""ONNX export and scanning on onnxruntime: the shipped default model and the demo model (audio, lip sync).
+
+Both models are exported once, by ``dfdetect export ... --onnx`` in two processes side by side (the
+exporter traces on one core). Parity: onnxruntime and torch outputs on windows of real clips agree within
+1e-4 at several batch sizes and window lengths, and full scans give the same verdicts.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dfdetect.checkpoint import Checkpoint, CheckpointError
+from dfdetect.infer.onnx import OnnxModel, read_metadata
+from dfdetect.infer.pipeline import WEIGHTS_DIR, load_detector
+from dfdetect.infer.score import model_inputs
+from tests.conftest import media
+from tests.infer.conftest import make_checkpoint
+
+ATOL = 1e-4
+TALKING = "real/pcavs_Audio_Source_00015.mp4"  # a talking head with speech
+FAKE = "fake/ffpp_Deepfakes_519_515.mp4"
+IMAGE = "images/obama.jpg"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """``{"default": (pt, onnx), "demo": (pt, onnx)}``, exported by the CLI in two parallel processes."""
+    root = tmp_path_factory.mktemp("onnx")
+    pts = {"default": WEIGHTS_DIR / "default.pt", "demo": make_checkpoint(root / "demo.pt")}
+    jobs = {}
+    for name, pt in pts.items():
+        cmd = [sys.executable, "-m", "dfdetect", "export", str(pt), "--onnx", str(root / f"{name}.onnx")]
+        env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
+        jobs[name] = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+    for job in jobs.values():
+        out = job.communicate(timeout=600)[0]
+        assert job.returncode == 0, out
+        assert "max |diff|" in out, out
+    return {name: (pt, root / f"{name}.onnx") for name, pt in pts.items()}
+
+
+@pytest.fixture(scope="module")
+def torch_detectors(exported) -> dict:
+    """The torch detectors of both models (no speech companion; 3 s read from each file)."""
+    return {
+        n: load_detector(pt, device="cpu", speech=None, max_duration=3.0) for n, (pt, _) in exported.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def clips(torch_detectors) -> dict:
+    """``(model, media) -> Clip`` of real media prepared once, as a scan with that model prepares it."""
+    from dfdetect.data.extract import extract_clip
+
+    out = {}
+    for name, rel in [("default", TALKING), ("default", FAKE), ("demo", TALKING), ("demo", IMAGE)]:
+        det = torch_detectors[name]
+        out[name, rel] = extract_clip(media(rel), det.prepare_config, det.face_detector, {}, kinds=det.kinds)
+    return out
+
+
+def _compare(torch_model, onnx_model, batch: dict) -> dict[str, float]:
+    """Largest |difference| per output of the two models on one batch."""
+    with torch.inference_mode():
+        ref = torch_model(
+            batch["frames"], audio=batch["audio"], audio_mask=batch["audio_mask"], mouths=batch["mouths"]
+        )
+    got = onnx_model(
+        batch["frames"], audio=batch["audio"], audio_mask=batch["audio_mask"], mouths=batch["mouths"]
+    )
+    assert set(got) <= set(ref) and "logit" in got and "segment_logits" in got
+    for k, v in got.items():
+        assert tuple(v.shape) == tuple(ref[k].shape), k
+    return {k: float((v - ref[k]).abs().max()) for k, v in got.items()}
+
+
+def _longer(batch: dict, t: int) -> dict:
+    """``batch`` with windows of ``t`` frames (its frames repeated in time) and matching audio."""
+    reps = -(-t // batch["frames"].shape[1])
+    out = {
+        k: v.repeat_interleave(reps, dim=1)[:, :t] if k in ("frames", "mouths") else v
+        for k, v in batch.items()
+    }
+    samples = round(batch["audio"].shape[1] * t / batch["frames"].shape[1])
+    out["audio"] = batch["audio"].repeat(1, reps + 1)[:, :samples]
+    return out
+
+
+@pytest.mark.parametrize("name", ["default", "demo"])
+def test_onnx_matches_torch_on_real_windows_at_any_batch_and_length(
+    exported, torch_detectors, clips, name
+) -> None:
+    from dfdetect.infer.score import _streams
+
+    torch_det, onnx_model = torch_detectors[name], OnnxModel(exported[name][1])
+    clip, pre = clips[name, TALKING], torch_detectors[name].preprocess
+    windows = _streams(clip, pre)[0].windows
+    assert len(windows) >= 2
+    for batch_size in (1, len(windows)):  # dynamic batch axis
+        batch = model_inputs(windows[:batch_size], pre, "cpu", None, not clip.has_usable_audio)
+        diffs = _compare(torch_det.model, onnx_model, batch)
+        assert max(diffs.values()) < ATOL, diffs
+    batch = model_inputs(windows[:2], pre, "cpu", None, not clip.has_usable_audio)
+    for t in (1, pre.clip_frames + 5, 2 * pre.clip_frames + 7):  # dynamic time axis (and segment count)
+        diffs = _compare(torch_det.model, onnx_model, _longer(batch, t))
+        assert max(diffs.values()) < ATOL, (t, diffs)
+
+
+def test_default_model_onnx_describes_itself(exported) -> None:
+    pt, onnx_path = exported["default"]
+    ckpt, meta = Checkpoint.load(pt), read_metadata(onnx_path)
+    described = load_detector(onnx_path, device="cpu", speech=None).checkpoint
+    assert meta["name"] == ckpt.name == "visual"
+    assert described.preprocess == ckpt.preprocess and described.prepare == ckpt.prepare
+    assert described.temperature == pytest.approx(ckpt.temperature)
+    assert described.companions == ckpt.companions == {"speech": {"model": "aasist-l"}}
+    assert described.model_config == ckpt.model_config and described.versions == ckpt.versions
+    assert meta["exported"]["opset"] >= 17 and meta["exported"]["dtype"] == "float32"
+    assert meta["inputs"] == ["frames"] and {"video", "frequency"} <= set(meta["modalities"])
+    assert max(meta["check"]["max_abs_diff"].values()) < ATOL
+    demo = read_metadata(exported["demo"][1])
+    assert demo["inputs"] == ["frames", "audio", "audio_mask", "mouths"]
+    assert {"audio_logit", "sync_logit", "frame_sync_logits"} <= set(demo["outputs"])
+
+
+@pytest.mark.parametrize(("name", "rel"), [("default", FAKE), ("demo", TALKING), ("demo", IMAGE)])
+def test_scans_on_onnxruntime_give_the_same_verdicts(exported, torch_detectors, clips, name, rel) -> None:
+    torch_det = torch_detectors[name]
+    by_torch = torch_det.score(clips[name, rel]).prediction(torch_det.thresholds, name)  # same clip and rules
+    by_onnx = load_detector(exported[name][1], device="cpu", speech=None, max_duration=3.0).scan(media(rel))
+    assert by_onnx.model == name and by_torch.status == by_onnx.status
+    assert by_torch.verdict == by_onnx.verdict and by_onnx.verdict is not None
+    assert by_onnx.p_fake == pytest.approx(by_torch.p_fake, abs=ATOL)
+    assert [t.track_id for t in by_onnx.tracks] == [t.track_id for t in by_torch.tracks]
+    for a, b in zip(by_onnx.timeline, by_torch.timeline, strict=True):
+        assert a[:2] == b[:2] and a[2] == pytest.approx(b[2], abs=ATOL)
+    for k, v in by_torch.modality.items():
+        assert by_onnx.modality[k] == pytest.approx(v, abs=ATOL)
+
+
+def test_speech_companion_named_in_the_metadata_scores_the_voice(exported) -> None:
+    _, onnx_path = exported["default"]
+    detector = load_detector(onnx_path, device="cpu", max_duration=2.0)
+    assert detector.speech is not None and detector.speech.name == "aasist-l"
+    pred = detector.scan(media(TALKING))
+    assert str(pred.status) == "ok" and "audio" in pred.modality
+
+
+def test_explain_and_uncertainty_with_an_onnx_model(exported, caplog: pytest.LogCaptureFixture) -> None:
+    detector = load_detector(exported["demo"][1], device="cpu", speech=None, max_duration=3.0)
+    pred = detector.scan(media(IMAGE), explain=True, uncertainty=2)
+    explain = pred.extras["explain"]
+    assert explain["method"] == "attention" and ".pt checkpoint" in explain["note"]
+    assert explain["frames"] and all(f["overlay"] is None for f in explain["frames"])
+    assert "fake_probability" in explain["curves"]
+    assert ".pt checkpoint" in caplog.text  # said once on stderr, never a traceback
+    assert pred.uncertainty is not None  # test-time augmentation: no dropout in the graph
+    with pytest.raises(CheckpointError, match="no training mode"):
+        detector.model.train()
+
+
+def test_cli_scan_with_an_onnx_model_and_a_bad_onnx_file(exported, tmp_path: Path, capsys) -> None:
+    from dfdetect.cli import main
+
+    clip = str(media(IMAGE))
+    code = main(["scan", clip, "--model", str(exported["demo"][1]), "--no-speech", "--json", "--no-progress"])
+    assert code in (0, 1) and '"status": "ok"' in capsys.readouterr().out
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx graph")
+    assert main(["scan", clip, "--model", str(bad), "--no-progress"]) == 2
+    assert "cannot read ONNX file" in capsys.readouterr().err
+    assert main(["export", str(exported["demo"][0])]) == 2  # neither OUT nor --onnx
+    assert "--onnx" in capsys.readouterr().out
+
+
+def test_adaptive_mean_is_adaptive_avg_pool1d() -> None:
+    from dfdetect.models.fusion import adaptive_mean
+
+    for length, n in [(10, 3), (161, 8), (7, 11), (81, 1), (320, 13)]:
+        x = torch.randn(2, 5, length)
+        expected = torch.nn.functional.adaptive_avg_pool1d(x, n)
+        np.testing.assert_allclose(adaptive_mean(x, n).numpy(), expected.numpy(), atol=1e-6)
