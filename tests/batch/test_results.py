@@ -82,3 +82,14 @@ def test_collect_inputs_reads_manifests_lists_folders_and_globs(tmp_path):
     (tmp_path / "bad.csv").write_text("file\nx.mp4\n")
     with pytest.raises(ValueError, match="'path' column"):
         collect_inputs([tmp_path / "bad.csv"])
+
+
+def test_cli_usage_errors_name_the_problem(tmp_path, capsys):
+    from dfdetect.cli import main
+
+    clip = str(media("real/pcavs_Pose_Source_00067.mp4"))
+    assert main(["batch", clip, "--out", str(tmp_path / "out"), "--model", "nope"]) == 2
+    assert "unknown model 'nope'; available models:" in capsys.readouterr().err
+    assert main(["batch", str(tmp_path / "none-*.mp4"), "--out", str(tmp_path / "out")]) == 2
+    assert "no input found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing started, nothing written

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 LOCAL = "local"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class ClusterError(RuntimeError):
@@ -98,9 +100,17 @@ class Outcome:
     error: str | None = None
 
 
+_RAISED = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit)): (.*)$")
+
+
 def _reason(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0][:300] if text else type(err).__name__
+    """The exception a worker raised (``Type: message``, last in Ray's traceback), else the first line."""
+    lines = _ANSI.sub("", str(err)).strip().splitlines()
+    for line in reversed(lines):
+        match = _RAISED.match(line.strip())
+        if match:
+            return f"{match[1]}: {match[2]}"[:500]
+    return lines[0][:300] if lines else type(err).__name__
 
 
 class ActorPool:

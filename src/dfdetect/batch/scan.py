@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dfdetect.batch.cluster import ActorPool, ClusterError, Outcome, Task, ray_session, worker_count
+from dfdetect.batch.cluster import LOCAL, ActorPool, ClusterError, Outcome, Task, ray_session, worker_count
 from dfdetect.batch.results import BatchSummary, ResultStore, sha256_file
 from dfdetect.constants import VERDICT_BAND
 from dfdetect.infer.pipeline import kind_of_name
@@ -178,16 +178,18 @@ def run_batch(
         dfdetect.batch.cluster.ClusterError: Ray cannot be reached or the workers cannot start
             (an unknown model, say).
         dfdetect.batch.results.BatchOutputError: another run holds ``out_dir``.
+        dfdetect.infer.pipeline.ModelNotFoundError: a local run with an unknown model.
     """
     options = options or BatchOptions()
     summary = BatchSummary(out_dir=str(out_dir), total=len(paths), missing=list(missing or []))
     scan_opts = options.scan_options()
+    local_model = _local_model(options.model, required=options.address in (None, LOCAL))
     with ResultStore(out_dir, options.shard_size) as store, ray_session(options.address) as ray:
         start = time.perf_counter()
         size = worker_count(ray, options.num_cpus, options.num_gpus, options.workers)
         pool = ActorPool(_factory(ray, options, scan_opts), size, "scan", options.retries)
         try:
-            model = _local_model(options.model) or _model_of(pool.start()[0])
+            model = local_model or _model_of(pool.start()[0])
             summary.model, summary.model_hash = model["model"], model["model_hash"]
             tasks = _plan(paths, store, model["model_hash"], scan_opts, summary)
             if tasks:
@@ -209,13 +211,19 @@ def _model_of(info: dict[str, Any]) -> dict[str, str]:
     return {"model": info["model"], "model_hash": info["model_hash"]}
 
 
-def _local_model(model: str | None) -> dict[str, str] | None:
-    """Name and hash of the checkpoint when this machine has it (None: ask a worker)."""
+def _local_model(model: str | None, required: bool) -> dict[str, str] | None:
+    """Name and hash of the checkpoint when this machine has it (None: ask a worker).
+
+    Raises:
+        ModelNotFoundError: ``required`` (a local Ray) and the model is not here.
+    """
     from dfdetect.infer.pipeline import ModelNotFoundError, resolve_model
 
     try:
         path, name = resolve_model(model)
     except ModelNotFoundError:
+        if required:
+            raise
         return None
     return {"model": name, "model_hash": sha256_file(path)}
 

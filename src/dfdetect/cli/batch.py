@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from dfdetect.batch.results import BatchOutputError
     from dfdetect.batch.scan import BatchOptions, run_batch
     from dfdetect.data.manifest import ManifestError
+    from dfdetect.infer.pipeline import ModelNotFoundError
 
     low, high = args.threshold_band
     if not 0.0 <= low <= high <= 1.0:
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     try:
         summary = run_batch(paths, args.out, options, missing=missing)
-    except (ClusterError, BatchOutputError, ValueError) as e:
+    except (ClusterError, BatchOutputError, ModelNotFoundError, ValueError) as e:
         return _error(str(e))
     print(summary.format(), file=sys.stderr)
     return EXIT_FAILED if summary.failed else EXIT_OK
