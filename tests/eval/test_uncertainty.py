@@ -1,4 +1,4 @@
-"""eval --uncertainty: is the spread informative? Metrics on hand-made records, the report section, the CLI."""
+"""eval --uncertainty: is the spread informative? Metrics on hand-made records, report section, CLI."""
 
 from __future__ import annotations
 
