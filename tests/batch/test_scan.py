@@ -11,8 +11,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from dfdetect.batch import scan as batch_scan
 from dfdetect.batch.cluster import ActorPool, Task
-from dfdetect.batch.results import JSONL, read_results
+from dfdetect.batch.results import JSONL, read_results, sha256_file
 from dfdetect.batch.scan import BatchOptions, run_batch
 from dfdetect.cli import main
 from tests.conftest import media
@@ -109,7 +110,7 @@ def _other_scanning_worker(pid: int) -> int | None:
     return None
 
 
-def test_a_worker_killed_mid_scan_loses_nothing(ray_local, tiny_model, inputs, tmp_path):
+def test_a_worker_killed_mid_scan_loses_nothing(ray_local, tiny_model, inputs, tmp_path, monkeypatch):
     root, expected = inputs
     paths = [p for p in expected if Path(p).name in ("liveportrait_d0.mp4", "faceless.mp4", "audio_only.mp4")]
     paths.append(str(media("real/pcavs_Pose_Source_517600055.mp4")))
@@ -122,12 +123,16 @@ def test_a_worker_killed_mid_scan_loses_nothing(ray_local, tiny_model, inputs, t
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
 
-    options = BatchOptions(model=str(tiny_model), workers=2, retries=1, progress=False)
+    # as on a cluster whose driver does not have the model: the workers say which model they loaded
+    monkeypatch.setattr(batch_scan, "_local_model", lambda model, required: None)
+    # one worker of the run's kind and one --cpu-workers worker (the pool replaces each with its own kind)
+    options = BatchOptions(model=str(tiny_model), workers=1, cpu_workers=1, retries=1, progress=False)
     summary = run_batch(paths, tmp_path / "out", options, on_record=kill_the_other_worker)
     records = _lines(tmp_path / "out")
     assert len(killed) == 1
     assert sorted(r["path"] for r in records) == sorted(paths)  # every file once: nothing lost
-    assert summary.failed == 0 and summary.worker_restarts == 1
+    assert summary.failed == 0 and summary.worker_restarts == 1 and summary.workers == 2
+    assert {r["model_hash"] for r in records} == {sha256_file(tiny_model)}
     retried = [r for r in records if r["attempts"] == 2]
     assert len(retried) == 1 and retried[0]["worker"]["pid"] != killed[0]
     assert {r["path"]: r["status"] for r in records} == {p: expected[p] for p in paths}
@@ -148,7 +153,7 @@ def fragile(ray_local):
 
 
 def test_pool_gives_up_after_retries_and_goes_on(fragile):
-    pool = ActorPool(fragile.remote, 1, "work", retries=0)  # retries > 0: the test above
+    pool = ActorPool([fragile.remote], "work", retries=0)  # retries > 0: the test above
     assert len(pool.start()) == 1
     outcomes = {o.task.key: o for o in pool.run(Task(k, (k,)) for k in ["a", "poison", "b", "c"])}
     assert {k: o.value for k, o in outcomes.items() if o.error is None} == {"a": "A", "b": "B", "c": "C"}

@@ -8,7 +8,7 @@ import logging
 import os
 import re
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,19 +67,28 @@ def _init_local(ray: Any, num_cpus: int, quiet: dict[str, Any]) -> None:
             os.environ.pop("RAY_worker_niceness", None)
 
 
-def worker_count(ray: Any, num_cpus: float, num_gpus: float, workers: int | None) -> int:
-    """``workers`` if given, else as many actors of this size as the cluster's CPUs (and GPUs) hold."""
-    if workers is not None:
-        if workers < 1:
-            raise ValueError(f"--workers must be at least 1, got {workers}")
-        return workers
+def worker_count(
+    ray: Any, num_cpus: float, num_gpus: float, workers: int | None, cpu_workers: int = 0
+) -> int:
+    """``workers`` if given, else as many actors of this size as the cluster holds beside ``cpu_workers``
+    one-CPU workers; checked against the cluster's CPUs and GPUs (a worker that does not fit would wait
+    for ever).
+
+    Raises:
+        ClusterError: the workers asked for do not fit the cluster.
+    """
     resources = ray.cluster_resources()
-    fits = int(resources.get("CPU", 1) // num_cpus) if num_cpus > 0 else 1
-    if num_gpus > 0:
-        fits = min(fits, int(resources.get("GPU", 0) // num_gpus))
-        if fits < 1:
-            raise ClusterError(f"--num-gpus {num_gpus} per worker, but the Ray cluster has no GPU")
-    return max(1, fits)
+    cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+    if workers is None:
+        fits = int((cpus - cpu_workers) // num_cpus) if num_cpus > 0 else 1
+        workers = min(fits, int(gpus // num_gpus)) if num_gpus > 0 else fits
+    if workers < 1 or workers * num_cpus + cpu_workers > cpus + 1e-9 or workers * num_gpus > gpus + 1e-9:
+        raise ClusterError(
+            f"{workers} worker(s) of {num_cpus:g} CPU and {num_gpus:g} GPU, plus {cpu_workers} CPU "
+            f"worker(s), do not fit this Ray cluster ({cpus:g} CPUs, {gpus:g} GPUs): ask for fewer "
+            "--workers, smaller --num-cpus/--num-gpus, or add nodes"
+        )
+    return workers
 
 
 @dataclass
@@ -114,17 +123,20 @@ def _reason(err: BaseException) -> str:
 
 
 class ActorPool:
-    """``size`` actors from ``factory``, one task in flight each; a dead actor is replaced.
+    """One actor per factory (a worker kind: GPU or CPU, say), one task in flight each; a dead actor is
+    replaced by a fresh one from its own factory.
 
     A task whose actor dies (process killed, node lost, out of memory) is retried on a fresh actor up to
     ``retries`` times, then comes back as an :class:`Outcome` with ``error``. An exception raised by the
     method itself (not a death) comes back as an error at once: it would fail again.
     """
 
-    def __init__(self, factory: Callable[[], Any], size: int, method: str, retries: int = 2) -> None:
+    def __init__(self, factories: Sequence[Callable[[], Any]], method: str, retries: int = 2) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
-        self.factory, self.size, self.method, self.retries = factory, size, method, retries
+        if not factories:
+            raise ValueError("an actor pool needs at least one worker")
+        self.factories, self.method, self.retries = list(factories), method, retries
         self.actors: list[Any] = []
         self.restarts = 0
 
@@ -137,7 +149,7 @@ class ActorPool:
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
-        self.actors = [self.factory() for _ in range(self.size)]
+        self.actors = [make() for make in self.factories]
         try:
             return ray.get([getattr(a, probe).remote() for a in self.actors])
         except (RayActorError, RayTaskError) as e:
@@ -158,9 +170,9 @@ class ActorPool:
         with contextlib.suppress(Exception):
             ray.kill(actor, no_restart=True)
         self.restarts += 1
-        fresh = self.factory()
-        self.actors = [fresh if a is actor else a for a in self.actors]
-        return fresh
+        slot = next(i for i, a in enumerate(self.actors) if a is actor)
+        self.actors[slot] = self.factories[slot]()
+        return self.actors[slot]
 
     def run(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
         """Run every task; outcomes in completion order. Call :meth:`start` first."""

@@ -128,7 +128,7 @@ def _run(
         size = min(worker_count(ray, num_cpus, 0.0, workers), len(todo))
         actor = ray.remote(num_cpus=num_cpus)(PrepareWorker)
         init = (config.model_dump_json(), str(layout.cache.resolve()), max(1, int(num_cpus)))
-        pool = ActorPool(lambda: actor.remote(*init), size, "process", retries)
+        pool = ActorPool([lambda: actor.remote(*init)] * size, "process", retries)
         try:
             pool.start()
             bar = tqdm(total=total, initial=total - len(todo), unit="video", desc="prepare (ray)",

@@ -33,6 +33,7 @@ class BatchOptions:
     workers: int | None = None  # actors (default: as many as the cluster's CPUs/GPUs hold)
     num_cpus: float = 1.0  # CPUs per worker (also its torch threads)
     num_gpus: float = 0.0  # GPUs per worker (> 0: the model runs on CUDA)
+    cpu_workers: int = 0  # more workers, CPU only, 1 CPU each (beside GPU workers: CPU nodes help too)
     retries: int = 2  # tries after a worker dies on a file
     shard_size: int = 1000  # records per Parquet shard
     progress: bool = True
@@ -186,16 +187,17 @@ def run_batch(
     local_model = _local_model(options.model, required=options.address in (None, LOCAL))
     with ResultStore(out_dir, options.shard_size) as store, ray_session(options.address) as ray:
         start = time.perf_counter()
-        size = worker_count(ray, options.num_cpus, options.num_gpus, options.workers)
-        pool = ActorPool(_factory(ray, options, scan_opts), size, "scan", options.retries)
+        size = worker_count(ray, options.num_cpus, options.num_gpus, options.workers, options.cpu_workers)
+        pool = ActorPool(_factories(ray, options, scan_opts, size), "scan", options.retries)
         try:
-            model = local_model or _model_of(pool.start()[0])
+            infos = [] if local_model else pool.start()  # no model here: the workers say which
+            model = local_model or _model_of(infos[0])
             summary.model, summary.model_hash = model["model"], model["model_hash"]
             tasks = _plan(paths, store, model["model_hash"], scan_opts, summary)
             if tasks:
-                if not pool.actors:
-                    _check_model(pool.start(), model)
-                summary.workers, summary.startup_seconds = size, round(time.perf_counter() - start, 3)
+                _check_model(infos or pool.start(), model)
+                summary.workers = len(pool.factories)
+                summary.startup_seconds = round(time.perf_counter() - start, 3)
                 run = {**model, "options": scan_opts}
                 _drive(pool, tasks, len(paths), run, store, summary, options.progress, on_record)
         finally:
@@ -238,15 +240,21 @@ def _check_model(infos: list[dict[str, Any]], model: dict[str, str]) -> None:
             )
 
 
-def _factory(ray: Any, options: BatchOptions, scan_opts: dict[str, Any]) -> Callable[[], Any]:
-    """A function that starts one scan actor with the run's resources."""
+def _factories(
+    ray: Any, options: BatchOptions, scan_opts: dict[str, Any], size: int
+) -> list[Callable[[], Any]]:
+    """One function per worker that starts its scan actor: ``size`` workers with the run's resources
+    (on CUDA when they have GPUs), then ``cpu_workers`` CPU-only workers of one CPU each."""
     model = options.model
     if model is not None and Path(model).expanduser().is_file():
         model = str(Path(model).expanduser().resolve())  # workers may start in another folder
-    device = "cuda" if options.num_gpus > 0 else "cpu"
-    threads = max(1, int(options.num_cpus))
-    actor = ray.remote(num_cpus=options.num_cpus, num_gpus=options.num_gpus)(ScanWorker)
-    return lambda: actor.remote(model, device, scan_opts, threads)
+
+    def kind(num_cpus: float, num_gpus: float) -> Callable[[], Any]:
+        actor = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(ScanWorker)
+        device, threads = ("cuda" if num_gpus > 0 else "cpu"), max(1, int(num_cpus))
+        return lambda: actor.remote(model, device, scan_opts, threads)
+
+    return [kind(options.num_cpus, options.num_gpus)] * size + [kind(1.0, 0.0)] * options.cpu_workers
 
 
 def _drive(

@@ -55,6 +55,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--num-cpus", type=float, default=1.0, help="CPUs per worker = its torch threads (default 1)"
     )
     p.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per worker, e.g. 0.25 (default 0: CPU)")
+    p.add_argument(
+        "--cpu-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N more workers on CPU only, 1 CPU each, beside --num-gpus workers (CPU nodes help too)",
+    )
     p.add_argument("--retries", type=int, default=2, help="tries after a worker dies on a file (default 2)")
     p.add_argument("--shard-size", type=int, default=1000, help="records per Parquet shard (default 1000)")
     p.add_argument("--no-speech", action="store_true", help="no speech model on a video's speech")
@@ -87,8 +94,10 @@ def run(args: argparse.Namespace) -> int:
     low, high = args.threshold_band
     if not 0.0 <= low <= high <= 1.0:
         return _error(f"--threshold-band needs 0 <= LOW <= HIGH <= 1, got {low} {high}")
-    if args.retries < 0 or args.num_cpus <= 0 or args.num_gpus < 0 or args.shard_size < 1:
-        return _error("--retries >= 0, --num-cpus > 0, --num-gpus >= 0 and --shard-size >= 1 are needed")
+    if min(args.retries, args.num_gpus, args.cpu_workers) < 0 or args.num_cpus <= 0 or args.shard_size < 1:
+        return _error(
+            "--retries, --num-gpus, --cpu-workers >= 0, --num-cpus > 0 and --shard-size >= 1 please"
+        )
     try:
         paths, missing = collect_inputs(args.inputs)
     except (ValueError, ManifestError, OSError) as e:
@@ -104,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
     }
     options = BatchOptions(
         model=args.model, address=args.ray_address, workers=args.workers, num_cpus=args.num_cpus,
-        num_gpus=args.num_gpus, retries=args.retries, shard_size=args.shard_size,
-        progress=not args.no_progress, scan=scan,
+        num_gpus=args.num_gpus, cpu_workers=args.cpu_workers, retries=args.retries,
+        shard_size=args.shard_size, progress=not args.no_progress, scan=scan,
     )  # fmt: skip
     try:
         summary = run_batch(paths, args.out, options, missing=missing)
