@@ -155,6 +155,8 @@ def test_speech_companion_named_in_the_metadata_scores_the_voice(exported) -> No
 
 
 def test_explain_and_uncertainty_with_an_onnx_model(exported, caplog: pytest.LogCaptureFixture) -> None:
+    from dfdetect.infer.uncertainty import plan_passes
+
     detector = load_detector(exported["demo"][1], device="cpu", speech=None, max_duration=3.0)
     pred = detector.scan(media(IMAGE), explain=True, uncertainty=2)
     explain = pred.extras["explain"]
@@ -163,6 +165,8 @@ def test_explain_and_uncertainty_with_an_onnx_model(exported, caplog: pytest.Log
     assert "fake_probability" in explain["curves"]
     assert ".pt checkpoint" in caplog.text  # said once on stderr, never a traceback
     assert pred.uncertainty is not None  # test-time augmentation: no dropout in the graph
+    with pytest.raises(ValueError, match="no dropout"):
+        plan_passes(detector.model, 2, "dropout")
     with pytest.raises(CheckpointError, match="no training mode"):
         detector.model.train()
 

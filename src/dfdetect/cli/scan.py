@@ -58,7 +58,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--model",
         "-m",
         default=None,
-        help="model name (see the list on error) or checkpoint path (default: packaged)",
+        help="model name (see the list on error), checkpoint path, or .onnx from `dfdetect export --onnx` "
+        "(runs on onnxruntime; default: packaged)",
     )
     voice = p.add_mutually_exclusive_group()
     voice.add_argument(

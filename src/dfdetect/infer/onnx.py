@@ -167,7 +167,7 @@ class OnnxModel:
             )
         return self
 
-    def to(self, device: Any) -> OnnxModel:
+    def to(self, *args: Any, **kwargs: Any) -> OnnxModel:
         """No-op: the execution provider is chosen when the model is loaded (``device``)."""
         return self
 
@@ -186,9 +186,13 @@ class OnnxModel:
             present = audio is not None
             a = _array(audio, np.float32) if present else np.zeros((b, 0), np.float32)  # [B, S]
             mask = _array(audio_mask, bool).reshape(b) if audio_mask is not None else np.full(b, present)
-            need = int(self.limits.get("samples", [1])[0])
-            if a.shape[1] < need:  # shorter than the graph handles: silence after it
-                a = np.pad(a, ((0, 0), (0, need - a.shape[1])))
+            need, most = (self.limits.get("samples") or [1, None])[:2]
+            if a.shape[1] < int(need):  # shorter than the graph handles: silence after it
+                a = np.pad(a, ((0, 0), (0, int(need) - a.shape[1])))
+            if most is not None and a.shape[1] > int(most):
+                raise ValueError(
+                    f"{self.path.name} takes audio windows of {need}..{most} samples, got {a.shape[1]}"
+                )
             feed["audio"], feed["audio_mask"] = a, mask
         if "mouths" in self.inputs:
             if mouths is None:

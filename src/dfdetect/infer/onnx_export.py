@@ -72,6 +72,15 @@ def _graph(model: Any, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> Any
     return Graph().eval()
 
 
+def _summary(err: Exception) -> str:
+    """The useful part of an exporter error (torch.onnx wraps the cause in a page of advice)."""
+    text = str(err)
+    if "## Exception summary" in text:
+        text = text.split("## Exception summary", 1)[1].split("(Refer to the full stack trace", 1)[0]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return f"{type(err).__name__}: " + " ".join(lines[:4])
+
+
 def _inputs(model: Any, ckpt: Checkpoint, batch: int, frames: int, seed: int) -> dict[str, Any]:
     """Random normalised inputs of the model's shape: ``batch`` windows of ``frames`` frames."""
     import torch
@@ -257,7 +266,7 @@ def export_onnx(src: str | os.PathLike | Checkpoint, dst: str | os.PathLike) -> 
     try:
         program, names, outputs = _torch_export(model, ckpt)
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; say which model failed
-        raise OnnxExportError(f"cannot export model {ckpt.name!r} to ONNX: {type(e).__name__}: {e}") from e
+        raise OnnxExportError(f"cannot export model {ckpt.name!r} to ONNX: {_summary(e)}") from e
     meta = metadata(ckpt, model, names, outputs, _limits(program))
     proto = program.model_proto
     onnx.checker.check_model(proto)
