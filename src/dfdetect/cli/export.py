@@ -10,10 +10,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="strip the training state from a checkpoint, or export it to ONNX (for scanning / shipping)",
-        description="Copy a checkpoint without optimizer, scheduler and RNG state (OUT), and/or export its "
-        "detector to ONNX (--onnx): float32, dynamic batch and time axes, with the preprocessing, "
-        "calibration, companions and versions in the file's metadata, so `dfdetect scan --model "
-        "model.onnx` needs nothing else. Both copies still rebuild the model and its preprocessing.",
+        description="Copy a checkpoint without optimizer, scheduler and RNG state (OUT), and/or export its\n"
+        "detector to ONNX (--onnx): float32, dynamic batch and time axes, with the preprocessing,\n"
+        "calibration, companions and versions in the file's metadata, so that\n"
+        "`dfdetect scan --model model.onnx` needs nothing else (docs/onnx.md).",
         epilog="examples:\n  dfdetect export runs/demo/checkpoints/best.pt model.pt --half\n"
         "  dfdetect export model.pt --onnx model.onnx",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -81,13 +81,22 @@ def parse_metadata(props: dict[str, str], where: str) -> dict[str, Any]:
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """The dfdetect metadata stored in the ONNX file at ``path`` (weights not loaded)."""
-    import onnx
-
+    onnx = _require("onnx")
     try:
         proto = onnx.load(os.fspath(path), load_external_data=False)
     except Exception as e:
         raise CheckpointError(f"cannot read ONNX file {path}: {e}") from e
     return parse_metadata({p.key: p.value for p in proto.metadata_props}, str(path))
+
+
+def _require(module: str) -> Any:
+    """Import ``module`` (onnx, onnxruntime), or say how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise CheckpointError(f"ONNX models need {module} ({e}): pip install 'dfdetect[scale]'") from e
 
 
 def _array(x: Any, dtype: type) -> np.ndarray:
@@ -119,8 +128,7 @@ class OnnxModel:
     _noted = False
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> None:
-        import onnxruntime as ort
-
+        ort = _require("onnxruntime")
         self.path = Path(path)
         if not self.path.is_file():
             raise CheckpointError(f"ONNX model not found: {self.path}")
