@@ -11,7 +11,7 @@ import io
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from dfdetect.io.files import atomic_write_text
@@ -73,7 +73,7 @@ def parse_segments(text: str | None) -> tuple[tuple[float, float], ...] | None:
 
 def segments_text(segments: tuple[tuple[float, float], ...] | None) -> str:
     """The ``segments`` column of a row: "" when unknown, else a JSON list of [start, end]."""
-    return "" if segments is None else json.dumps([[round(a, 4), round(b, 4)] for a, b in segments])
+    return "" if segments is None else json.dumps([[a, b] for a, b in segments])  # exact: floats round-trip
 
 
 def _parse(raw: dict[str, str], line: int, source: str) -> ManifestRow:
@@ -123,7 +123,7 @@ def manifest_text(rows: Iterable[ManifestRow]) -> str:
     writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        d = asdict(row)
+        d = {name: getattr(row, name) for name in FIELDS}  # flat fields: no deep copy (asdict is slow)
         d["segments"] = segments_text(row.segments)
         writer.writerow({k: "" if v is None else v for k, v in d.items()})
     return buf.getvalue()

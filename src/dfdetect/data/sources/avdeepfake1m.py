@@ -30,7 +30,13 @@ from dfdetect.data.sources._common import (
     iter_videos,
     layout_error,
 )
-from dfdetect.data.sources.lavdf import keep_groups_in_one_split, periods, read_entries, wanted_splits
+from dfdetect.data.sources.lavdf import (
+    keep_groups_in_one_split,
+    periods,
+    read_entries,
+    source_id,
+    wanted_splits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +56,16 @@ def _modify_type(entry: dict[str, Any], where: str) -> str:
 
 
 def _group(entry: dict[str, Any], group_by: str) -> str:
-    source = Path(str(entry.get("original") or entry["file"]))
-    return (source.parent if group_by == "folder" else source.with_suffix("")).as_posix()
+    source = source_id(entry.get("original"), entry["file"])
+    return source.rpartition("/")[0] if group_by == "folder" else source
 
 
-def _row(folder: Path, entry: dict[str, Any], split: str, group_by: str, where: str) -> ManifestRow:
+def _row(path: str, entry: dict[str, Any], split: str, group_by: str, where: str) -> ManifestRow:
     kind = _modify_type(entry, where)
     spans = periods(entry.get("fake_segments"), where)
     label = REAL if kind == "real" and not spans else FAKE
     return ManifestRow(
-        path=str(folder / entry["file"]),
+        path=path,
         label=label,
         dataset="avdeepfake1m",
         method=kind if label == FAKE else "real",
@@ -75,14 +81,14 @@ def _labelled(root: Path, subset: str, group_by: str) -> list[ManifestRow]:
     meta_path, folder = root / f"{subset}_metadata.json", root / subset
     if not meta_path.is_file():
         raise layout_error(root, f"{subset}_metadata.json", "AV-Deepfake1M", _HOLDS)
-    rows, missing = [], 0
+    rows, missing, base = [], 0, str(folder)
     for i, entry in enumerate(read_entries(meta_path, "AV-Deepfake1M metadata")):
-        if not (folder / entry["file"]).is_file():
+        path = os.path.join(base, entry["file"])  # plain strings: much faster than pathlib at 1e6 videos
+        if not os.path.isfile(path):
             missing += 1
             continue
-        rows.append(
-            _row(folder, entry, SUBSETS[subset], group_by, f"{meta_path} entry {i} ({entry['file']})")
-        )
+        where = f"{meta_path} entry {i} ({entry['file']})"
+        rows.append(_row(path, entry, SUBSETS[subset], group_by, where))
     if missing:
         log.warning("%s: %d listed videos are missing under %s", meta_path, missing, folder)
     return rows

@@ -120,19 +120,23 @@ def _metadata(root: Path, metadata: str | os.PathLike | None) -> Path:
     raise layout_error(root, "metadata.json", "LAV-DF", _HOLDS)
 
 
-def _row(root: Path, entry: dict[str, Any], where: str) -> ManifestRow:
+def source_id(original: Any, file: str) -> str:
+    """Group id of a video: its ``original`` (else its own file) without extension, forward slashes."""
+    return os.path.splitext(str(original or file).replace("\\", "/"))[0]
+
+
+def _row(path: str, entry: dict[str, Any], where: str) -> ManifestRow:
     split = SPLIT_NAMES.get(str(entry.get("split", "")).lower(), "")
     video, audio = bool(entry.get("modify_video")), bool(entry.get("modify_audio"))
     spans = periods(entry.get("fake_periods"), where)
     label = FAKE if (video or audio or spans) else REAL
-    original = entry.get("original") or entry["file"]
     return ManifestRow(
-        path=str(root / entry["file"]),
+        path=path,
         label=label,
         dataset="lavdf",
         method=modify_method(video, audio) if label == FAKE else "real",
         split=split,
-        group=str(Path(original).with_suffix("").as_posix()),
+        group=source_id(entry.get("original"), entry["file"]),
         video_label=int(video),
         audio_label=int(audio),
         segments=spans if label == FAKE else (),
@@ -159,14 +163,15 @@ def scan_lavdf(
     root = abs_root(root)
     meta_path = _metadata(root, metadata)
     keep = wanted_splits(splits, {"train": "train", "dev": "val", "test": "test"})
-    rows, missing = [], 0
+    rows, missing, base = [], 0, str(root)
     for i, entry in enumerate(read_entries(meta_path, "LAV-DF metadata")):
         if keep is not None and str(entry.get("split", "")).lower() not in keep:
             continue
-        if not (root / entry["file"]).is_file():
+        path = os.path.join(base, entry["file"])  # plain strings: much faster than pathlib at 1e5 videos
+        if not os.path.isfile(path):
             missing += 1
             continue
-        rows.append(_row(root, entry, f"{meta_path} entry {i} ({entry['file']})"))
+        rows.append(_row(path, entry, f"{meta_path} entry {i} ({entry['file']})"))
     if missing:
         log.warning("%s: %d listed videos are missing under %s", meta_path, missing, root)
     if not rows:
