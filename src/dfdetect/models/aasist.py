@@ -180,6 +180,8 @@ class ResidualBlock(nn.Module):
         Exact: each tile reads 2 input frames either side (the reach of conv1 + conv2) and keeps only the
         frames whose whole reach lies inside it or at the clip's true edges.
         """
+        if torch.compiler.is_exporting():  # one graph for any batch and length
+            return self.mp(self._unpooled(x))
         n_in = x.shape[-1]
         n_out = n_in // 3  # max-pool (1, 3), floor mode
         tile = max(16, TILE_ELEMENTS // (3 * x.shape[0] * self.conv2.out_channels * (x.shape[2] + 1)))
@@ -398,7 +400,7 @@ class AASIST(nn.Module):
     def forward_official(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The official forward: ``[N, S]`` waveform -> ``(embedding [N, 5*D], logits [N, 2])``,
         logits index 1 = bona fide."""
-        if self.encoder.training or len(x) == 1:
+        if torch.compiler.is_exporting() or self.encoder.training or len(x) == 1:  # export: any batch
             e = self.front_end(x)  # [N, C, 23, T]
         else:  # one window at a time: ~100 MB less per window in flight, and no page faults on them
             e = torch.cat([self.front_end(w) for w in x.split(1)])
