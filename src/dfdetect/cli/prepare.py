@@ -24,7 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "prepare",
         help="decode videos once, track faces, extract audio, write a manifest + cache",
         description=(
-            "Prepare a dataset in its official layout (ffpp, celebdf, dfdc, fakeavceleb) or your own "
+            "Prepare a dataset in its official layout (ffpp, celebdf, dfdc, fakeavceleb, lavdf, "
+            "avdeepfake1m) or your own "
             "folder of videos (`dfdetect prepare folder PATH`) into OUT/manifest.csv, OUT/cache/, "
             "OUT/prepare_report.jsonl and OUT/prepare_config.json. Re-running resumes: videos already "
             "prepared with the same settings are skipped."
