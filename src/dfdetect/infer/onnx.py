@@ -237,3 +237,8 @@ class OnnxCheckpoint(Checkpoint):
     def build_model(self, device: str | Any = "cpu") -> OnnxModel:
         """An :class:`OnnxModel` of the file on ``device`` (an onnxruntime execution provider)."""
         return OnnxModel(self.path, device=str(device))
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """:meth:`Checkpoint.load`, or :meth:`OnnxCheckpoint.load` for an ``.onnx`` file."""
+    return OnnxCheckpoint.load(path) if is_onnx(path) else Checkpoint.load(path)

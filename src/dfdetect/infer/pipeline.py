@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from dfdetect.checkpoint import Checkpoint, CheckpointError
 from dfdetect.config import PrepareConfig, PreprocessConfig
 from dfdetect.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VERDICT_BAND
+from dfdetect.infer.onnx import load_checkpoint
 from dfdetect.io.files import expand_inputs
 from dfdetect.types import Clip, MediaKind, Prediction, Status
 
@@ -192,14 +193,8 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs: Any) -> Detector:
-        """Load the checkpoint at ``path`` (see :func:`load_detector` for names); an ``.onnx`` file from
-        ``dfdetect export --onnx`` runs on onnxruntime (:mod:`dfdetect.infer.onnx`)."""
-        kwargs.setdefault("name", Path(path).stem)
-        if Path(path).suffix.lower() == ".onnx":
-            from dfdetect.infer.onnx import OnnxCheckpoint
-
-            return cls(OnnxCheckpoint.load(path), **kwargs)
-        return cls(Checkpoint.load(path), **kwargs)
+        """Load the checkpoint, or the ``.onnx`` export (:mod:`dfdetect.infer.onnx`), at ``path``."""
+        return cls(load_checkpoint(path), **{"name": Path(path).stem, **kwargs})
 
     @property
     def modalities(self) -> set[str]:
