@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -338,25 +339,42 @@ def iter_frames(
         skipping = skip_bframes and rate >= 3 * fps
         if skipping:
             stream.codec_context.skip_frame = _SKIP_MODE
-        next_t, index, layout, last_t = start, 0, None, None
-        for n, frame in enumerate(_decode(container, stream, path)):
-            t = _frame_time(frame, n, rate) - origin
-            if t >= end:
-                break
-            if skipping and last_t is not None and t - last_t > (SKIP_JITTER_FRAMES + 1) / rate + _EPS:
-                stream.codec_context.skip_frame = "DEFAULT"  # too sparse without its non-ref frames
-                skipping = False
-            last_t = t
-            if t < next_t - _EPS:
-                continue
-            if layout is None:  # size and rotation are fixed by the first sampled frame
-                rotation = _rotation(frame, stream)
-                layout = (_target_size(_display_size(frame.width, frame.height, stream), max_side), rotation)
+        decoded = _decode(container, stream, path)
+        frames = _sample(decoded, stream, rate, origin, (start, end), fps, skipping, max_side)
+        for index, (t, frame, layout) in enumerate(frames):
             yield Frame(index=index, timestamp=t, image=_to_image(frame, *layout))
-            index += 1
-            if max_frames is not None and index >= max_frames:
+            if max_frames is not None and index + 1 >= max_frames:
                 break
-            next_t = start + (math.floor((t - start + _EPS) * fps) + 1) / fps
+
+
+def _sample(
+    decoded: Iterator[Any],
+    stream: Any,
+    rate: float,
+    origin: float,
+    span: tuple[float, float],
+    fps: float,
+    skipping: bool,
+    max_side: int | None,
+) -> Iterator[tuple[float, Any, tuple]]:
+    """The decoded frames on the ``fps`` grid within ``span`` seconds: ``(t, av frame, (size, rotation))``."""
+    start, end = span
+    next_t, layout, last_t = start, None, None
+    for n, frame in enumerate(decoded):
+        t = _frame_time(frame, n, rate) - origin
+        if t >= end:
+            break
+        if skipping and last_t is not None and t - last_t > (SKIP_JITTER_FRAMES + 1) / rate + _EPS:
+            stream.codec_context.skip_frame = "DEFAULT"  # too sparse without its non-ref frames
+            skipping = False
+        last_t = t
+        if t < next_t - _EPS:
+            continue
+        if layout is None:  # size and rotation are fixed by the first sampled frame
+            rotation = _rotation(frame, stream)
+            layout = (_target_size(_display_size(frame.width, frame.height, stream), max_side), rotation)
+        yield t, frame, layout
+        next_t = start + (math.floor((t - start + _EPS) * fps) + 1) / fps
 
 
 def decode_all(path: str | os.PathLike) -> int:
