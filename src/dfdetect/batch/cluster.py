@@ -61,7 +61,8 @@ def _init_local(ray: Any, num_cpus: int, quiet: dict[str, Any]) -> None:
     before = os.environ.get("RAY_worker_niceness")
     os.environ.setdefault("RAY_worker_niceness", "0")
     try:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+        # address="local": always a new instance, never a cluster `ray start` left in /tmp/ray
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)
     finally:
         if before is None:
             os.environ.pop("RAY_worker_niceness", None)

@@ -11,25 +11,14 @@ from __future__ import annotations
 
 import functools
 import os
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from dfdetect.batch.cluster import ActorPool, Outcome, Task, ray_session, worker_count
-from dfdetect.config import PrepareConfig, PreparedDir
+from dfdetect.config import PrepareConfig
 from dfdetect.data.manifest import ManifestRow
-
-# The single-machine runner's resume and report helpers: one definition of "up to date" for both paths.
-from dfdetect.data.prepare import (
-    PrepareSummary,
-    VideoResult,
-    _entry_params,
-    _paths,
-    _record,
-    _skipped,
-    _up_to_date,
-)
+from dfdetect.data.prepare import PrepareSummary, VideoResult, prepare
 from dfdetect.types import Status
 
 
@@ -51,10 +40,10 @@ class PrepareWorker:
 
         return {"pid": os.getpid(), "host": socket.gethostname()}
 
-    def process(self, path: str) -> VideoResult:
+    def process(self, path: str, labels: dict[str, Any] | None = None) -> VideoResult:
         from dfdetect.data.prepare import process_video
 
-        return process_video(path, self.config, self.detector, self.cache_dir)
+        return process_video(path, self.config, self.detector, self.cache_dir, labels)
 
 
 def _result(outcome: Outcome) -> VideoResult:
@@ -94,48 +83,24 @@ def prepare_on_ray(
     Raises:
         dfdetect.batch.cluster.ClusterError: Ray cannot be reached or its workers cannot start.
     """
-    config = config or PrepareConfig()
-    layout = PreparedDir(Path(out_dir))
-    layout.cache.mkdir(parents=True, exist_ok=True)
-    paths = _paths(rows)
-    summary = PrepareSummary(out_dir=str(out_dir), total=len(paths))
-    t0 = time.perf_counter()
-    with open(layout.report, "a", encoding="utf-8") as report:
-        todo = []
-        for path in paths:
-            meta = _entry_params(layout.cache, path)
-            if _up_to_date(meta, config):
-                _record(_skipped(path, meta), summary, report)
-            else:
-                todo.append(path)
-        if todo:
-            record = functools.partial(_record, summary=summary, report=report)
-            _run(todo, len(paths), config, layout, record, progress, address, num_cpus, workers, retries)
-    summary.seconds = time.perf_counter() - t0
-    if progress:
-        print(summary.format(), flush=True)
-    return summary
+    run = functools.partial(_ray_videos, address=address, num_cpus=num_cpus, workers=workers, retries=retries)
+    return prepare(rows, out_dir, config, workers=1, progress=progress, run_videos=run)
 
 
-def _run(
-    todo: list[str], total: int, config: PrepareConfig, layout: PreparedDir, record: Callable[..., None],
-    progress: bool, address: str | None, num_cpus: float, workers: int | None, retries: int,
-) -> None:  # fmt: skip
-    """Prepare ``todo`` on an actor pool, reporting each result as it comes (with a progress bar)."""
-    from tqdm import tqdm
-
+def _ray_videos(
+    todo: list[str], config: PrepareConfig, cache_dir: Path, labels: dict[str, dict] | None = None, *,
+    address: str | None, num_cpus: float, workers: int | None, retries: int,
+) -> Iterator[VideoResult]:  # fmt: skip
+    """Prepare ``todo`` on an actor pool, yielding each result as it comes."""
+    if not todo:
+        return
     with ray_session(address) as ray:
         size = min(worker_count(ray, num_cpus, 0.0, workers), len(todo))
         actor = ray.remote(num_cpus=num_cpus)(PrepareWorker)
-        init = (config.model_dump_json(), str(layout.cache.resolve()), max(1, int(num_cpus)))
+        init = (config.model_dump_json(), str(Path(cache_dir).resolve()), max(1, int(num_cpus)))
         pool = ActorPool([lambda: actor.remote(*init)] * size, "process", retries)
         try:
             pool.start()
-            bar = tqdm(total=total, initial=total - len(todo), unit="video", desc="prepare (ray)",
-                       disable=not progress, dynamic_ncols=True)  # fmt: skip
-            with bar:
-                for outcome in pool.run(Task(p, (p,)) for p in todo):
-                    record(_result(outcome))
-                    bar.update(1)
+            yield from map(_result, pool.run(Task(p, (p, (labels or {}).get(p))) for p in todo))
         finally:
             pool.shutdown()

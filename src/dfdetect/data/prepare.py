@@ -10,6 +10,7 @@ is :class:`~dfdetect.config.PreparedDir`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -241,6 +242,7 @@ def prepare(
     config: PrepareConfig | None = None,
     workers: int = 2,
     progress: bool = True,
+    run_videos: Callable[..., Iterator[VideoResult]] | None = None,
 ) -> PrepareSummary:
     """Prepare every video into ``out_dir/cache`` (resumable), logging ``out_dir/prepare_report.jsonl``.
 
@@ -253,6 +255,10 @@ def prepare(
         config: preparation settings (default :class:`~dfdetect.config.PrepareConfig`).
         workers: worker processes (1 = run in this process).
         progress: show a progress bar and print the summary.
+        run_videos: what prepares the videos that are not up to date, called as
+            ``run_videos(paths, config, cache_dir, labels=...)`` and yielding one :class:`VideoResult`
+            per path in any order (default: this process or ``workers`` processes; see
+            :func:`dfdetect.batch.prepare.prepare_on_ray` for Ray workers).
 
     Returns:
         The run's :class:`PrepareSummary`.
@@ -276,10 +282,9 @@ def prepare(
                 _record(_skipped(path, meta), summary, report)
             else:
                 todo.append(path)
-        if workers <= 1:
-            run = _run_local(todo, config, cache_dir, labels)
-        else:
-            run = _run_pool(todo, config, cache_dir, workers, labels)
+        if run_videos is None:
+            run_videos = _run_local if workers <= 1 else functools.partial(_run_pool, workers=workers)
+        run = run_videos(todo, config, cache_dir, labels=labels)
         bar = tqdm(total=len(paths), initial=len(paths) - len(todo), unit="video", desc="prepare",
                    disable=not progress, dynamic_ncols=True)  # fmt: skip
         with bar:
