@@ -58,9 +58,7 @@ ARCHS: dict[str, dict[str, Any]] = {
 }
 
 
-# ------------------------------------------------------------------------------------------------
-# Input handling and output convention (the one place for each)
-# ------------------------------------------------------------------------------------------------
+# -- Input handling and output convention (the one place for each) -----------------------------------------
 
 
 def window_starts(n_samples: int, window: int = WINDOW_SAMPLES, hop: int = HOP_SAMPLES) -> list[int]:
@@ -113,9 +111,7 @@ def fake_logit(official_logits: torch.Tensor) -> torch.Tensor:
     return official_logits[:, 1 - BONA_FIDE_INDEX] - official_logits[:, BONA_FIDE_INDEX]
 
 
-# ------------------------------------------------------------------------------------------------
-# Layers (key names follow the official module tree)
-# ------------------------------------------------------------------------------------------------
+# -- Layers (key names follow the official module tree) ----------------------------------------------------
 
 
 def sinc_bank(out_channels: int, kernel_size: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
@@ -302,9 +298,7 @@ class GraphPool(nn.Module):
         return torch.gather(h * scores, 1, idx)
 
 
-# ------------------------------------------------------------------------------------------------
-# The model
-# ------------------------------------------------------------------------------------------------
+# -- The model ---------------------------------------------------------------------------------------------
 
 
 class AASIST(nn.Module):
