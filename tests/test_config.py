@@ -95,10 +95,14 @@ def test_dump_round_trip(tmp_path, experiment):
 EXPERIMENTS = sorted((ROOT / "configs" / "experiments").glob("*.yaml"))
 # Run by `python -m dfdetect.train.speech` (a data section of its own: speech files, not caches).
 SPEECH_EXPERIMENTS = ("speech.yaml",)
+# Run by `dfdetect distill --config` (a distill: section beside the usual ones).
+DISTILL_EXPERIMENTS = ("distill.yaml",)
 
 
 @pytest.mark.parametrize(
-    "path", [p for p in EXPERIMENTS if p.name not in SPEECH_EXPERIMENTS], ids=lambda p: p.name
+    "path",
+    [p for p in EXPERIMENTS if p.name not in SPEECH_EXPERIMENTS + DISTILL_EXPERIMENTS],
+    ids=lambda p: p.name,
 )
 def test_shipped_experiments_load(path):
     from dfdetect.train.run import check_model_preprocess
@@ -107,6 +111,17 @@ def test_shipped_experiments_load(path):
     assert cfg.model.name and cfg.data.sources, path
     check_model_preprocess(cfg)
     assert cfg.data.preprocess.num_segments >= 1
+
+
+@pytest.mark.parametrize("name", DISTILL_EXPERIMENTS)
+def test_shipped_distill_experiments_load_with_distill_only(name):
+    from dfdetect.train.distill import distill_config
+
+    path = ROOT / "configs" / "experiments" / name
+    cfg, dcfg = distill_config(config=path)
+    assert cfg.model.name and cfg.data.sources and dcfg.teacher, path
+    with pytest.raises(ConfigError, match="dfdetect distill --config"):  # not for `dfdetect train`
+        load_config(path)
 
 
 @pytest.mark.parametrize("name", SPEECH_EXPERIMENTS)

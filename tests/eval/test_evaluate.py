@@ -78,7 +78,9 @@ def test_evaluate_writes_predictions_and_full_report(prepared, tmp_path):
         assert f"## {section}" in md, section
     for sub in ("By dataset", "By method", "By compression", "By FakeAVCeleb category"):
         assert f"### {sub}" in md
-    assert "Not run" not in md.split("## Cross-dataset")[1].split("## Calibration")[0]
+    requested = md.split("## Cross-dataset")[1].split("## Adversarial robustness")[0]  # up to perturbations
+    assert "Not run" not in requested
+    assert "Not run: use `--attack" in md  # sections not asked for say how to get them
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 5  # ROC, PR, reliability, histogram, perturbations...
     perturb = json.loads((out / "perturb.json").read_text())
