@@ -357,33 +357,56 @@ def evaluate(
         detector, rows, caches[0], modality_mask, loader=loader, uncertainty=uncertainty, **kw
     )
     write_jsonl(records, out / "predictions.jsonl")
+    scoring = (detector, split, limit, kinds, modality_mask, uncertainty, kw)
+    card["cross"], card["in_domain"] = _score_cross(scoring, manifests, caches, out)
+    studies = (ablation, perturb, attack_spec)
+    _run_studies(studies, detector, rows, caches[0], loader, records, modality_mask, out, kw)
+    atomic_write_text(out / "protocol.json", json.dumps(card, indent=2))
+    return build_report(out, run_dir=run_dir, n_boot=n_boot)
+
+
+def _score_cross(
+    scoring: tuple, manifests: list[Path], caches: list[Path], out: Path
+) -> tuple[dict[str, str], str]:
+    """Score every manifest after the first into ``out/cross/<name>/predictions.jsonl``.
+
+    Returns:
+        ``{name: manifest path}`` of the cross-dataset manifests and the in-domain manifest's name.
+    """
+    detector, split, limit, kinds, modality_mask, uncertainty, kw = scoring
     taken: set[str] = set()
-    card["cross"] = {}
+    cross: dict[str, str] = {}
     for m, c in zip(manifests[1:], caches[1:], strict=True):
         name = _manifest_name(m, taken)
-        cross, cross_loader, _ = with_pseudofakes(_rows(m, split, limit), c, kinds)
+        rows, loader, _ = with_pseudofakes(_rows(m, split, limit), c, kinds)
         recs = predict_rows(
-            detector, cross, c, modality_mask, desc=name, loader=cross_loader, uncertainty=uncertainty, **kw
+            detector, rows, c, modality_mask, desc=name, loader=loader, uncertainty=uncertainty, **kw
         )
         write_jsonl(recs, out / "cross" / name / "predictions.jsonl")
-        card["cross"][name] = str(m)
-    card["in_domain"] = _manifest_name(manifests[0], taken)
+        cross[name] = str(m)
+    return cross, _manifest_name(manifests[0], taken)
+
+
+def _run_studies(
+    studies: tuple, detector: Detector, rows: list, cache: Path, loader: Any, records: list[dict],
+    modality_mask: str | None, out: Path, kw: dict[str, Any],
+) -> None:  # fmt: skip
+    """The optional studies on the in-domain rows: modality ablation, perturbations, attacks."""
+    ablation, perturb, attack_spec = studies
     if ablation:
         for mask in ("video", "audio"):
-            recs = predict_rows(detector, rows, caches[0], mask, desc=f"{mask} only", loader=loader, **kw)
+            recs = predict_rows(detector, rows, cache, mask, desc=f"{mask} only", loader=loader, **kw)
             write_jsonl(recs, out / "ablation" / f"predictions-{mask}.jsonl")
     if perturb:
         table = run_perturbations(
-            detector, rows, caches[0], perturb, modality_mask=modality_mask, loader=loader, **kw
+            detector, rows, cache, perturb, modality_mask=modality_mask, loader=loader, **kw
         )
         atomic_write_text(out / "perturb.json", json.dumps(table, indent=2))
     if attack_spec is not None:
         from dfdetect.eval.attack import run_attacks
 
-        args = (detector, rows, caches[0], attack_spec, out, records, predict_rows, loader)
+        args = (detector, rows, cache, attack_spec, out, records, predict_rows, loader)
         run_attacks(*args, modality_mask=modality_mask, **kw)
-    atomic_write_text(out / "protocol.json", json.dumps(card, indent=2))
-    return build_report(out, run_dir=run_dir, n_boot=n_boot)
 
 
 def _attack_spec(attack: Any) -> Any:
