@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dfdetect.constants import VERDICT_BAND
+from dfdetect.cli.options import add_threshold_band, threshold_band_error
 
 EXIT_OK = 0  # every input has its result (whatever the verdicts)
 EXIT_USAGE = 2  # bad arguments, no input, Ray or the model unavailable, output folder busy
@@ -66,14 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--shard-size", type=int, default=1000, help="records per Parquet shard (default 1000)")
     p.add_argument("--no-speech", action="store_true", help="no speech model on a video's speech")
     p.add_argument("--max-duration", type=float, metavar="S", help="seconds read from each file")
-    p.add_argument(
-        "--threshold-band",
-        nargs=2,
-        type=float,
-        default=VERDICT_BAND,
-        metavar=("LOW", "HIGH"),
-        help="p_fake <= LOW is real, >= HIGH is fake, between is uncertain (default: %(default)s)",
-    )
+    add_threshold_band(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=run)
 
@@ -91,9 +84,8 @@ def run(args: argparse.Namespace) -> int:
     from dfdetect.data.manifest import ManifestError
     from dfdetect.infer.pipeline import ModelNotFoundError
 
-    low, high = args.threshold_band
-    if not 0.0 <= low <= high <= 1.0:
-        return _error(f"--threshold-band needs 0 <= LOW <= HIGH <= 1, got {low} {high}")
+    if problem := threshold_band_error(args.threshold_band):
+        return _error(problem)
     if min(args.retries, args.num_gpus, args.cpu_workers) < 0 or args.num_cpus <= 0 or args.shard_size < 1:
         return _error(
             "--retries, --num-gpus, --cpu-workers >= 0, --num-cpus > 0 and --shard-size >= 1 please"
@@ -107,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         return _error(f"no input found for: {' '.join(args.inputs)}")
     scan = {
-        "thresholds": [low, high],
+        "thresholds": list(args.threshold_band),
         "max_duration": args.max_duration,
         "speech": None if args.no_speech else "auto",
     }

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from dfdetect.constants import VERDICT_BAND
+from dfdetect.cli.options import add_threshold_band, threshold_band_error
 
 if TYPE_CHECKING:
     from dfdetect.types import Prediction
@@ -76,14 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report")
     p.add_argument("--explain", action="store_true", help="add Grad-CAM heatmaps, attention and sync curves")
     p.add_argument("--explain-dir", metavar="DIR", help="write explanation images to DIR (paths in JSON)")
-    p.add_argument(
-        "--threshold-band",
-        nargs=2,
-        type=float,
-        default=VERDICT_BAND,
-        metavar=("LOW", "HIGH"),
-        help="p_fake <= LOW is real, >= HIGH is fake, between is uncertain (default: %(default)s)",
-    )
+    add_threshold_band(p)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     p.add_argument("--max-duration", type=float, metavar="S", help="seconds read from each video")
     p.add_argument("--aggregation", choices=("mean", "max", "topk", "attention"), default="mean")
@@ -194,12 +187,8 @@ def _load(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from dfdetect.io.files import expand_inputs
 
-    low, high = args.threshold_band
-    if not 0.0 <= low <= high <= 1.0:
-        print(
-            f"dfdetect scan: error: --threshold-band needs 0 <= LOW <= HIGH <= 1, got {low} {high}",
-            file=sys.stderr,
-        )
+    if problem := threshold_band_error(args.threshold_band):
+        print(f"dfdetect scan: error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     found, missing = expand_inputs(args.paths)
     if not found:
@@ -229,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         from dfdetect.infer.report import write_report
 
-        path = write_report(args.report, predictions, thresholds=(low, high))
+        path = write_report(args.report, predictions, thresholds=tuple(args.threshold_band))
         print(f"report written to {path}", file=sys.stderr)
     print(_summary(predictions), file=sys.stderr)
     return exit_code(predictions)

@@ -65,20 +65,6 @@ def model_inputs(chunk: list[Any], pre: PreprocessConfig, device: str, mask: str
     return {"frames": frames, "audio": audio, "audio_mask": amask, "mouths": mouths}
 
 
-def forward_batches(
-    model: Any,
-    windows: list[Any],
-    pre: PreprocessConfig,
-    device: str,
-    batch_size: int,
-    mask: str | None,
-    no_audio: bool,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Yield the model's outputs (numpy, per head in :data:`HEADS`) for ``windows``, in batches."""
-    for outs in forward_passes(model, windows, pre, device, batch_size, mask, no_audio):
-        yield outs[0]
-
-
 def _call(model: Any, x: dict[str, Any]) -> dict[str, np.ndarray]:
     """One forward pass of a batch of model inputs; numpy outputs per head in :data:`HEADS`."""
     out = model(x["frames"], audio=x["audio"], audio_mask=x["audio_mask"], mouths=x["mouths"])
