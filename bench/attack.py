@@ -43,7 +43,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="keep the eval folder here")
     ap.add_argument("--prepared", default=None, help="keep (and reuse) the prepared clips here")
     args = ap.parse_args()
-    from dfdetect.infer.pipeline import resolve_model
+    from dfdetect.infer.lookup import resolve_model
 
     model = str(resolve_model(args.model)[0])
     with tempfile.TemporaryDirectory() as tmp:

@@ -101,7 +101,8 @@ def main() -> None:
 
     import torch
 
-    from dfdetect.infer.pipeline import WEIGHTS_DIR, load_detector
+    from dfdetect.infer.lookup import WEIGHTS_DIR
+    from dfdetect.infer.pipeline import load_detector
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="dfdetect-bench-scan-") as tmp:

@@ -24,7 +24,8 @@ import torch
 
 
 def main() -> None:
-    from dfdetect.infer.pipeline import load_detector, resolve_model
+    from dfdetect.infer.lookup import resolve_model
+    from dfdetect.infer.pipeline import load_detector
     from dfdetect.train.speech import load_speech_config, speech_splits
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

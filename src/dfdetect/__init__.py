@@ -39,7 +39,7 @@ def load_detector(name_or_path: str | None = None, device: str = "auto", **kwarg
         A :class:`dfdetect.infer.pipeline.Detector`; call ``.scan(path)`` on it.
 
     Raises:
-        dfdetect.infer.pipeline.ModelNotFoundError: unknown name (the message lists the known ones).
+        dfdetect.infer.lookup.ModelNotFoundError: unknown name (the message lists the known ones).
         dfdetect.checkpoint.CheckpointError: the checkpoint cannot be read.
     """
     from dfdetect.infer.pipeline import load_detector as _load
@@ -49,6 +49,6 @@ def load_detector(name_or_path: str | None = None, device: str = "auto", **kwarg
 
 def available_models() -> list[str]:
     """Names accepted by :func:`load_detector` (models directory + packaged weights)."""
-    from dfdetect.infer.pipeline import available_models as _available
+    from dfdetect.infer.lookup import available_models as _available
 
     return _available()

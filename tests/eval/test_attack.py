@@ -20,7 +20,8 @@ from dfdetect.data.cache import write_entry
 from dfdetect.data.manifest import ManifestRow, write_manifest
 from dfdetect.eval.attack import AttackSpec, parse_eps, run_attacks
 from dfdetect.eval.evaluate import evaluate, predict_rows, read_jsonl, with_pseudofakes
-from dfdetect.infer.pipeline import WEIGHTS_DIR, Detector
+from dfdetect.infer.lookup import WEIGHTS_DIR
+from dfdetect.infer.pipeline import Detector
 from dfdetect.infer.score import model_inputs
 from dfdetect.models.adversarial import attack_loss, fgsm, pgd, to_pixels
 from tests.eval.conftest import make_clip

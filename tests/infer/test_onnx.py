@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from dfdetect.checkpoint import Checkpoint, CheckpointError
+from dfdetect.infer.lookup import WEIGHTS_DIR
 from dfdetect.infer.onnx import OnnxModel, read_metadata
-from dfdetect.infer.pipeline import WEIGHTS_DIR, load_detector
+from dfdetect.infer.pipeline import load_detector
 from dfdetect.infer.score import model_inputs
 from tests.conftest import media
 from tests.infer.conftest import make_checkpoint

@@ -7,13 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dfdetect.infer.pipeline import (
-    Detector,
-    ModelNotFoundError,
-    available_models,
-    load_detector,
-    resolve_model,
-)
+from dfdetect.infer.lookup import ModelNotFoundError, available_models, resolve_model
+from dfdetect.infer.pipeline import Detector, load_detector
 from dfdetect.io.files import expand_inputs
 from dfdetect.types import Prediction, Status, Verdict
 from tests.conftest import media
@@ -188,7 +183,8 @@ def test_channels_last_weights_keep_the_outputs() -> None:
     import torch
 
     from dfdetect.checkpoint import Checkpoint
-    from dfdetect.infer.pipeline import WEIGHTS_DIR, channels_last
+    from dfdetect.infer.lookup import WEIGHTS_DIR
+    from dfdetect.infer.pipeline import channels_last
 
     if not (WEIGHTS_DIR / "default.pt").is_file():
         pytest.skip("the packaged default model is not installed")

@@ -14,7 +14,8 @@ import pytest
 
 from dfdetect.checkpoint import Checkpoint, CheckpointError, attach_speech
 from dfdetect.infer.aggregate import fuse_speech
-from dfdetect.infer.pipeline import WEIGHTS_DIR, load_detector
+from dfdetect.infer.lookup import WEIGHTS_DIR
+from dfdetect.infer.pipeline import load_detector
 from dfdetect.types import Status
 from tests.conftest import media
 from tests.infer.conftest import make_checkpoint

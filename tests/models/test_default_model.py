@@ -5,7 +5,7 @@ from __future__ import annotations
 import dfdetect
 from dfdetect.checkpoint import Checkpoint
 from dfdetect.eval.calibrate import T_BOUNDS
-from dfdetect.infer.pipeline import WEIGHTS_DIR
+from dfdetect.infer.lookup import WEIGHTS_DIR
 from tests.conftest import media
 
 DEFAULT = WEIGHTS_DIR / "default.pt"

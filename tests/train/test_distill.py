@@ -17,7 +17,7 @@ import torch
 from dfdetect.checkpoint import Checkpoint
 from dfdetect.config import PreprocessConfig
 from dfdetect.data.manifest import write_manifest
-from dfdetect.infer.pipeline import resolve_model
+from dfdetect.infer.lookup import resolve_model
 from dfdetect.train.distill import (
     DistillTask,
     adapt_frames,

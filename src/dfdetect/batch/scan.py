@@ -54,7 +54,8 @@ class ScanWorker:
     def __init__(self, model: str | None, device: str, options: dict[str, Any], threads: int) -> None:
         import torch
 
-        from dfdetect.infer.pipeline import load_detector, resolve_model
+        from dfdetect.infer.lookup import resolve_model
+        from dfdetect.infer.pipeline import load_detector
 
         torch.set_num_threads(max(1, threads))
         path, _ = resolve_model(model)
@@ -179,7 +180,7 @@ def run_batch(
         dfdetect.batch.cluster.ClusterError: Ray cannot be reached or the workers cannot start
             (an unknown model, say).
         dfdetect.batch.results.BatchOutputError: another run holds ``out_dir``.
-        dfdetect.infer.pipeline.ModelNotFoundError: a local run with an unknown model.
+        dfdetect.infer.lookup.ModelNotFoundError: a local run with an unknown model.
     """
     options = options or BatchOptions()
     summary = BatchSummary(out_dir=str(out_dir), total=len(paths), missing=list(missing or []))
@@ -219,7 +220,7 @@ def _local_model(model: str | None, required: bool) -> dict[str, str] | None:
     Raises:
         ModelNotFoundError: ``required`` (a local Ray) and the model is not here.
     """
-    from dfdetect.infer.pipeline import ModelNotFoundError, resolve_model
+    from dfdetect.infer.lookup import ModelNotFoundError, resolve_model
 
     try:
         path, name = resolve_model(model)

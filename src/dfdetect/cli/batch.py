@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     from dfdetect.batch.results import BatchOutputError
     from dfdetect.batch.scan import BatchOptions, run_batch
     from dfdetect.data.manifest import ManifestError
-    from dfdetect.infer.pipeline import ModelNotFoundError
+    from dfdetect.infer.lookup import ModelNotFoundError
 
     if problem := threshold_band_error(args.threshold_band):
         return _error(problem)

@@ -48,7 +48,7 @@ def _teacher(name: str | None) -> str | None:
     """A checkpoint path as given, or the file of a packaged model name."""
     if name is None:
         return None
-    from dfdetect.infer.pipeline import ModelNotFoundError, resolve_model
+    from dfdetect.infer.lookup import ModelNotFoundError, resolve_model
 
     try:
         return str(resolve_model(name)[0])

@@ -161,7 +161,8 @@ def _summary(predictions: list[Prediction]) -> str:
 
 def _load(args: argparse.Namespace) -> Any:
     from dfdetect.checkpoint import CheckpointError
-    from dfdetect.infer.pipeline import ModelNotFoundError, load_detector
+    from dfdetect.infer.lookup import ModelNotFoundError
+    from dfdetect.infer.pipeline import load_detector
 
     try:
         detector = load_detector(
