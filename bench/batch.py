@@ -5,9 +5,11 @@ the same model (the packaged default, speech companion included) and run as subp
 runs them. Printed: files per second end to end (process start, model loading and, for batch, Ray
 start-up included) and in steady state (scan: the files' own scan seconds; batch: after its workers
 started), and their ratios. Goal: batch / scan >= 1.7 on 2 cores. A third run scans with one torch
-thread (what each batch worker uses), to tell parallel workers from thread contention.
+thread (what each batch worker uses), to tell parallel workers from thread contention; a fourth runs
+the batch in two stages (``--extract-workers``: workers that decode and find faces, feeding the others,
+which only run the model: the layout for GPU nodes, here all on CPU).
 
-    python bench/batch.py [--clips N] [--workers 2] [--model default]
+    python bench/batch.py [--clips N] [--workers 2] [--extract-workers 1] [--model default]
 """
 
 from __future__ import annotations
@@ -52,11 +54,12 @@ def run_scan(folder: Path, model: str, threads: int | None = None) -> tuple[floa
     return wall, sum(p["timings"].get("total", 0.0) for p in preds), len(preds)
 
 
-def run_batch(folder: Path, out: Path, model: str, workers: int) -> tuple[float, dict]:
-    """(wall seconds, summary.json) of `dfdetect batch` on a local Ray."""
+def run_batch(folder: Path, out: Path, model: str, workers: int, extract: int = 0) -> tuple[float, dict]:
+    """(wall seconds, summary.json) of `dfdetect batch` on a local Ray (``extract``: two stages, with that
+    many extract workers)."""
     t = time.perf_counter()
     cmd = [sys.executable, "-m", "dfdetect", "batch", str(folder), "--out", str(out), "--model", model,
-           "--workers", str(workers), "--no-progress"]  # fmt: skip
+           "--workers", str(workers), "--extract-workers", str(extract), "--no-progress"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t
     if proc.returncode != 0:
@@ -68,6 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=12, help="real clips scanned (default 12)")
     parser.add_argument("--workers", type=int, default=2, help="Ray workers (default 2)")
+    parser.add_argument("--extract-workers", type=int, default=1, help="two-stage run (0: none)")
     parser.add_argument("--model", default="default", help="model name or checkpoint (default: default)")
     args = parser.parse_args()
     load = os.getloadavg()
@@ -78,12 +82,15 @@ def main() -> None:
         scan_wall, scan_busy, n_scan = run_scan(folder, args.model)
         batch_wall, summary = run_batch(folder, Path(tmp) / "out", args.model, args.workers)
         one_wall, one_busy, n_one = run_scan(folder, args.model, threads=1)
-    steady = summary["seconds"] - summary["startup_seconds"]
+        extract, judges = args.extract_workers, args.workers - args.extract_workers
+        staged = run_batch(folder, Path(tmp) / "staged", args.model, judges, extract) if extract else None
     rows = [
         ("scan, 1 process", n_scan / scan_wall, n_scan / scan_busy),
-        (f"batch, local Ray, {args.workers} workers", summary["done"] / batch_wall, summary["done"] / steady),
+        (f"batch, local Ray, {args.workers} workers", *_rates(batch_wall, summary)),
         ("scan, 1 process, 1 torch thread", n_one / one_wall, n_one / one_busy),
     ]
+    if staged:
+        rows.append((f"batch, {extract} extract + {judges} model", *_rates(*staged)))
     print(
         f"{n} clips from {MEDIA / 'real'}, model {args.model}, {os.cpu_count()} CPUs, load average "
         f"{load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (other work slows both)"
@@ -99,12 +106,20 @@ def main() -> None:
         f"{'ratio batch / scan with 1 thread':34s} {rows[1][1] / rows[2][1]:12.2f} "
         f"{rows[1][2] / rows[2][2]:12.2f}"
     )
+    if staged:
+        two = f"{rows[3][1] / rows[1][1]:12.2f} {rows[3][2] / rows[1][2]:12.2f}"
+        print(f"{'ratio two stages / one stage':34s} {two}")
     print(
         f"scan wall {scan_wall:.1f} s (1 thread: {one_wall:.1f} s); batch wall {batch_wall:.1f} s, "
         "of which workers starting "
         f"{summary['startup_seconds']:.1f} s (Ray start-up and imports before: "
         f"{batch_wall - summary['seconds']:.1f} s)"
     )
+
+
+def _rates(wall: float, summary: dict) -> tuple[float, float]:
+    """Files per second of a batch run: end to end, and after its workers started."""
+    return summary["done"] / wall, summary["done"] / (summary["seconds"] - summary["startup_seconds"])
 
 
 if __name__ == "__main__":

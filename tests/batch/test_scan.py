@@ -97,15 +97,16 @@ def test_resume_skips_done_files_and_rescans_a_changed_one(scanned, inputs, tiny
     assert run_batch([str(root / TOUCHED)], scanned, options).workers == 0  # its new time is remembered
 
 
-def _other_scanning_worker(pid: int) -> int | None:
-    """The pid of a Ray scan worker busy scanning, other than ``pid`` (Ray titles it ray::ScanWorker.scan)."""
+def _busy_worker(method: str, pid: int | None = None) -> int | None:
+    """The pid of a Ray scan worker busy in ``method``, other than ``pid`` (Ray titles it
+    ray::ScanWorker.<method>)."""
     for entry in os.listdir("/proc"):
         if entry.isdigit() and int(entry) != pid:
             try:
                 title = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if title.startswith(b"ray::ScanWorker.scan"):
+            if title.startswith(f"ray::ScanWorker.{method}".encode()):
                 return int(entry)
     return None
 
@@ -118,7 +119,7 @@ def test_a_worker_killed_mid_scan_loses_nothing(ray_local, tiny_model, inputs, t
     killed: list[int] = []
 
     def kill_the_other_worker(record: dict) -> None:
-        victim = None if killed else _other_scanning_worker(record["worker"]["pid"])
+        victim = None if killed else _busy_worker("scan", record["worker"]["pid"])
         if victim is not None:  # the other worker is busy scanning: kill it mid-scan
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
@@ -136,6 +137,48 @@ def test_a_worker_killed_mid_scan_loses_nothing(ray_local, tiny_model, inputs, t
     retried = [r for r in records if r["attempts"] == 2]
     assert len(retried) == 1 and retried[0]["worker"]["pid"] != killed[0]
     assert {r["path"]: r["status"] for r in records} == {p: expected[p] for p in paths}
+
+
+def test_two_stages_give_the_same_answers(scanned, inputs, tiny_model, tmp_path):
+    """--extract-workers: one worker decodes and finds faces, the other only runs the model."""
+    _, expected = inputs
+    out = tmp_path / "staged"
+    argv = ["batch", *expected, "--out", str(out), "--model", str(tiny_model), "--workers", "1",
+            "--extract-workers", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    staged, single = {r["path"]: r for r in _lines(out)}, {r["path"]: r for r in read_results(scanned)}
+    assert {p: r["status"] for p, r in staged.items()} == {p: single[p]["status"] for p in expected}
+    for path, r in staged.items():
+        assert r["attempts"] == 1 and r["p_fake"] == pytest.approx(single[path]["p_fake"], abs=1e-6)
+        timeline, before = r["prediction"]["timeline"], single[path]["prediction"]["timeline"]
+        assert sum(timeline, []) == pytest.approx(sum(before, []), abs=1e-6)
+    scored = [r for r in staged.values() if r["status"] in ("ok", "no_audio")]
+    assert scored and all(r["extractor"]["pid"] != r["worker"]["pid"] for r in scored)
+    assert json.loads((out / "summary.json").read_text())["workers"] == 2
+
+
+def test_a_dead_extractor_loses_nothing(ray_local, tiny_model, tmp_path):
+    paths = [str(media(rel)) for rel in [*REAL, "real/pcavs_Pose_Source_517600055.mp4"]]
+    killed: list[int] = []
+
+    def kill_the_extractor(record: dict) -> None:
+        victim = None if killed else _busy_worker("extract")
+        if victim is not None:  # the extractor is busy with the next file: kill it mid-extraction
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+    options = BatchOptions(model=str(tiny_model), workers=1, extract_workers=1, retries=1, progress=False)
+    summary = run_batch(paths, tmp_path / "out", options, on_record=kill_the_extractor)
+    records = _lines(tmp_path / "out")
+    assert len(killed) == 1 and summary.failed == 0 and summary.worker_restarts == 1
+    assert sorted(r["path"] for r in records) == sorted(paths)  # every file once: nothing lost
+    assert [r["attempts"] for r in records].count(2) == 1
+    assert {r["status"] for r in records} <= {"ok", "no_audio"}
+
+
+def test_layouts_do_not_mix() -> None:
+    with pytest.raises(ValueError, match="choose one"):
+        BatchOptions(cpu_workers=1, extract_workers=1)
 
 
 @pytest.fixture(scope="module")

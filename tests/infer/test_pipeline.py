@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,19 @@ def test_explain_gives_the_same_scores(detector: Detector) -> None:
     plain, explained = detector.scan(path), detector.scan(path, explain=True)
     assert explained.p_fake == plain.p_fake and explained.timeline == plain.timeline
     assert explained.extras["explain"]["frames"] and explained.extras["thumbnails"]
+
+
+def test_scan_is_extract_then_judge_anywhere(detector: Detector, tmp_path: Path) -> None:
+    """The two stages of a scan (a Ray batch runs them in two processes) give the scan's prediction."""
+    path = media("real/pcavs_Audio_Source_00015.mp4")
+    extraction = pickle.loads(pickle.dumps(detector.extract(path)))  # what travels between workers
+    assert extraction.failure is None and extraction.clip.faces and extraction.seconds > 0
+    staged, plain = detector.judge(extraction), detector.scan(path)
+    assert staged.to_dict() | {"timings": None} == plain.to_dict() | {"timings": None}
+    assert staged.timings["total"] >= staged.timings["prepare"] + staged.timings["model"]
+    broken = detector.extract(tmp_path / "missing.mp4")
+    assert broken.clip is None and detector.judge(broken) is broken.failure
+    assert broken.failure.status == Status.UNREADABLE
 
 
 def test_channels_last_weights_keep_the_outputs() -> None:

@@ -94,7 +94,8 @@ def worker_count(
 
 @dataclass
 class Task:
-    """One unit of work: ``key`` names it (a path), ``args`` go to the actor method."""
+    """One unit of work: ``key`` names it (a path), ``args`` go to the actor method; ``attempts`` counts
+    the tries of this task and of the stages before it."""
 
     key: str
     args: tuple[Any, ...]
@@ -103,11 +104,16 @@ class Task:
 
 @dataclass
 class Outcome:
-    """A finished task: the method's ``value``, or ``error`` when its workers died on every try."""
+    """A finished task: the method's ``value``, or ``error`` when its workers died on every try.
+
+    ``payload``: with a pool of ``num_returns=2``, the reference to the method's second value, left where
+    the worker put it (the first, small value comes to the driver; the second goes on to the next stage).
+    """
 
     task: Task
     value: Any = None
     error: str | None = None
+    payload: Any = None
 
 
 _RAISED = re.compile(r"^(?:[\w.]+\.)?(\w+(?:Error|Exception|Exit)): (.*)$")
@@ -129,16 +135,22 @@ class ActorPool:
 
     A task whose actor dies (process killed, node lost, out of memory) is retried on a fresh actor up to
     ``retries`` times, then comes back as an :class:`Outcome` with ``error``. An exception raised by the
-    method itself (not a death) comes back as an error at once: it would fail again.
+    method itself (not a death) comes back as an error at once: it would fail again. With
+    ``num_returns=2`` the method returns two values: see :attr:`Outcome.payload`.
     """
 
-    def __init__(self, factories: Sequence[Callable[[], Any]], method: str, retries: int = 2) -> None:
+    def __init__(
+        self, factories: Sequence[Callable[[], Any]], method: str, retries: int = 2, num_returns: int = 1
+    ) -> None:
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
         if not factories:
             raise ValueError("an actor pool needs at least one worker")
         self.factories, self.method, self.retries = list(factories), method, retries
+        self.num_returns = num_returns
         self.actors: list[Any] = []
+        self.idle: list[Any] = []
+        self.inflight: dict[Any, tuple[Any, Task, Any]] = {}  # ref -> (actor, task, payload ref)
         self.restarts = 0
 
     def start(self, probe: str = "info") -> list[Any]:
@@ -151,6 +163,7 @@ class ActorPool:
         from ray.exceptions import RayActorError, RayTaskError
 
         self.actors = [make() for make in self.factories]
+        self.idle = list(self.actors)
         try:
             return ray.get([getattr(a, probe).remote() for a in self.actors])
         except (RayActorError, RayTaskError) as e:
@@ -163,7 +176,7 @@ class ActorPool:
         for actor in self.actors:
             with contextlib.suppress(Exception):
                 ray.kill(actor, no_restart=True)
-        self.actors = []
+        self.actors, self.idle, self.inflight = [], [], {}
 
     def _replace(self, actor: Any) -> Any:
         import ray
@@ -175,34 +188,84 @@ class ActorPool:
         self.actors[slot] = self.factories[slot]()
         return self.actors[slot]
 
-    def run(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
-        """Run every task; outcomes in completion order. Call :meth:`start` first."""
+    def dispatch(self, pending: deque[Task]) -> None:
+        """Give tasks from the left of ``pending`` to the idle actors."""
+        while self.idle and pending:
+            actor, task = self.idle.pop(), pending.popleft()
+            task.attempts += 1
+            call = getattr(actor, self.method)
+            if self.num_returns == 1:
+                ref, payload = call.remote(*task.args), None
+            else:
+                ref, payload = call.options(num_returns=self.num_returns).remote(*task.args)
+            self.inflight[ref] = (actor, task, payload)
+
+    def collect(self, ref: Any, pending: deque[Task]) -> Outcome | None:
+        """The outcome of the finished ``ref`` (one of :attr:`inflight`); None when its actor died and the
+        task went back to the left of ``pending`` for another try."""
         import ray
         from ray.exceptions import RayActorError, RayTaskError
 
-        pending, idle = deque(tasks), list(self.actors)
-        inflight: dict[Any, tuple[Any, Task]] = {}
-        while pending or inflight:
-            while idle and pending:
-                actor, task = idle.pop(), pending.popleft()
-                task.attempts += 1
-                inflight[getattr(actor, self.method).remote(*task.args)] = (actor, task)
-            (ref,), _ = ray.wait(list(inflight), num_returns=1)
-            actor, task = inflight.pop(ref)
-            try:
-                value = ray.get(ref)
-            except RayActorError as e:  # the worker died (ActorDiedError, ActorUnavailableError)
-                log.warning("worker died on %s (try %d): %s", task.key, task.attempts, _reason(e))
-                idle.append(self._replace(actor))
-                if task.attempts <= self.retries:
-                    pending.appendleft(task)
-                    continue
-                error = f"the worker died on each of {task.attempts} tries ({_reason(e)})"
-                yield Outcome(task, error=error)
+        actor, task, payload = self.inflight.pop(ref)
+        try:
+            value = ray.get(ref)
+        except RayActorError as e:  # the worker died (ActorDiedError, ActorUnavailableError)
+            log.warning("worker died on %s (try %d): %s", task.key, task.attempts, _reason(e))
+            self.idle.append(self._replace(actor))
+            if task.attempts <= self.retries:
+                pending.appendleft(task)
+                return None
+            return Outcome(task, error=f"the worker died on each of {task.attempts} tries ({_reason(e)})")
+        except RayTaskError as e:
+            self.idle.append(actor)
+            return Outcome(task, error=f"unexpected error in the worker: {_reason(e)}")
+        self.idle.append(actor)
+        return Outcome(task, value=value, payload=payload)
+
+    def run(self, tasks: Iterable[Task]) -> Iterator[Outcome]:
+        """Run every task; outcomes in completion order. Call :meth:`start` first."""
+        import ray
+
+        pending = deque(tasks)
+        while pending or self.inflight:
+            self.dispatch(pending)
+            (ref,), _ = ray.wait(list(self.inflight), num_returns=1)
+            outcome = self.collect(ref, pending)
+            if outcome is not None:
+                yield outcome
+
+
+def run_staged(
+    first: ActorPool,
+    second: ActorPool,
+    tasks: Iterable[Task],
+    handoff: Callable[[Outcome], Task | None],
+    queue: int,
+) -> Iterator[Outcome]:
+    """Run every task through two pools: ``first`` (e.g. CPU workers that decode), then ``second`` (GPU
+    workers that run the model); outcomes in completion order.
+
+    ``handoff`` turns a first-stage outcome into the second stage's task, or None when the first stage
+    already finished it (a failure, a skip): that outcome is yielded as is. At most ``queue`` handed-off
+    tasks wait for the second pool (the first pool pauses beyond that: finished work waits in the object
+    store, so this bounds its memory). A dead worker of either stage is replaced and only its own stage
+    is retried.
+    """
+    import ray
+
+    todo, handed = deque(tasks), deque()
+    while todo or handed or first.inflight or second.inflight:
+        if len(handed) < queue:
+            first.dispatch(todo)
+        second.dispatch(handed)
+        (ref,), _ = ray.wait([*first.inflight, *second.inflight], num_returns=1)
+        if ref in first.inflight:
+            outcome = first.collect(ref, todo)
+            nxt = handoff(outcome) if outcome is not None and outcome.error is None else None
+            if nxt is not None:
+                handed.append(nxt)
                 continue
-            except RayTaskError as e:
-                idle.append(actor)
-                yield Outcome(task, error=f"unexpected error in the worker: {_reason(e)}")
-                continue
-            idle.append(actor)
-            yield Outcome(task, value=value)
+        else:
+            outcome = second.collect(ref, handed)
+        if outcome is not None:
+            yield outcome

@@ -11,17 +11,26 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dfdetect.batch.cluster import LOCAL, ActorPool, ClusterError, Outcome, Task, ray_session, worker_count
+from dfdetect.batch.cluster import (
+    LOCAL,
+    ActorPool,
+    ClusterError,
+    Outcome,
+    Task,
+    ray_session,
+    run_staged,
+    worker_count,
+)
 from dfdetect.batch.results import BatchSummary, ResultStore, sha256_file
 from dfdetect.constants import VERDICT_BAND
-from dfdetect.infer.pipeline import kind_of_name
-from dfdetect.types import Status
+from dfdetect.infer.pipeline import Extraction, kind_of_name
+from dfdetect.types import Prediction, Status
 
 
 @dataclass
@@ -34,10 +43,15 @@ class BatchOptions:
     num_cpus: float = 1.0  # CPUs per worker (also its torch threads)
     num_gpus: float = 0.0  # GPUs per worker (> 0: the model runs on CUDA)
     cpu_workers: int = 0  # more workers, CPU only, 1 CPU each (beside GPU workers: CPU nodes help too)
+    extract_workers: int = 0  # > 0: two stages, these 1-CPU workers decode and find faces for the others
     retries: int = 2  # tries after a worker dies on a file
     shard_size: int = 1000  # records per Parquet shard
     progress: bool = True
     scan: dict[str, Any] = field(default_factory=dict)  # Detector options: thresholds, speech, ...
+
+    def __post_init__(self) -> None:
+        if self.cpu_workers and self.extract_workers:
+            raise ValueError("--cpu-workers and --extract-workers are two layouts: choose one")
 
     def scan_options(self) -> dict[str, Any]:
         """The options that change a prediction (part of what resume compares), JSON-ready."""
@@ -51,7 +65,9 @@ class BatchOptions:
 class ScanWorker:
     """A Ray actor body: one loaded detector, scanning one file per call."""
 
-    def __init__(self, model: str | None, device: str, options: dict[str, Any], threads: int) -> None:
+    def __init__(
+        self, model: str | None, device: str, options: dict[str, Any], threads: int, extracts: bool = True
+    ) -> None:
         import torch
 
         from dfdetect.infer.lookup import resolve_model
@@ -62,7 +78,7 @@ class ScanWorker:
         self.model_hash = sha256_file(path)
         opts = {**options, "thresholds": tuple(options["thresholds"])}
         self.detector = load_detector(model, device=device, **opts)
-        if self.detector.modalities & {"video", "frequency"}:
+        if extracts and self.detector.modalities & {"video", "frequency"}:
             _ = self.detector.face_detector  # built now: start-up, not the first file, pays for it
 
     def info(self) -> dict[str, Any]:
@@ -81,6 +97,15 @@ class ScanWorker:
         When the content hashes to ``known_hash`` (the file was touched, not changed) the scan is
         skipped: the record then has ``"unchanged": True`` and no prediction.
         """
+        header, extraction = self.extract(path, known_hash)
+        return header if extraction is None else self.judge(header, extraction)
+
+    def extract(self, path: str, known_hash: str | None = None) -> tuple[dict[str, Any], Extraction | None]:
+        """The first stage of :meth:`scan` (hash, decode, faces, audio): ``(record, extraction)``.
+
+        The record is final (an unchanged file, or a failure such as ``unreadable``) when the extraction
+        is None; else it is the header that :meth:`judge` completes.
+        """
         start = time.perf_counter()
         record: dict[str, Any] = {"path": path, "file_hash": None, "size": None, "mtime_ns": None}
         try:
@@ -88,12 +113,34 @@ class ScanWorker:
             record.update(size=st.st_size, mtime_ns=st.st_mtime_ns, file_hash=sha256_file(path))
         except OSError:
             pass  # missing or unreadable: the scan below says so in its status
-        worker = {"pid": os.getpid(), "host": socket.gethostname()}
+        record["worker"] = _whoami()
         if known_hash is not None and record["file_hash"] == known_hash:
-            return {**record, "unchanged": True, "worker": worker}
-        pred = self.detector.scan(path).to_dict()
-        seconds = round(time.perf_counter() - start, 4)
-        return {**record, **_headline(pred), "worker": worker, "seconds": seconds, "prediction": pred}
+            return {**record, "unchanged": True}, None
+        extraction = self.detector.extract(path)
+        record["seconds"] = time.perf_counter() - start
+        if extraction.failure is not None:
+            return _completed(record, extraction.failure), None
+        return record, extraction
+
+    def judge(self, header: dict[str, Any], extraction: Extraction) -> dict[str, Any]:
+        """The second stage of :meth:`scan`: the model on what :meth:`extract` read (here or on another
+        worker, then named ``extractor`` in the record)."""
+        start = time.perf_counter()
+        pred = self.detector.judge(extraction)
+        record = {**header, "seconds": header["seconds"] + time.perf_counter() - start}
+        if header["worker"] != _whoami():
+            record.update(extractor=header["worker"], worker=_whoami())
+        return _completed(record, pred)
+
+
+def _whoami() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def _completed(record: dict[str, Any], pred: Prediction) -> dict[str, Any]:
+    """``record`` with the prediction (and its headline fields) of a finished file."""
+    data = pred.to_dict()
+    return {**record, **_headline(data), "seconds": round(record["seconds"], 4), "prediction": data}
 
 
 def _headline(pred: dict[str, Any]) -> dict[str, Any]:
@@ -188,22 +235,22 @@ def run_batch(
     local_model = _local_model(options.model, required=options.address in (None, LOCAL))
     with ResultStore(out_dir, options.shard_size) as store, ray_session(options.address) as ray:
         start = time.perf_counter()
-        size = worker_count(ray, options.num_cpus, options.num_gpus, options.workers, options.cpu_workers)
-        pool = ActorPool(_factories(ray, options, scan_opts, size), "scan", options.retries)
+        pools = _pools(ray, options, scan_opts)
         try:
-            infos = [] if local_model else pool.start()  # no model here: the workers say which
+            infos = [] if local_model else pools[0].start()  # no model here: the workers say which
             model = local_model or _model_of(infos[0])
             summary.model, summary.model_hash = model["model"], model["model_hash"]
             tasks = _plan(paths, store, model["model_hash"], scan_opts, summary)
             if tasks:
-                _check_model(infos or pool.start(), model)
-                summary.workers = len(pool.factories)
+                _check_model((infos or pools[0].start()) + [i for p in pools[1:] for i in p.start()], model)
+                summary.workers = sum(len(p.factories) for p in pools)
                 summary.startup_seconds = round(time.perf_counter() - start, 3)
                 run = {**model, "options": scan_opts}
-                _drive(pool, tasks, len(paths), run, store, summary, options.progress, on_record)
+                _drive(pools, tasks, len(paths), run, store, summary, options.progress, on_record)
         finally:
-            pool.shutdown()
-        summary.worker_restarts = pool.restarts
+            for pool in pools:
+                pool.shutdown()
+        summary.worker_restarts = sum(p.restarts for p in pools)
         summary.seconds = round(time.perf_counter() - start, 3)
         summary.rate = round((summary.done + summary.failed) / max(summary.seconds, 1e-9), 4)
         store.write_summary(summary)
@@ -241,25 +288,50 @@ def _check_model(infos: list[dict[str, Any]], model: dict[str, str]) -> None:
             )
 
 
-def _factories(
-    ray: Any, options: BatchOptions, scan_opts: dict[str, Any], size: int
-) -> list[Callable[[], Any]]:
-    """One function per worker that starts its scan actor: ``size`` workers with the run's resources
-    (on CUDA when they have GPUs), then ``cpu_workers`` CPU-only workers of one CPU each."""
+def _pools(ray: Any, options: BatchOptions, scan_opts: dict[str, Any]) -> list[ActorPool]:
+    """The scan's actor pools: ``[scan]`` (each worker scans whole files), or, with ``extract_workers``,
+    ``[judge, extract]`` (1-CPU workers decode and find faces, the others run the model on what they
+    send; the model's pool is first: its workers answer which model runs).
+
+    Raises:
+        ClusterError: the workers do not fit the cluster.
+    """
     model = options.model
     if model is not None and Path(model).expanduser().is_file():
         model = str(Path(model).expanduser().resolve())  # workers may start in another folder
+    extra = options.cpu_workers + options.extract_workers
+    size = worker_count(ray, options.num_cpus, options.num_gpus, options.workers, extra)
 
-    def kind(num_cpus: float, num_gpus: float) -> Callable[[], Any]:
+    def kind(num_cpus: float, num_gpus: float, extracts: bool = True) -> Callable[[], Any]:
         actor = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(ScanWorker)
         device, threads = ("cuda" if num_gpus > 0 else "cpu"), max(1, int(num_cpus))
-        return lambda: actor.remote(model, device, scan_opts, threads)
+        return lambda: actor.remote(model, device, scan_opts, threads, extracts)
 
-    return [kind(options.num_cpus, options.num_gpus)] * size + [kind(1.0, 0.0)] * options.cpu_workers
+    if not options.extract_workers:
+        factories = [kind(options.num_cpus, options.num_gpus)] * size + [kind(1.0, 0.0)] * options.cpu_workers
+        return [ActorPool(factories, "scan", options.retries)]
+    judges = [kind(options.num_cpus, options.num_gpus, extracts=False)] * size
+    extractors = [kind(1.0, 0.0)] * options.extract_workers
+    return [ActorPool(judges, "judge", options.retries), ActorPool(extractors, "extract", options.retries, 2)]
+
+
+def _handoff(outcome: Outcome) -> Task | None:
+    """The judge's task for an extracted file; None when extraction finished it (unchanged, failed)."""
+    header = outcome.value
+    if header.get("unchanged") or "prediction" in header:
+        return None
+    return Task(outcome.task.key, (header, outcome.payload), attempts=outcome.task.attempts - 1)
+
+
+def _outcomes(pools: list[ActorPool], tasks: list[Task]) -> Iterator[Outcome]:
+    if len(pools) == 1:
+        return pools[0].run(tasks)
+    judge, extract = pools
+    return run_staged(extract, judge, tasks, _handoff, queue=2 * len(judge.factories))
 
 
 def _drive(
-    pool: ActorPool,
+    pools: list[ActorPool],
     tasks: list[Task],
     total: int,
     run: dict[str, Any],
@@ -281,9 +353,10 @@ def _drive(
         smoothing=0.1,
     )
     with bar:
-        for outcome in pool.run(tasks):
+        for outcome in _outcomes(pools, tasks):
             record = _finish(outcome, run, store, summary)
             if on_record is not None:
                 on_record(record)
             bar.update(1)
-            bar.set_postfix(done=summary.done, failed=summary.failed, restarts=pool.restarts, refresh=False)
+            restarts = sum(p.restarts for p in pools)
+            bar.set_postfix(done=summary.done, failed=summary.failed, restarts=restarts, refresh=False)

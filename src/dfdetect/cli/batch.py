@@ -29,6 +29,7 @@ examples:
   dfdetect batch uploads/ --out results/
   dfdetect batch manifest.csv --out results/ --workers 4 --model default
   dfdetect batch "s3mnt/**/*.mp4" --out results/ --ray-address auto --num-gpus 0.25
+  dfdetect batch uploads/ --out results/ --ray-address auto --num-gpus 0.5 --workers 8 --extract-workers 56
 """
 
 
@@ -62,6 +63,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="N more workers on CPU only, 1 CPU each, beside --num-gpus workers (CPU nodes help too)",
     )
+    p.add_argument(
+        "--extract-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="two stages: N workers of 1 CPU decode and find faces, the other workers (--num-gpus) only "
+        "run the model on what they send",
+    )
     p.add_argument("--retries", type=int, default=2, help="tries after a worker dies on a file (default 2)")
     p.add_argument("--shard-size", type=int, default=1000, help="records per Parquet shard (default 1000)")
     p.add_argument("--no-speech", action="store_true", help="no speech model on a video's speech")
@@ -86,10 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
     if problem := threshold_band_error(args.threshold_band):
         return _error(problem)
-    if min(args.retries, args.num_gpus, args.cpu_workers) < 0 or args.num_cpus <= 0 or args.shard_size < 1:
-        return _error(
-            "--retries, --num-gpus, --cpu-workers >= 0, --num-cpus > 0 and --shard-size >= 1 please"
-        )
+    if min(args.retries, args.num_gpus, args.cpu_workers, args.extract_workers) < 0:
+        return _error("--retries, --num-gpus, --cpu-workers and --extract-workers >= 0 please")
+    if args.num_cpus <= 0 or args.shard_size < 1:
+        return _error("--num-cpus > 0 and --shard-size >= 1 please")
     try:
         paths, missing = collect_inputs(args.inputs)
     except (ValueError, ManifestError, OSError) as e:
@@ -103,12 +112,12 @@ def run(args: argparse.Namespace) -> int:
         "max_duration": args.max_duration,
         "speech": None if args.no_speech else "auto",
     }
-    options = BatchOptions(
-        model=args.model, address=args.ray_address, workers=args.workers, num_cpus=args.num_cpus,
-        num_gpus=args.num_gpus, cpu_workers=args.cpu_workers, retries=args.retries,
-        shard_size=args.shard_size, progress=not args.no_progress, scan=scan,
-    )  # fmt: skip
     try:
+        options = BatchOptions(
+            model=args.model, address=args.ray_address, workers=args.workers, num_cpus=args.num_cpus,
+            num_gpus=args.num_gpus, cpu_workers=args.cpu_workers, extract_workers=args.extract_workers,
+            retries=args.retries, shard_size=args.shard_size, progress=not args.no_progress, scan=scan,
+        )  # fmt: skip
         summary = run_batch(paths, args.out, options, missing=missing)
     except (ClusterError, BatchOutputError, ModelNotFoundError, ValueError) as e:
         return _error(str(e))

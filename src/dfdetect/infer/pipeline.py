@@ -38,6 +38,20 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclasses.dataclass
+class Extraction:
+    """What :meth:`Detector.extract` read from one file: the clip to score, or the failure that ends the
+    scan (a :class:`Prediction` with its status)."""
+
+    path: str
+    kind: MediaKind
+    clip: Clip | None
+    timings: dict[str, float]  # seconds per extraction stage
+    seconds: float  # the extraction's wall time
+    failure: Prediction | None = None
+    by_speech: bool = False  # a voice recording that the speech companion extracted and judges
+
+
 class Detector:
     """A loaded model that scans files (video, image, audio) into calibrated, explained predictions.
 
@@ -170,22 +184,54 @@ class Detector:
         Returns:
             The :class:`Prediction`, with ``timings`` in seconds per stage.
         """
+        return self.judge(self.extract(path), explain, explain_dir, thumbnails, uncertainty)
+
+    def extract(self, path: str | os.PathLike) -> Extraction:
+        """The first stage of :meth:`scan`: decode, find faces, read the audio; no model runs.
+
+        Never raises: a bad file comes back with its failure :class:`Prediction`. The result is plain data
+        (a batch on Ray extracts on CPU workers and sends it to the model's workers).
+        """
         path = os.fspath(path)
         if self._speech_only(path):  # a voice recording: the speech companion judges it alone
-            n = self.uncertainty if uncertainty is None else uncertainty
-            return self.speech.detector.scan(path, explain, explain_dir, thumbnails, n)
+            return dataclasses.replace(self.speech.detector.extract(path), by_speech=True)
         timings: dict[str, float] = {}
         start = time.perf_counter()
         try:
             clip, kind = self._extract(path, timings)
+        except Exception as e:  # noqa: BLE001 - a bad file becomes a status, never a crash
+            failure = self._failure(path, e, timings, start)
+            return Extraction(path, failure.kind, None, timings, failure.timings["total"], failure)
+        return Extraction(path, kind, clip, timings, time.perf_counter() - start)
+
+    def judge(
+        self,
+        extraction: Extraction,
+        explain: bool = False,
+        explain_dir: str | os.PathLike | None = None,
+        thumbnails: bool = False,
+        uncertainty: int | None = None,
+    ) -> Prediction:
+        """The second stage of :meth:`scan`: the model (and the speech companion) on what :meth:`extract`
+        read; arguments as in :meth:`scan`. ``timings["total"]`` adds the seconds of both stages."""
+        if extraction.by_speech:
+            n = self.uncertainty if uncertainty is None else uncertainty
+            own = dataclasses.replace(extraction, by_speech=False)
+            return self.speech.detector.judge(own, explain, explain_dir, thumbnails, n)
+        if extraction.failure is not None:
+            return extraction.failure
+        timings = dict(extraction.timings)
+        start = time.perf_counter() - extraction.seconds  # as if one process did both stages
+        try:
+            clip = extraction.clip
             scores = self._timed(timings, "model", self.score, clip, None, 8, None, False, uncertainty)
             if self.speech is not None:
                 scores = self._timed(timings, "speech", self._hear, scores, None)
-            pred = dataclasses.replace(scores.prediction(self.thresholds, self.name), kind=kind)
+            pred = dataclasses.replace(scores.prediction(self.thresholds, self.name), kind=extraction.kind)
             if explain or thumbnails:
                 pred = self._illustrate(scores, pred, explain, explain_dir, timings)
         except Exception as e:  # noqa: BLE001 - a bad file becomes a status, never a crash
-            return self._failure(path, e, timings, start)
+            return self._failure(extraction.path, e, timings, start)
         timings["total"] = time.perf_counter() - start
         return dataclasses.replace(pred, timings=_ordered(timings))
 
