@@ -69,17 +69,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from dfdetect.checkpoint import CheckpointError
     from dfdetect.data.manifest import ManifestError
-    from dfdetect.eval.evaluate import evaluate
+    from dfdetect.eval.evaluate import EvalOptions, evaluate
     from dfdetect.eval.metrics import MetricError
 
     perturb = args.perturb_only or args.perturb
     try:
-        report = evaluate(
-            args.checkpoint,
-            args.manifest,
-            cache_dir=args.cache,
+        options = EvalOptions(
             split=args.split,
-            out_dir=args.out,
             aggregation=args.aggregation,
             modality_mask=args.modality,
             thresholds=args.thresholds,
@@ -96,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             uncertainty=args.uncertainty,
             attack=attack_spec(args),
         )
+        report = evaluate(args.checkpoint, args.manifest, args.cache, args.out, options)
     except (CheckpointError, ManifestError, MetricError, ValueError) as e:
         print(f"dfdetect eval: {e}", file=sys.stderr)
         return 2

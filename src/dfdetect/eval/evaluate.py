@@ -22,6 +22,7 @@ thumbnails of the worst-predicted videos).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from dfdetect.infer.pipeline import Detector
 
 log = logging.getLogger(__name__)
-__all__ = ["evaluate", "predict_rows", "read_jsonl", "write_jsonl"]
+__all__ = ["EvalOptions", "evaluate", "predict_rows", "read_jsonl", "write_jsonl"]
 SCORED = (Status.OK, Status.NO_AUDIO)
 
 
@@ -277,37 +278,12 @@ def run_perturbations(detector: Detector, rows, cache_dir: Path, spec, **kw: Any
     return out
 
 
-def evaluate(
-    checkpoint: str | os.PathLike | Detector,
-    manifest: str | os.PathLike | Sequence[str | os.PathLike],
-    cache_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
-    split: str = "test",
-    out_dir: str | os.PathLike = "eval",
-    aggregation: str = "mean",
-    modality_mask: str | None = None,
-    thresholds: Sequence[float] = (0.5, 0.6, 0.7),
-    device: str = "cpu",
-    batch_size: int = 8,
-    perturb: bool | dict | list | None = None,
-    ablation: bool = False,
-    calibrate: bool = False,
-    run_dir: str | os.PathLike | None = None,
-    limit: int | None = None,
-    progress: bool = True,
-    n_boot: int = 1000,
-    pseudofakes: Sequence[str] | bool | None = None,
-    uncertainty: int = 0,
-    attack: Any = None,
-) -> Path:
-    """Evaluate a checkpoint on one or more manifests and write predictions + report to ``out_dir``.
+@dataclasses.dataclass
+class EvalOptions:
+    """What :func:`evaluate` scores and which studies it adds (the flags of ``dfdetect eval``).
 
-    Args:
-        checkpoint: a dfdetect checkpoint file, or an already loaded ``infer.pipeline.Detector`` (its
-            aggregation is then replaced by ``aggregation``).
-        manifest: one manifest, or several: the first is in-domain, the others form the cross-dataset table.
-        cache_dir: cache folder(s), one per manifest (default: ``<manifest folder>/cache``).
+    Attributes:
         split: split to score (``test``, ``val``, ``train`` or ``all``).
-        out_dir: output folder (created).
         aggregation: window -> track strategy (``mean``, ``max``, ``topk``, ``attention``).
         modality_mask: None (fused), ``"video"`` or ``"audio"`` for the main predictions.
         thresholds: decision thresholds of the precision/recall/F1 table (0.5 is always added).
@@ -329,6 +305,49 @@ def evaluate(
         attack: white-box FGSM/PGD on the face crops of the in-domain videos (``attack.json``, the report's
             "Adversarial robustness"): an :class:`~dfdetect.eval.attack.AttackSpec`, its fields as a dict
             (``kind``, ``eps``, ``steps``, ``step_size``, ``source``) or an attack name; None: none.
+    """
+
+    split: str = "test"
+    aggregation: str = "mean"
+    modality_mask: str | None = None
+    thresholds: Sequence[float] = (0.5, 0.6, 0.7)
+    device: str = "cpu"
+    batch_size: int = 8
+    perturb: bool | dict | list | None = None
+    ablation: bool = False
+    calibrate: bool = False
+    run_dir: str | os.PathLike | None = None
+    limit: int | None = None
+    progress: bool = True
+    n_boot: int = 1000
+    pseudofakes: Sequence[str] | bool | None = None
+    uncertainty: int = 0
+    attack: Any = None
+
+    @property
+    def scoring(self) -> dict[str, Any]:
+        """The keywords of :func:`predict_rows` that every scoring pass shares."""
+        return {"batch_size": self.batch_size, "progress": self.progress}
+
+
+def evaluate(
+    checkpoint: str | os.PathLike | Detector,
+    manifest: str | os.PathLike | Sequence[str | os.PathLike],
+    cache_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+    out_dir: str | os.PathLike = "eval",
+    options: EvalOptions | None = None,
+    **settings: Any,
+) -> Path:
+    """Evaluate a checkpoint on one or more manifests and write predictions + report to ``out_dir``.
+
+    Args:
+        checkpoint: a dfdetect checkpoint file, or an already loaded ``infer.pipeline.Detector`` (its
+            aggregation is then replaced by the options').
+        manifest: one manifest, or several: the first is in-domain, the others form the cross-dataset table.
+        cache_dir: cache folder(s), one per manifest (default: ``<manifest folder>/cache``).
+        out_dir: output folder (created).
+        options: what to score and study (:class:`EvalOptions`; default: its defaults).
+        **settings: :class:`EvalOptions` fields that override ``options`` (``split="val", limit=20``).
 
     Returns:
         Path of ``report.md`` (``report.html``, ``metrics.json`` beside it).
@@ -336,77 +355,75 @@ def evaluate(
     from dfdetect.eval.pseudofakes import check_kinds
     from dfdetect.eval.report import build_report
 
-    kinds = check_kinds(pseudofakes)
-    attack_spec = _attack_spec(attack)  # checked before anything is scored
+    opts = dataclasses.replace(options or EvalOptions(), **settings)
+    kinds = check_kinds(opts.pseudofakes)
+    attack_spec = _attack_spec(opts.attack)  # checked before anything is scored
     manifests = [Path(m) for m in ([manifest] if isinstance(manifest, str | os.PathLike) else manifest)]
     caches = _caches(manifests, cache_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    detector = _detector(checkpoint, device, aggregation)
-    kw = {"batch_size": batch_size, "progress": progress}
-    if calibrate:
-        rep = run_calibration(detector, manifests[0], caches[0], kinds, **kw)
+    detector = _detector(checkpoint, opts.device, opts.aggregation)
+    if opts.calibrate:
+        rep = run_calibration(detector, manifests[0], caches[0], kinds, **opts.scoring)
         atomic_write_text(out / "calibration.json", json.dumps(rep, indent=2))
-    card = protocol_card(detector, manifests, split, caches[0])
-    card.update(
-        {"modality_mask": modality_mask, "thresholds": sorted({0.5, *thresholds}), "run_dir": run_dir}
-    )
-    rows, loader, counts = with_pseudofakes(_rows(manifests[0], split, limit), caches[0], kinds)
+    card = protocol_card(detector, manifests, opts.split, caches[0])
+    card.update({"modality_mask": opts.modality_mask, "thresholds": sorted({0.5, *opts.thresholds})})
+    card["run_dir"] = opts.run_dir
+    rows, loader, counts = with_pseudofakes(_rows(manifests[0], opts.split, opts.limit), caches[0], kinds)
     card["pseudofakes"] = _pseudofake_card(kinds, counts)
-    records = predict_rows(
-        detector, rows, caches[0], modality_mask, loader=loader, uncertainty=uncertainty, **kw
-    )
+    records = _predict(detector, rows, caches[0], opts, loader=loader)
     write_jsonl(records, out / "predictions.jsonl")
-    scoring = (detector, split, limit, kinds, modality_mask, uncertainty, kw)
-    card["cross"], card["in_domain"] = _score_cross(scoring, manifests, caches, out)
-    studies = (ablation, perturb, attack_spec)
-    _run_studies(studies, detector, rows, caches[0], loader, records, modality_mask, out, kw)
+    card["cross"], card["in_domain"] = _score_cross(detector, opts, kinds, manifests, caches, out)
+    _run_studies(detector, opts, attack_spec, (rows, caches[0], loader), records, out)
     atomic_write_text(out / "protocol.json", json.dumps(card, indent=2))
-    return build_report(out, run_dir=run_dir, n_boot=n_boot)
+    return build_report(out, run_dir=opts.run_dir, n_boot=opts.n_boot)
+
+
+def _predict(detector: Detector, rows: list, cache: Path, opts: EvalOptions, **kw: Any) -> list[dict]:
+    """The main predictions of ``rows`` (the options' modality mask and uncertainty passes)."""
+    mask, n = opts.modality_mask, opts.uncertainty
+    return predict_rows(detector, rows, cache, mask, uncertainty=n, **opts.scoring, **kw)
 
 
 def _score_cross(
-    scoring: tuple, manifests: list[Path], caches: list[Path], out: Path
-) -> tuple[dict[str, str], str]:
+    detector: Detector, opts: EvalOptions, kinds: Sequence[str], manifests: list[Path], caches: list[Path],
+    out: Path,
+) -> tuple[dict[str, str], str]:  # fmt: skip
     """Score every manifest after the first into ``out/cross/<name>/predictions.jsonl``.
 
     Returns:
         ``{name: manifest path}`` of the cross-dataset manifests and the in-domain manifest's name.
     """
-    detector, split, limit, kinds, modality_mask, uncertainty, kw = scoring
     taken: set[str] = set()
     cross: dict[str, str] = {}
     for m, c in zip(manifests[1:], caches[1:], strict=True):
         name = _manifest_name(m, taken)
-        rows, loader, _ = with_pseudofakes(_rows(m, split, limit), c, kinds)
-        recs = predict_rows(
-            detector, rows, c, modality_mask, desc=name, loader=loader, uncertainty=uncertainty, **kw
-        )
+        rows, loader, _ = with_pseudofakes(_rows(m, opts.split, opts.limit), c, kinds)
+        recs = _predict(detector, rows, c, opts, desc=name, loader=loader)
         write_jsonl(recs, out / "cross" / name / "predictions.jsonl")
         cross[name] = str(m)
     return cross, _manifest_name(manifests[0], taken)
 
 
 def _run_studies(
-    studies: tuple, detector: Detector, rows: list, cache: Path, loader: Any, records: list[dict],
-    modality_mask: str | None, out: Path, kw: dict[str, Any],
-) -> None:  # fmt: skip
-    """The optional studies on the in-domain rows: modality ablation, perturbations, attacks."""
-    ablation, perturb, attack_spec = studies
-    if ablation:
+    detector: Detector, opts: EvalOptions, attack_spec: Any, scored: tuple, records: list[dict], out: Path
+) -> None:
+    """The optional studies on the in-domain rows (``scored``: rows, cache, loader): modality ablation,
+    perturbations, attacks."""
+    rows, cache, loader = scored
+    kw = {**opts.scoring, "loader": loader}
+    if opts.ablation:
         for mask in ("video", "audio"):
-            recs = predict_rows(detector, rows, cache, mask, desc=f"{mask} only", loader=loader, **kw)
+            recs = predict_rows(detector, rows, cache, mask, desc=f"{mask} only", **kw)
             write_jsonl(recs, out / "ablation" / f"predictions-{mask}.jsonl")
-    if perturb:
-        table = run_perturbations(
-            detector, rows, cache, perturb, modality_mask=modality_mask, loader=loader, **kw
-        )
+    if opts.perturb:
+        table = run_perturbations(detector, rows, cache, opts.perturb, modality_mask=opts.modality_mask, **kw)
         atomic_write_text(out / "perturb.json", json.dumps(table, indent=2))
     if attack_spec is not None:
         from dfdetect.eval.attack import run_attacks
 
         args = (detector, rows, cache, attack_spec, out, records, predict_rows, loader)
-        run_attacks(*args, modality_mask=modality_mask, **kw)
+        run_attacks(*args, modality_mask=opts.modality_mask, **opts.scoring)
 
 
 def _attack_spec(attack: Any) -> Any:
