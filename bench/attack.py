@@ -6,7 +6,11 @@ self-blended pseudo-fake per real clip (`--pseudofakes sbi`) under a white-box a
 Printed: the attack table (AUC, attack success rate per direction) and the seconds per video of the
 attacked scoring relative to the clean one.
 
+With ``--source`` the attack is crafted on another checkpoint and scored by ``--model`` (transfer: a
+black-box attacker with a model of its own); ``--modality video`` scores the frame model alone.
+
     python bench/attack.py [--clips 8] [--seconds 1.0] [--attack pgd] [--steps 10] [--model default]
+        [--source other.pt] [--modality video]
 """
 
 from __future__ import annotations
@@ -40,12 +44,15 @@ def main() -> None:
     ap.add_argument("--eps", default="1/255,2/255,4/255")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--model", default=None, help="checkpoint (default: the packaged default model)")
+    ap.add_argument("--source", default=None, help="craft the attack on this checkpoint (transfer)")
+    ap.add_argument("--modality", choices=["video", "audio"], help="score with one modality only")
     ap.add_argument("--out", default=None, help="keep the eval folder here")
     ap.add_argument("--prepared", default=None, help="keep (and reuse) the prepared clips here")
     args = ap.parse_args()
     from dfdetect.infer.lookup import resolve_model
 
     model = str(resolve_model(args.model)[0])
+    source = ["--attack-source", str(resolve_model(args.source)[0])] if args.source else []
     with tempfile.TemporaryDirectory() as tmp:
         clips = [c for pattern in PATTERNS for c in sorted((MEDIA / "real").glob(pattern))][: args.clips]
         labels = Path(tmp) / "labels.csv"  # all real, one test split (the fakes are held-back SBI)
@@ -55,13 +62,16 @@ def main() -> None:
                  "--max-duration", str(args.seconds), "--workers", "1", "--quiet")  # fmt: skip
         common = ["--checkpoint", model, "--manifest", str(prep / "manifest.csv"), "--split", "test",
                   "--pseudofakes", "sbi", "--bootstrap", "50", "--no-progress"]  # fmt: skip
+        common += ["--modality", args.modality] if args.modality else []
         clean = dfdetect("eval", *common, "--out", str(Path(tmp) / "clean"))
         attacked = dfdetect("eval", *common, "--out", str(out), "--attack", args.attack, "--eps", args.eps,
-                            "--steps", str(args.steps))  # fmt: skip
+                            "--steps", str(args.steps), *source)  # fmt: skip
         table = json.loads((out / "attack.json").read_text())
     n = table["clean"]["n"]
     name = Path(model).name
-    print(f"{args.attack.upper()} ({args.steps} steps), {name}: {n} videos ({len(clips)} real + SBI)")
+    crafted = f", crafted on {Path(source[1]).name}" if source else ", white box"
+    videos = f"{n} videos ({len(clips)} real + SBI)"
+    print(f"{args.attack.upper()} ({args.steps} steps{crafted}), {name}: {videos}")
     print(f"clean: AUC {table['clean']['auc']:.3f}, {table['clean']['n_correct']}/{n} right at 0.5")
     for r in table["results"]:
         print(

@@ -27,13 +27,15 @@ MEDIA = Path(os.environ.get("DFDETECT_MEDIA", Path(__file__).resolve().parents[2
 
 
 def make_folder(root: Path, n: int) -> list[Path]:
-    """Links to ``n`` real talking-head clips (PC-AVS 224 px crops, then VideoReTalking heads)."""
+    """Links to ``n`` real talking-head clips (PC-AVS 224 px crops, then VideoReTalking heads; the 16 of
+    them again, as ``r<k>_<name>``, beyond 16: a batch is scanned afresh, the repeats are not skipped)."""
     clips = sorted((MEDIA / "real").glob("pcavs_*.mp4")) + sorted(
         (MEDIA / "real").glob("videoretalking_face_*.mp4")
     )
     links = []
-    for clip in clips[:n]:
-        links.append(root / clip.name)
+    for i in range(n):
+        clip = clips[i % len(clips)]
+        links.append(root / (clip.name if i < len(clips) else f"r{i // len(clips)}_{clip.name}"))
         links[-1].symlink_to(clip)
     return links
 
