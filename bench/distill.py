@@ -108,14 +108,16 @@ def timing_frames(checkpoints: dict[str, object], run: Path, n_videos: int) -> d
 
 
 def time_models(teacher: str, student: str, run: Path, n_videos: int, repeats: int, threads: int) -> str:
-    """Seconds per window of both frame models on the same windows, alternating; returns a report."""
+    """Seconds per window of both frame models on the same windows, alternating, with channels-last
+    weights as a scan runs them; returns a report."""
     import torch
 
     from dfdetect.checkpoint import Checkpoint
+    from dfdetect.infer.pipeline import for_inference
 
     torch.set_num_threads(threads)
     ckpts = {"teacher": Checkpoint.load(teacher), "student": Checkpoint.load(student)}
-    models = {k: c.build_model() for k, c in ckpts.items()}
+    models = {k: for_inference(c.build_model()) for k, c in ckpts.items()}
     batches = timing_frames(ckpts, run, n_videos)
     n = sum(len(b) for b in batches["teacher"])
     wall: dict[str, list[float]] = {k: [] for k in models}

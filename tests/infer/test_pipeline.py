@@ -191,23 +191,28 @@ def test_scan_is_extract_then_judge_anywhere(detector: Detector, tmp_path: Path)
     assert broken.failure.status == Status.UNREADABLE
 
 
-def test_channels_last_weights_keep_the_outputs() -> None:
+def test_inference_model_keeps_the_outputs(prepared_clip) -> None:
+    """Batch norms folded into the convolutions, channels-last weights: the same logits on real faces."""
     import copy
 
     import torch
 
     from dfdetect.checkpoint import Checkpoint
     from dfdetect.infer.lookup import WEIGHTS_DIR
-    from dfdetect.infer.pipeline import channels_last
+    from dfdetect.infer.pipeline import for_inference
 
     if not (WEIGHTS_DIR / "default.pt").is_file():
         pytest.skip("the packaged default model is not installed")
     model = Checkpoint.load(WEIGHTS_DIR / "default.pt").build_model("cpu").eval()
-    fast = channels_last(copy.deepcopy(model))
+    fast = for_inference(copy.deepcopy(model))
     conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    frames = torch.rand(2, 2, 3, 160, 160) * 2 - 1  # [B, T, 3, H, W], normalised
+    norms = [m for m in fast.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms == [] and len([m for m in model.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    faces = prepared_clip.faces[0].crops[:4]  # uint8 [T, H, W, 3]: real MTCNN crops
+    x = torch.from_numpy(faces).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    frames = torch.nn.functional.interpolate(x, size=160, mode="bilinear").view(2, 2, 3, 160, 160)
     with torch.inference_mode():
         want, got = model(frames)["logit"], fast(frames)["logit"]
     assert torch.allclose(got, want, atol=1e-4)
-    assert channels_last("not a torch model") == "not a torch model"
+    assert for_inference("not a torch model") == "not a torch model"
