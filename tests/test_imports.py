@@ -148,3 +148,16 @@ def test_importing_the_package_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"loaded at import time: {out.stdout.strip()}"
+
+
+def test_a_speech_model_loads_without_timm() -> None:
+    """Loading the packaged speech model (AASIST-L, plain torch) imports no timm: ~2.5 s of start-up an
+    audio-only scan does not need."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, dfdetect; dfdetect.load_detector('aasist-l', device='cpu');print('timm' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]

@@ -436,7 +436,7 @@ def for_inference(model: Any) -> Any:
 
     if not isinstance(model, torch.nn.Module):
         return model
-    from dfdetect.models.backbones import fold_batchnorm
+    from dfdetect.models.fold import fold_batchnorm
 
     fold_batchnorm(model.eval())
     return model.to(memory_format=torch.channels_last)
