@@ -191,6 +191,23 @@ def test_scan_is_extract_then_judge_anywhere(detector: Detector, tmp_path: Path)
     assert broken.failure.status == Status.UNREADABLE
 
 
+def test_mouth_crops_only_for_a_sync_head(detector: Detector, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Mouth crops feed only a lip-sync head: a model without one scores a real clip without cutting them."""
+    from dfdetect.data import windows
+    from dfdetect.infer.lookup import WEIGHTS_DIR
+
+    if not (WEIGHTS_DIR / "default.pt").is_file():
+        pytest.skip("the packaged default model is not installed")
+    visual = load_detector("default", device="cpu", speech=None, max_duration=2.0)
+    assert "sync" not in visual.modalities and "sync" in detector.modalities
+    cut = []
+    real = windows.window_mouths
+    monkeypatch.setattr(windows, "window_mouths", lambda *a: cut.append(1) or real(*a))
+    path = media("real/pcavs_Audio_Source_00015.mp4")
+    assert visual.scan(path).status == Status.OK and cut == []
+    assert detector.scan(path).status == Status.OK and cut  # the demo model has a sync head
+
+
 def test_inference_model_keeps_the_outputs(prepared_clip) -> None:
     """Batch norms folded into the convolutions, channels-last weights: the same logits on real faces."""
     import copy

@@ -96,15 +96,16 @@ def forward_passes(
             yield outs
 
 
-def _streams(clip: Clip, pre: PreprocessConfig) -> list[StreamOutputs]:
-    """Empty streams with their windows: one per face track, or the audio stream of an audio clip."""
+def _streams(clip: Clip, pre: PreprocessConfig, mouths: bool = True) -> list[StreamOutputs]:
+    """Empty streams with their windows: one per face track, or the audio stream of an audio clip
+    (``mouths``: cut the mouth crops that only a sync head reads)."""
     from dfdetect.data.windows import audio_windows, clip_windows
 
     if clip.kind == "audio":  # only the windows that overlap speech are judged (and computed)
         windows = [w for w in audio_windows(clip, pre) if _hears_speech(w, clip.speech)]
         return [StreamOutputs(AUDIO_STREAM, None, windows)] if windows else []
     streams = {face.track.track_id: StreamOutputs(face.track.track_id, face) for face in clip.faces}
-    for w in clip_windows(clip, pre):
+    for w in clip_windows(clip, pre, mouths=mouths):
         streams[w.track_id].windows.append(w)
     return [s for s in streams.values() if s.windows]
 
@@ -139,7 +140,7 @@ def run_windows(
     """
     if mask not in MODALITY_MASKS:
         raise ValueError(f"modality_mask must be None, 'video' or 'audio', got {mask!r}")
-    streams = _streams(clip, pre)
+    streams = _streams(clip, pre, mouths="sync" in getattr(model, "modalities", {"sync"}))
     windows = [w for s in streams for w in s.windows]
     if not windows:
         return []
