@@ -9,6 +9,9 @@
    videos, each cut with its model's own preprocessing, as ``dfdetect scan`` does), batch 32, alternating
    teacher and student ``--repeats`` times; best and median wall and CPU time per window and their ratios
    (on a shared machine the CPU time of a 1-thread run is the steadier measure).
+3. Scan model time (``--scan-clips N``): both models, loaded as ``dfdetect scan`` loads them, judge the
+   same extracted real clips of ../shared/media; the "model" stage of each scan (cutting and resizing
+   windows included) summed per repeat, and the ratio.
 
     python bench/distill.py --teacher src/dfdetect/weights/default.pt --student runs/student/student.pt \
         --run runs/default --teacher-out runs/bench --out runs/bench-student
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -25,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from dfdetect.metrics import auc, bootstrap_ci
+
+MEDIA = Path(os.environ.get("DFDETECT_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
 
 SETS = {  # name -> (manifest in RUN/data, prepared cache); bench/detect.py's sets
     "face_images": ("face_images.csv", "prepared/face_images/cache"),
@@ -142,6 +148,28 @@ def time_models(teacher: str, student: str, run: Path, n_videos: int, repeats: i
     return "\n".join(lines)
 
 
+def time_scans(teacher: str, student: str, n_clips: int, repeats: int, threads: int) -> str:
+    """Seconds of the scan's "model" stage of both models over the same extracted clips; returns a report."""
+    import torch
+
+    from dfdetect.infer.pipeline import load_detector
+
+    torch.set_num_threads(threads)
+    detectors = {name: load_detector(path, device="cpu", speech=None)
+                 for name, path in (("teacher", teacher), ("student", student))}  # fmt: skip
+    paths = [*sorted((MEDIA / "real").glob("pcavs_*.mp4")), *sorted((MEDIA / "fake").glob("*.mp4"))]
+    extractions = [detectors["teacher"].extract(p) for p in paths[:n_clips]]  # same prepare settings
+    seconds: dict[str, list[float]] = {name: [] for name in detectors}
+    for _ in range(repeats):
+        for name, detector in detectors.items():
+            seconds[name].append(sum(detector.judge(e).timings.get("model", 0.0) for e in extractions))
+    best = min(seconds["teacher"]) / min(seconds["student"])
+    med = statistics.median(seconds["teacher"]) / statistics.median(seconds["student"])
+    return (f"scan model stage, {len(extractions)} clips, {threads} threads, {repeats} repeats: teacher "
+            f"{min(seconds['teacher']):.2f} s, student {min(seconds['student']):.2f} s (best); ratio "
+            f"{best:.2f}x (best), {med:.2f}x (median)")  # fmt: skip
+
+
 def _stats(times: list[float]) -> str:
     t = times[1:]
     return f"best {min(t) * 1e3:.2f} / median {statistics.median(t) * 1e3:.2f} ms per window"
@@ -160,6 +188,7 @@ def main() -> None:
     parser.add_argument("--timing-videos", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scan-clips", type=int, default=0, help="also time whole scans' model stage")
     args = parser.parse_args()
     run, out, teacher_out = Path(args.run), Path(args.out), Path(args.teacher_out)
     if not args.timing_only:
@@ -170,6 +199,8 @@ def main() -> None:
             run_eval(args.student, run, out, name, calibrate)
         print(compare(teacher_out, out))
     print(time_models(args.teacher, args.student, run, args.timing_videos, args.repeats, args.threads))
+    if args.scan_clips:
+        print(time_scans(args.teacher, args.student, args.scan_clips, args.repeats, args.threads))
 
 
 if __name__ == "__main__":
