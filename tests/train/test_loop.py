@@ -9,7 +9,7 @@ import torch
 
 from dfdetect.train.checkpoint import load_checkpoint
 from dfdetect.train.logging import read_metrics
-from dfdetect.train.loop import Stage
+from dfdetect.train.loop import Stage, resolve_device
 
 from .standins import ddp_worker, make_trainer
 
@@ -89,3 +89,12 @@ def test_ddp_two_processes_gloo_agree_on_weights(tmp_path):
     assert all(torch.equal(r0["state"][k], r1["state"][k]) for k in r0["state"])
     assert r0["summary"]["last"] == r1["summary"]["last"] and r0["summary"]["last"]["n"] == 32
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_a_bare_cuda_device_gets_the_process_index(monkeypatch):
+    """``train.device: cuda`` must name an index: ``torch.cuda.set_device`` refuses a bare ``cuda``
+    (found on a GPU machine, where ``train.device=cuda`` stopped every run at its first step)."""
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("cuda") == torch.device("cuda", 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+    assert resolve_device("cpu") == torch.device("cpu")

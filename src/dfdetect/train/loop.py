@@ -88,12 +88,16 @@ def init_distributed(device: torch.device) -> DistEnv:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` = the process's CUDA device (LOCAL_RANK) when CUDA is available, else CPU."""
+    """``auto`` = the process's CUDA device (LOCAL_RANK) when CUDA is available, else CPU; a bare ``cuda``
+    gets that index too (``torch.cuda.set_device`` needs one)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def seed_everything(seed: int) -> None:
