@@ -91,12 +91,18 @@ def _entries(run: Path, prepared: Path, source: str) -> list[Path]:
 
 
 def pack(
-    run: Path, prepared: Path, out: Path, quality: int, max_frames: int | None, drop_audio: bool
+    run: Path,
+    prepared: Path,
+    out: Path,
+    quality: int = 90,
+    max_frames: int | None = None,
+    drop_audio: bool = False,
+    sources: tuple[str, ...] = SOURCES,
 ) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     with tarfile.open(tmp, "w:gz") as tar:
-        for source in SOURCES:
+        for source in sources:
             for name in SMALL_FILES:
                 tar.add(prepared / source / name, arcname=f"{source}/{name}")
             entries = _entries(run, prepared, source)
@@ -137,12 +143,16 @@ def main() -> None:
     p.add_argument("--quality", type=int, default=90)
     p.add_argument("--max-frames", type=int, default=None, help="cut every face track to its first N frames")
     p.add_argument("--drop-audio", action="store_true", help="leave the audio out (visual-only models)")
+    p.add_argument(
+        "--source", action="append", help=f"prepared folder name(s) (default: {', '.join(SOURCES)})"
+    )
     u = sub.add_parser("unpack")
     u.add_argument("archive", type=Path)
     u.add_argument("--prepared", type=Path, default=Path("prepared"))
     args = parser.parse_args()
     if args.command == "pack":
-        pack(args.run, args.prepared, args.out, args.quality, args.max_frames, args.drop_audio)
+        sources = tuple(args.source or SOURCES)
+        pack(args.run, args.prepared, args.out, args.quality, args.max_frames, args.drop_audio, sources)
     else:
         unpack(args.archive, args.prepared)
 
