@@ -122,7 +122,7 @@ def test_default_model_onnx_describes_itself(exported) -> None:
     assert meta["name"] == ckpt.name == "visual"
     assert described.preprocess == ckpt.preprocess and described.prepare == ckpt.prepare
     assert described.temperature == pytest.approx(ckpt.temperature)
-    assert described.companions == ckpt.companions == {"speech": {"model": "aasist-l"}}
+    assert described.companions == ckpt.companions == {"speech": {"model": "aasist-l-ft"}}
     assert described.model_config == ckpt.model_config and described.versions == ckpt.versions
     assert meta["exported"]["opset"] >= 17 and meta["exported"]["dtype"] == "float32"
     assert meta["inputs"] == ["frames"] and {"video", "frequency"} <= set(meta["modalities"])
@@ -150,7 +150,7 @@ def test_scans_on_onnxruntime_give_the_same_verdicts(exported, torch_detectors, 
 def test_speech_companion_named_in_the_metadata_scores_the_voice(exported) -> None:
     _, onnx_path = exported["default"]
     detector = load_detector(onnx_path, device="cpu", max_duration=2.0)
-    assert detector.speech is not None and detector.speech.name == "aasist-l"
+    assert detector.speech is not None and detector.speech.name == "aasist-l-ft"
     pred = detector.scan(media(TALKING))
     assert str(pred.status) == "ok" and "audio" in pred.modality
 

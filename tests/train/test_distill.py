@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -19,12 +18,10 @@ from dfdetect.config import PreprocessConfig
 from dfdetect.data.manifest import write_manifest
 from dfdetect.infer.lookup import resolve_model
 from dfdetect.train.distill import (
-    DistillTask,
     adapt_frames,
     distill,
     distill_config,
     init_from_teacher,
-    student_preprocess,
 )
 from dfdetect.train.logging import read_metrics
 from tests.conftest import ROOT, media
@@ -51,7 +48,7 @@ def _config(data: Path, **extra: object):
     overrides = {
         "data.batch_size": 8, "data.val_batch_size": 24, "data.num_workers": 0, "data.windows_per_video": 4,
         "data.val_windows_per_video": 4, "data.val_split": "train", "data.val_pseudofake": True,
-        "data.augment": "null", "data.pseudofake.p_fake": 0.5, "train.epochs": 1, "train.steps_per_epoch": 8,
+        "data.augment": "null", "data.pseudofake.p_fake": 0.5, "train.epochs": 1, "train.steps_per_epoch": 16,
         "train.log_every": 2, "train.progress": False, "train.patience": "null", "train.save_every": 100,
         "train.threads": 2, "train.device": "cpu", "optim.lr": 3e-4, "optim.warmup_steps": 0,
         "distill.size": 96, **extra,
@@ -60,37 +57,20 @@ def _config(data: Path, **extra: object):
                           overrides=[f"{k}={v}" for k, v in overrides.items()])  # fmt: skip
 
 
-def _val_scores(cfg, dcfg, model) -> dict[str, np.ndarray]:
-    """The distillation task's validation outputs for ``model`` over the whole validation set."""
-    from dfdetect.data.dataset import collate
-    from dfdetect.train.run import build_dataset
-
-    teacher = Checkpoint.load(dcfg.teacher)
-    data = cfg.data.model_copy(update={"preprocess": teacher.preprocess})
-    val = build_dataset(data, data.val_split, False, cfg.train.seed)
-    student_pre = student_preprocess(teacher.preprocess, cfg, dcfg.size)
-    task = DistillTask(teacher.build_model(), teacher.temperature, dcfg, cfg.loss, teacher.preprocess,
-                       student_pre)  # fmt: skip
-    batch = collate([val[i] for i in range(len(val))])
-    out = task.validation_step(model.eval(), batch, torch.device("cpu"))
-    return {k: v.numpy() for k, v in out.items()}
-
-
 @pytest.mark.slow
 def test_student_learns_the_teacher_and_scans(tiny_prepared: Path, tmp_path: Path) -> None:
-    cfg, dcfg = _config(tiny_prepared)
-    from dfdetect.train.run import build_model
-
-    teacher = Checkpoint.load(dcfg.teacher).build_model()
-    start = build_model(cfg)
-    init_from_teacher(start, teacher)
-    before = _val_scores(cfg, dcfg, start)
+    """The soft targets keep the student on the teacher: after the same steps on the same windows, the
+    distilled student is closer to the teacher than the same student trained on the hard labels alone."""
+    more = {"data.windows_per_video": 16, "optim.lr": 1e-4}
+    cfg, dcfg = _config(tiny_prepared, **more)
     out = distill(cfg, dcfg, run_dir=tmp_path, resume=False)
-    (after,) = [r for r in read_metrics(tmp_path) if r["split"] == "val"]  # the same windows, trained
-    assert 6 <= before["label"].sum() <= 18, "the validation windows mix reals and pseudo-fakes"
-    assert after["gap"] < before["gap"].mean() - 0.02, (before["gap"].mean(), after["gap"])
-    assert after["agree"] > before["agree"].mean(), (before["agree"].mean(), after["agree"])
-    assert after["auc"] > 0.7 and after["auc_teacher"] > 0.7, after  # reals vs their self-blends
+    hard_cfg, hard_dcfg = _config(tiny_prepared, **more, **{"distill.soft": 0.0, "distill.segment": 0.0})
+    distill(hard_cfg, hard_dcfg, run_dir=tmp_path / "hard-labels-only", resume=False)
+    (soft,) = [r for r in read_metrics(tmp_path) if r["split"] == "val"]  # the same windows, trained
+    (hard,) = [r for r in read_metrics(tmp_path / "hard-labels-only") if r["split"] == "val"]
+    assert soft["gap"] < hard["gap"] - 0.02, (soft["gap"], hard["gap"])
+    assert soft["agree"] > hard["agree"], (soft["agree"], hard["agree"])
+    assert soft["auc"] > 0.7 and soft["auc_teacher"] > 0.7, soft  # reals vs their self-blends
     train = [r for r in read_metrics(tmp_path) if r["split"] == "train"]
     assert train and {"loss_soft", "loss_soft_segment", "loss_video", "agree"} <= set(train[0])
     ckpt = Checkpoint.load(out)  # an ordinary, self-describing checkpoint
