@@ -68,6 +68,7 @@ def test_student_learns_the_teacher_and_scans(tiny_prepared: Path, tmp_path: Pat
     distill(hard_cfg, hard_dcfg, run_dir=tmp_path / "hard-labels-only", resume=False)
     (soft,) = [r for r in read_metrics(tmp_path) if r["split"] == "val"]  # the same windows, trained
     (hard,) = [r for r in read_metrics(tmp_path / "hard-labels-only") if r["split"] == "val"]
+    assert 6 <= soft["n_fake"] <= 18, "the validation windows mix reals and pseudo-fakes"
     assert soft["gap"] < hard["gap"] - 0.02, (soft["gap"], hard["gap"])
     assert soft["agree"] > hard["agree"], (soft["agree"], hard["agree"])
     assert soft["auc"] > 0.7 and soft["auc_teacher"] > 0.7, soft  # reals vs their self-blends

@@ -91,9 +91,7 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` = the process's CUDA device (LOCAL_RANK) when CUDA is available, else CPU; a bare ``cuda``
     gets that index too (``torch.cuda.set_device`` needs one)."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
     if device.type == "cuda" and device.index is None:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
