@@ -18,6 +18,7 @@ import torch
 
 from dfdetect.cli import build_parser
 from dfdetect.cli.eval import attack_spec
+from dfdetect.config import PreprocessConfig
 from dfdetect.data.cache import write_entry
 from dfdetect.data.manifest import ManifestRow, write_manifest
 from dfdetect.eval.attack import AttackSpec, parse_eps, run_attacks
@@ -25,7 +26,6 @@ from dfdetect.eval.evaluate import evaluate, predict_rows, read_jsonl, with_pseu
 from dfdetect.infer.lookup import WEIGHTS_DIR
 from dfdetect.infer.pipeline import Detector
 from dfdetect.infer.score import model_inputs
-from dfdetect.config import PreprocessConfig
 from dfdetect.models.adversarial import attack_loss, fgsm, model_batch, pgd, to_pixels
 from tests.eval.conftest import make_clip
 
@@ -194,7 +194,6 @@ def test_white_box_pgd_lowers_the_auc_and_the_report_shows_it(detector, videos, 
 
 def test_transfer_attack_is_crafted_on_another_checkpoint(default, videos, tmp_path):
     """A source with another crop size and normalisation: its perturbation is scored by the default model."""
-    from dfdetect.config import PreprocessConfig
     from dfdetect.models.factory import create_model
     from dfdetect.train.checkpoint import save_checkpoint
 
