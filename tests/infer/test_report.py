@@ -108,3 +108,33 @@ def test_audio_file_shows_waveform_with_window_scores() -> None:
     text = render_report([voice])
     assert "alt='waveform'" in text and "Speech judged by aasist-l" in text
     assert waveform_plot(Prediction(path="x", status=Status.NO_SPEECH)) is None
+
+
+def test_the_timeline_draws_one_quantity_per_axis_and_says_what_each_is(tmp_path: Path) -> None:
+    """The per-second window scores (the verdict's) and the frame head's per-frame scores answer different
+    questions: they get separate axes and a caption, never one axis with two contradicting curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dfdetect.infer.report import TIMELINE_CAPTION, timeline_panels
+
+    pred = _scored(tmp_path)
+    assert [key for key, _, _ in timeline_panels(pred)] == ["fake_probability", "attention", "sync"]
+    before = set(plt.get_fignums())
+    real_close = plt.close
+    kept = []
+    plt.close = lambda fig=None: kept.append(fig)  # keep the figure to read its axes
+    try:
+        assert timeline_plot(pred).startswith("data:image/png;base64,")
+    finally:
+        plt.close = real_close
+    (fig,) = kept
+    top, *panels = fig.axes
+    assert [a.get_ylabel() for a in panels] == [label for _, label, _ in timeline_panels(pred)]
+    assert len(top.lines) == 0 and [len(c) for c in top.containers] == [3]  # only the per-second bars
+    assert all(len(a.lines) == 1 for a in panels)  # one curve per panel
+    real_close(fig)
+    assert set(plt.get_fignums()) == before
+    assert TIMELINE_CAPTION in render_report([pred]).replace("&#x27;", "'")

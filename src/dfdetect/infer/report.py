@@ -121,9 +121,29 @@ def _duration(pred: Prediction) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+# Panels under the timeline: one quantity each, (curve key, y label, colour).
+_PANELS = (
+    ("fake_probability", "one frame alone:\nframe-head p(fake)", "#1d2330"),
+    ("attention", "frame attention", "#6a1b9a"),
+    ("sync", "lip-sync agreement", "#00838f"),
+)
+TIMELINE_CAPTION = (
+    "Top: the calibrated p(fake) of each second, from the model's windows (the verdict's own scores). "
+    "Below, when explained: what the frame head says of each frame seen alone, before the temporal layer "
+    "combines the frames (it often disagrees with the window score, and the verdict does not use it), "
+    "the frame attention, and the lip-sync agreement."
+)
+
+
+def timeline_panels(pred: Prediction) -> list[tuple[str, str, str]]:
+    """The curves drawn below the per-second bars, one panel each: ``(key, y label, colour)``."""
+    curves = (pred.extras.get("explain") or {}).get("curves") or {}
+    return [panel for panel in _PANELS if curves.get(panel[0], {}).get("t")]
+
+
 def timeline_plot(pred: Prediction, thresholds: tuple[float, float] = VERDICT_BAND) -> str | None:
-    """Timeline figure (PNG data URI): p_fake per second, uncertain band, suspicious segments shaded,
-    and the frame-attention and sync curves below when the explanation has them."""
+    """Timeline figure (PNG data URI): the calibrated p(fake) per second with the uncertain band and the
+    suspicious segments shaded, then one panel per explanation curve (:func:`timeline_panels`)."""
     if not pred.timeline:
         return None
     import matplotlib
@@ -132,8 +152,8 @@ def timeline_plot(pred: Prediction, thresholds: tuple[float, float] = VERDICT_BA
     import matplotlib.pyplot as plt
 
     curves = (pred.extras.get("explain") or {}).get("curves") or {}
-    extra = [k for k in ("attention", "sync") if curves.get(k, {}).get("t")]
-    heights = [3.0] + [1.3] * len(extra)
+    panels = timeline_panels(pred)
+    heights = [3.0] + [1.3] * len(panels)
     fig, axes = plt.subplots(
         len(heights),
         1,
@@ -142,16 +162,13 @@ def timeline_plot(pred: Prediction, thresholds: tuple[float, float] = VERDICT_BA
         squeeze=False,
         gridspec_kw={"height_ratios": heights},
     )
-    ax = axes[0, 0]
-    _plot_probability(ax, pred, thresholds, curves.get("fake_probability"))
-    labels = {"attention": "frame attention", "sync": "lip-sync agreement"}
-    colours = {"attention": "#6a1b9a", "sync": "#00838f"}
-    for row, name in enumerate(extra, start=1):
+    _plot_probability(axes[0, 0], pred, thresholds)
+    for row, (name, label, colour) in enumerate(panels, start=1):
         a = axes[row, 0]
-        a.plot(curves[name]["t"], curves[name]["value"], color=colours[name], lw=1.6)
-        a.fill_between(curves[name]["t"], curves[name]["value"], color=colours[name], alpha=0.12)
-        a.set_ylabel(labels[name], fontsize=9)
-        a.set_ylim(bottom=0, top=1.02 if name == "sync" else None)
+        a.plot(curves[name]["t"], curves[name]["value"], color=colour, lw=1.6)
+        a.fill_between(curves[name]["t"], curves[name]["value"], color=colour, alpha=0.12)
+        a.set_ylabel(label, fontsize=9)
+        a.set_ylim(bottom=0, top=1.02 if name != "attention" else None)
         _shade(a, pred)
         _style(a)
     axes[-1, 0].set_xlabel("time (s)")
@@ -239,7 +256,7 @@ def _interval(ax: Any, pred: Prediction) -> None:
         ax.hlines([low, high], a, b, color="#1d2330", lw=0.9, zorder=3)
 
 
-def _plot_probability(ax: Any, pred: Prediction, thresholds: tuple[float, float], frame: dict | None) -> None:
+def _plot_probability(ax: Any, pred: Prediction, thresholds: tuple[float, float]) -> None:
     lo, hi = thresholds
     ax.axhspan(lo, hi, color=_COLOURS["uncertain"], alpha=0.10, lw=0, label="uncertain band")
     for t0, t1, p in pred.suspicious:
@@ -259,10 +276,8 @@ def _plot_probability(ax: Any, pred: Prediction, thresholds: tuple[float, float]
         alpha=0.75,
         edgecolor="white",
         lw=0.8,
-        label="p(fake) per second",
+        label="p(fake) per second (calibrated, as the verdict)",
     )
-    if frame and frame.get("t"):
-        ax.plot(frame["t"], frame["value"], color="#1d2330", lw=1.1, alpha=0.8, label="per frame")
     _interval(ax, pred)
     _shade(ax, pred)
     end, duration = _analysed(pred), _duration(pred)
@@ -414,7 +429,8 @@ def _cams(pred: Prediction) -> str:
 
 def _video_section(i: int, pred: Prediction, thresholds: tuple[float, float]) -> str:
     plot = timeline_plot(pred, thresholds)
-    plot_html = f'<h3>Timeline</h3><img class="plot" src="{plot}" alt="timeline">' if plot else ""
+    caption = f"<p class='muted small'>{_e(TIMELINE_CAPTION)}</p>"
+    plot_html = f'<h3>Timeline</h3>{caption}<img class="plot" src="{plot}" alt="timeline">' if plot else ""
     body = ""
     if pred.p_fake is not None:
         body = (
