@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from dfdetect.constants import DEFAULT_FPS, SAMPLE_RATE
+from dfdetect.constants import DEFAULT_FPS, IMAGENET_MEAN, IMAGENET_STD, SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -83,10 +83,6 @@ class PrepareConfig(StrictModel):
     min_blur: float = Field(0.0, ge=0, description="lowest variance-of-Laplacian of a kept track (0 = off)")
     min_track_frames: int = Field(3, ge=1, description="shortest track kept, sampled frames")
     sample_rate: int = Field(SAMPLE_RATE, description="audio sample rate (mono)")
-
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class PreprocessConfig(StrictModel):

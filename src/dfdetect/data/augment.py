@@ -11,11 +11,12 @@ import cv2
 import numpy as np
 
 from dfdetect.config import AugmentConfig
+from dfdetect.constants import SAMPLE_RATE
 from dfdetect.data.windows import FLIP_ORDER, Window
 
 
 def augment_window(
-    window: Window, cfg: AugmentConfig, rng: np.random.Generator, sample_rate: int = 16000
+    window: Window, cfg: AugmentConfig, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
 ) -> Window:
     """Apply each augmentation of ``cfg`` with its probability; returns a new window.
 
@@ -45,7 +46,7 @@ def augment_window(
 
 
 def augment_audio(
-    audio: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, sample_rate: int = 16000
+    audio: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE
 ) -> np.ndarray:
     """Time shift (zero filled), gain and additive white noise at a drawn SNR, each with its probability."""
     audio = np.asarray(audio, dtype=np.float32)

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from dfdetect.config import PseudoFakeConfig
+from dfdetect.constants import SAMPLE_RATE
 from dfdetect.data.windows import Window, frame_edges
 
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)  # as in the paper's dynamic_blend
@@ -245,7 +246,7 @@ def self_blend(
 def desync(
     audio: np.ndarray,
     shift_seconds: float,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     source: np.ndarray | None = None,
     start: int | None = None,
 ) -> np.ndarray:
@@ -287,7 +288,7 @@ class PseudoFaker:
         sample_rate: audio sample rate of the windows.
     """
 
-    def __init__(self, config: PseudoFakeConfig, sample_rate: int = 16000) -> None:
+    def __init__(self, config: PseudoFakeConfig, sample_rate: int = SAMPLE_RATE) -> None:
         if config.min_desync_seconds > config.max_desync_seconds:
             raise ValueError("min_desync_seconds must be <= max_desync_seconds")
         lo, hi = config.partial_span
@@ -421,7 +422,7 @@ def partial_desync(
     window: Window,
     span: tuple[int, int],
     shift_seconds: float,
-    sample_rate: int = 16000,
+    sample_rate: int = SAMPLE_RATE,
     clip_audio: np.ndarray | None = None,
 ) -> Window:
     """The window with the audio of frames ``span = (first, end)`` shifted by ``shift_seconds``.

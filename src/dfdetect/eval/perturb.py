@@ -13,9 +13,9 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
+from dfdetect.data import augment
 from dfdetect.types import Clip
 
 
@@ -44,20 +44,13 @@ def _map_audio(clip: Clip, fn: Callable[[np.ndarray], np.ndarray]) -> Clip:
 
 
 def jpeg(clip: Clip, quality: float, rng: np.random.Generator) -> Clip:
-    """JPEG re-compression of every crop at ``quality`` (0-100)."""
-
-    def one(img: np.ndarray) -> np.ndarray:
-        ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
-
-    return _map_crops(clip, lambda crops: np.stack([one(c) for c in crops]))
+    """JPEG re-compression of every crop at ``quality`` (0-100), as the training augmentation does it."""
+    return _map_crops(clip, lambda crops: augment.jpeg(crops, int(quality)))
 
 
 def blur(clip: Clip, sigma: float, rng: np.random.Generator) -> Clip:
     """Gaussian blur with standard deviation ``sigma`` pixels."""
-    return _map_crops(
-        clip, lambda crops: np.stack([cv2.GaussianBlur(c, (0, 0), float(sigma)) for c in crops])
-    )
+    return _map_crops(clip, lambda crops: augment.gaussian_blur(crops, float(sigma)))
 
 
 def noise(clip: Clip, std: float, rng: np.random.Generator) -> Clip:
@@ -72,24 +65,15 @@ def noise(clip: Clip, std: float, rng: np.random.Generator) -> Clip:
 
 def resize(clip: Clip, factor: float, rng: np.random.Generator) -> Clip:
     """Downscale by ``factor`` (area) and back up (bilinear): the loss of a low-resolution upload."""
-
-    def one(img: np.ndarray) -> np.ndarray:
-        h, w = img.shape[:2]
-        small = cv2.resize(
-            img, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA
-        )
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-    return _map_crops(clip, lambda crops: np.stack([one(c) for c in crops]))
+    return _map_crops(clip, lambda crops: augment.down_up(crops, float(factor)))
 
 
 def h264(clip: Clip, crf: float, rng: np.random.Generator) -> Clip:
     """H.264 (libx264) re-encoding of each face-crop sequence at ``crf``: the round trip of the training
     augmentation (:func:`dfdetect.data.augment.h264`), so both measure one codec setting."""
-    from dfdetect.data.augment import h264 as h264_roundtrip
 
     def one(crops: np.ndarray) -> np.ndarray:
-        out = h264_roundtrip(crops, int(crf))
+        out = augment.h264(crops, int(crf))
         if out is crops and len(crops):  # the round trip lost frames and gave the input back
             raise RuntimeError(f"H.264 round trip at CRF {crf} did not return {len(crops)} frames")
         return out
@@ -113,13 +97,8 @@ def audio_resample(clip: Clip, rate: float, rng: np.random.Generator) -> Clip:
 
 
 def audio_noise(clip: Clip, snr_db: float, rng: np.random.Generator) -> Clip:
-    """White noise at a signal-to-noise ratio of ``snr_db``."""
-
-    def one(audio: np.ndarray) -> np.ndarray:
-        power = float(np.mean(audio.astype(np.float64) ** 2)) or 1e-8
-        return audio + rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), audio.size)
-
-    return _map_audio(clip, one)
+    """White noise at a signal-to-noise ratio of ``snr_db`` (silence stays silent)."""
+    return _map_audio(clip, lambda audio: augment.add_noise(audio, float(snr_db), rng))
 
 
 def desync(clip: Clip, seconds: float, rng: np.random.Generator) -> Clip:

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dfdetect.constants import SAMPLE_RATE
+
 
 def hz_to_mel(f: torch.Tensor | float) -> torch.Tensor:
     """HTK mel scale."""
@@ -46,7 +48,7 @@ class LogMel(nn.Module):
     """
 
     def __init__(
-        self, sample_rate: int = 16000, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64
+        self, sample_rate: int = SAMPLE_RATE, n_fft: int = 400, hop_length: int = 160, n_mels: int = 64
     ) -> None:
         super().__init__()
         self.sample_rate, self.n_fft, self.hop_length, self.n_mels = sample_rate, n_fft, hop_length, n_mels

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from dfdetect.constants import SAMPLE_RATE
 from dfdetect.models.audio import AudioCNN, LogMel, Wav2Vec2Encoder
 from dfdetect.models.frequency import FrequencyBranch
 from dfdetect.models.fusion import LateFusion, SyncHead, build_fusion, lower_face
@@ -81,7 +82,7 @@ class DeepfakeDetector(nn.Module):
         dropout: float = 0.1,
         fps: float = 5.0,
         segment_seconds: float = 1.0,
-        sample_rate: int = 16000,
+        sample_rate: int = SAMPLE_RATE,
         n_mels: int = 64,
         audio_width: int = 32,
         audio_encoder: str = "cnn",

@@ -18,13 +18,12 @@ from typing import Any
 
 from torch import nn
 
+from dfdetect.constants import IMAGENET_MEAN, IMAGENET_STD
 from dfdetect.models.detector import DeepfakeDetector
 from dfdetect.registry import Registry
 
 MODELS: Registry[nn.Module] = Registry("model")
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_BACKBONE = "efficientnet_b0"
 
 _VISUAL_ONLY = ("fusion", "use_sync", "audio_encoder", "wav2vec2_model", "wav2vec2_freeze_layers")
