@@ -93,3 +93,36 @@ def test_visual_demo_learns_held_back_pseudo_fakes(demo_data, tmp_path):
     best = max(r["auc"] for r in val)
     assert best >= 0.7, f"val AUC per epoch: {[round(r['auc'], 3) for r in val]}"
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["metrics"]["auc"] == pytest.approx(best)
+
+
+@pytest.mark.slow
+def test_soup_of_the_run_checkpoints_is_chosen_on_val_and_loads(demo_run, tmp_path, capsys):
+    """`dfdetect soup` scores each checkpoint on the run's own val split, keeps what does not lower it."""
+    from dfdetect.checkpoint import Checkpoint
+    from dfdetect.cli import main
+    from dfdetect.train.soup import average
+
+    ckpts = [str(demo_run / "checkpoints" / n) for n in ("best.pt", "last.pt")]
+    out = tmp_path / "soup.pt"
+    assert main(["soup", "--config", str(demo_run / "config.yaml"), *ckpts, "--out", str(out)]) == 0
+    assert f"-> {out}" in capsys.readouterr().out
+    soup = Checkpoint.load(out)
+    members = soup.metrics["soup_members"]
+    assert set(members) <= set(ckpts) and members
+    singles = [float(load_checkpoint(p)["metrics"].get("val_auc", 0)) for p in ckpts]
+    assert soup.metrics["val_auc_soup"] >= 0 and len(singles) == 2
+    expected = average([load_checkpoint(p)["model_state"] for p in members])
+    for key, value in soup.model_state.items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value.float(), expected[key].float(), atol=2e-3, rtol=2e-3)
+    assert soup.calibration["temperature"] == 1.0  # calibrated afterwards, on held-out data
+    assert main(["soup", "--config", str(demo_run / "config.yaml"), "/nowhere.pt", "--out", "x.pt"]) == 2
+
+
+def test_greedy_soup_keeps_only_members_that_hold_the_score():
+    from dfdetect.train.soup import greedy
+
+    states = [{"w": torch.tensor([1.5])}, {"w": torch.tensor([3.0])}, {"w": torch.tensor([-9.0])}]
+    result = greedy(states, lambda s: -abs(float(s["w"]) - 2.0), ["a", "b", "c"])  # best near w = 2
+    assert result.members == ["a", "b"] and result.val_auc == -0.25  # (1.5 + 3) / 2; c would drag it away
+    assert [s.get("try") for s in result.steps[3:]] == [["a", "b"], ["a", "b", "c"]]
