@@ -21,6 +21,7 @@ from tests.infer.conftest import make_checkpoint  # noqa: E402
 
 CLIP = "real/pcavs_Pose_Source_00067.mp4"  # 224 px face crop with speech: a quick real scan
 NO_AUDIO_CLIP = "real/liveportrait_d0.mp4"
+BASE_URL = "http://127.0.0.1:8000"
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +67,8 @@ def make_client(tmp_path: Path, tiny_detector) -> Iterator[Any]:
     def make(load: Any = None, **kwargs: Any) -> TestClient:
         kwargs.setdefault("explain", False)
         settings = ServeSettings(data_dir=tmp_path / f"data{len(clients)}", device="cpu", **kwargs)
-        client = TestClient(create_app(settings, load or (lambda: tiny_detector)))
+        app = create_app(settings, load or (lambda: tiny_detector))
+        client = TestClient(app, base_url=BASE_URL)  # a name the server answers to (Host check)
         client.__enter__()
         clients.append(client)
         return client

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dfdetect.serve.uploads import UploadLimits
@@ -40,12 +42,18 @@ def test_bad_input_corpus_through_the_api(make_client, tmp_path) -> None:
             assert res.status_code == 202, (name, res.text)
             jobs[name] = res.json()["jobs"][0]["id"]
     assert set(jobs) == set(EXPECTED) - REFUSED
+    data_dir = str(client.app.state.service.uploads.parent.resolve())
     for name, job_id in jobs.items():
         done = wait_done(client, job_id)
         assert done["state"] == "done", (name, done)
         pred = done["prediction"]
         assert pred["status"] in SCAN_EXPECTED[name], (name, pred["status"], pred["message"])
         assert pred["message"], f"{name}: a file that cannot be scored says why"
+        report = client.get(f"/v1/scans/{job_id}/report").text
+        for shown in (json.dumps(done), report):
+            assert data_dir not in shown and "uploads/" not in shown, (name, pred["message"])
+        if pred["status"] == "unreadable":
+            assert corpus[name].name in pred["message"], "the user sees their own file name"
     assert _uploads(client) == [], "uploads are deleted once scanned; refused ones are never kept"
 
 
@@ -83,6 +91,19 @@ def test_queue_full_gives_429_with_retry_after(make_client) -> None:
     assert _uploads(client) == [] or all(not n.startswith("4") for n in _uploads(client))
 
 
+def test_a_refused_multi_file_upload_spends_no_token(make_client) -> None:
+    gated = GatedDetector()
+    gated.gate.set()
+    client = make_client(load=lambda: gated, uploads_per_minute=2, limits=UploadLimits(max_files=3))
+    data = clip_bytes(CLIP)[:20_000]
+    _error(upload(client, *[(f"{i}.mp4", data) for i in range(4)]), 413, "too_many_files")
+    res = upload(client, *[(f"{i}.mp4", data) for i in range(3)])
+    _error(res, 429, "rate_limited")
+    assert int(res.headers["retry-after"]) >= 29, "1 token more than the 2 in the bucket: 30 s at 2/min"
+    assert upload(client, ("a.mp4", data), ("b.mp4", data)).status_code == 202, "both tokens were left"
+    _error(upload(client, ("c.mp4", data)), 429, "rate_limited")
+
+
 def test_rate_limit_per_key(make_client) -> None:
     gated = GatedDetector()
     gated.gate.set()
@@ -115,7 +136,8 @@ BAD_REQUESTS = [
     ("get", "/v1/scans", {"params": {"limit": "abc"}}, 422, "invalid_request"),
     ("get", "/v1/scans", {"params": {"limit": "-1"}}, 422, "invalid_request"),
     ("get", "/v1/scans", {"params": {"state": "exploded"}}, 400, "bad_state"),
-    ("get", "/v1/scans", {"params": {"before": "1e9999"}}, 422, "invalid_request"),
+    ("get", "/v1/scans", {"params": {"before": "1e9999"}}, 400, "bad_cursor"),
+    ("get", "/v1/scans", {"params": {"before": "x" * 65}}, 422, "invalid_request"),
     ("put", "/v1/scans", {}, 405, "method_not_allowed"),
     ("get", "/v2/scans", {}, 404, "not_found"),
 ]

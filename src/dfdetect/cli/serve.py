@@ -17,6 +17,9 @@ security:
   whatever --host asks. Make a key (printed once, stored hashed) with:
     dfdetect serve --api-key-file keys.txt --new-key alice
   then run with --api-key-file keys.txt and send 'Authorization: Bearer <key>'.
+  Requests must name the server in their Host header (127.0.0.1, localhost, ::1, the --host address,
+  and each --allowed-host: the public name behind a TLS proxy); pages of other origins may not upload
+  or delete unless --cors-origin allows them. See docs/serving.md, "Security".
 
 examples:
   dfdetect serve                                  # http://127.0.0.1:8000  (docs at /docs)
@@ -46,10 +49,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--new-key", metavar="NAME", help="add a key named NAME to --api-key-file, print it, exit")
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest file accepted (default: 200)")
     p.add_argument("--max-files", type=int, default=20, help="files per upload request (default: 20)")
+    p.add_argument("--max-request-mb", type=float, default=512.0, help="whole upload request (default: 512)")
+    p.add_argument(
+        "--upload-timeout", type=float, default=600.0, help="seconds to receive an upload (default: 600)"
+    )
+    p.add_argument(
+        "--idle-timeout", type=float, default=30.0, help="seconds an upload may stall (default: 30)"
+    )
+    p.add_argument(
+        "--scan-timeout",
+        type=float,
+        default=600.0,
+        help="seconds a scan may take before its scanner process is killed and restarted (0: no limit)",
+    )
     p.add_argument("--max-queue", type=int, default=100, help="queued jobs before 429 (default: 100)")
     p.add_argument("--retention-hours", type=float, default=24.0, help="keep finished jobs (default: 24)")
     p.add_argument("--rate-limit", type=float, default=60.0, help="uploads per minute per key (0: none)")
     p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN", help="allow (repeatable)")
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name clients reach the server by (Host header), e.g. behind a proxy (repeatable; '*': any)",
+    )
     p.add_argument(
         "--explain",
         action=argparse.BooleanOptionalAction,
@@ -58,6 +81,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.set_defaults(run=run)
+
+
+_WILDCARD = ("0.0.0.0", "::", "")
+
+
+def allowed_hosts(bind: str, extra: list[str], keys: bool) -> tuple[str, ...]:
+    """The Host names the server answers to: the loopback names, the bound address, ``extra``; binding to
+    every address with keys and no ``extra`` accepts any name (keys protect it), with a warning."""
+    from dfdetect.serve.middleware import LOCAL_HOSTS
+
+    if bind in _WILDCARD and not extra and keys:
+        log.warning(
+            "listening on all addresses: any Host header is accepted; name the server with --allowed-host "
+            "(e.g. its public name behind the TLS proxy) to refuse the others"
+        )
+        return ("*",)
+    names = [*LOCAL_HOSTS, *([] if bind in _WILDCARD else [bind]), *extra]
+    return tuple(dict.fromkeys(names))
 
 
 def _is_loopback(host: str) -> bool:
@@ -94,14 +135,31 @@ def _settings(args: argparse.Namespace):
     for name, value in (("--workers", args.workers), ("--max-files", args.max_files)):
         if value < 1:
             raise ValueError(f"{name} must be at least 1")
-    if args.max_upload_mb <= 0 or args.max_queue < 1 or args.retention_hours <= 0:
-        raise ValueError("--max-upload-mb, --max-queue and --retention-hours must be positive")
+    positive = (
+        "max_upload_mb",
+        "max_request_mb",
+        "max_queue",
+        "retention_hours",
+        "upload_timeout",
+        "idle_timeout",
+    )
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    if args.scan_timeout < 0:
+        raise ValueError("--scan-timeout must be positive (0: no limit)")
     return ServeSettings(
         data_dir=Path(args.data_dir).expanduser(),
         model=args.model,
         device=args.device,
         workers=args.workers,
-        limits=UploadLimits(max_file_bytes=int(args.max_upload_mb * 1024 * 1024), max_files=args.max_files),
+        limits=UploadLimits(
+            max_file_bytes=int(args.max_upload_mb * 1024 * 1024),
+            max_files=args.max_files,
+            max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+            idle_timeout_s=args.idle_timeout,
+            upload_timeout_s=args.upload_timeout,
+        ),
         max_queue=args.max_queue,
         retention_s=args.retention_hours * 3600.0,
         keys=keys,
@@ -109,6 +167,7 @@ def _settings(args: argparse.Namespace):
         reads_per_minute=args.rate_limit * 20,
         cors_origins=tuple(args.cors_origin),
         explain=args.explain,
+        scan_timeout_s=args.scan_timeout,
     )
 
 
@@ -142,6 +201,7 @@ def run(args: argparse.Namespace) -> int:
         host = "127.0.0.1"
     elif settings.keys is None:
         log.warning("no --api-key-file: anyone on this machine can use the service")
+    settings.allowed_hosts = allowed_hosts(host, args.allowed_host, settings.keys is not None)
     try:  # the workers load the model as the app starts; a failure stops it with the reason
         app = create_app(settings)
     except Exception as e:  # noqa: BLE001 - any setup failure is a usage error at this edge

@@ -12,7 +12,8 @@ Routes (OpenAPI docs at ``/docs``)::
     GET    /metrics                Prometheus text (no key needed)
     GET    /                       the web page
 
-Every refused request gets ``{"error": {"status", "code", "message"}}`` with a 4xx status.
+Every refused request gets ``{"error": {"status", "code", "message"}}`` with a 4xx status (see
+:mod:`dfdetect.serve.middleware` for the Host / Origin checks and the security headers).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from dfdetect import __version__
 from dfdetect.serve.errors import ApiError
-from dfdetect.serve.metrics import Metrics
+from dfdetect.serve.middleware import CORS_METHODS, Guard, Observe
 from dfdetect.serve.routes import install_routes
 from dfdetect.serve.service import ServeSettings, Service
 
@@ -41,10 +42,6 @@ __all__ = ["ServeSettings", "create_app"]
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-_PAGE_CSP = (
-    "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-)
 
 
 def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
@@ -55,6 +52,9 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "bad_request", 
 
 
 def _install_handlers(app: FastAPI) -> None:
+    """Refusals in the JSON error shape, each counted; an unexpected exception is answered (500, JSON,
+    counted, with the security headers) by :class:`~dfdetect.serve.middleware.Observe`, in one place."""
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         request.app.state.service.metrics.reject(exc.code)
@@ -64,6 +64,7 @@ def _install_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = str(exc.detail) if exc.status_code != 404 else f"no such route: {request.url.path}"
+        request.app.state.service.metrics.reject(code)
         return _error(exc.status_code, code, message, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
@@ -72,37 +73,8 @@ def _install_handlers(app: FastAPI) -> None:
         for e in exc.errors()[:5]:
             where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("query", "path", "body"))
             parts.append(f"{where}: {e.get('msg', 'invalid')}")
+        request.app.state.service.metrics.reject("invalid_request")
         return _error(422, "invalid_request", "; ".join(parts) or "invalid request")
-
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-        return _error(500, "internal", "unexpected server error; it has been logged")
-
-
-class _Observe:
-    """ASGI middleware: counts responses by status and adds security headers."""
-
-    def __init__(self, app: Any, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def wrapped(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                self.metrics.request(scope["method"], message["status"])
-                headers = list(message.get("headers", []))
-                names = {k.lower() for k, _ in headers}
-                for k, v in ((b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")):
-                    if k not in names:
-                        headers.append((k, v))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, wrapped)
 
 
 def create_app(settings: ServeSettings, load: Any = None) -> FastAPI:
@@ -129,16 +101,18 @@ def create_app(settings: ServeSettings, load: Any = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=list(CORS_METHODS),
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
-    app.add_middleware(_Observe, metrics=service.metrics)
+    guard = {"allowed_hosts": settings.allowed_hosts, "cors_origins": settings.cors_origins}
+    app.add_middleware(Guard, metrics=service.metrics, **guard)
+    app.add_middleware(Observe, metrics=service.metrics)  # outermost: sees every response
     install_routes(app, service)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": _PAGE_CSP})
+        return FileResponse(STATIC / "index.html")  # headers (CSP) as for /static/index.html: Observe
 
     return app
 
@@ -151,7 +125,7 @@ def _scanner_factory(settings: ServeSettings, load: Any) -> Any:
         return lambda: InProcessScanner(load())
     threads = max(1, (os.cpu_count() or 1) // settings.workers)
     spec = ModelSpec(settings.model, settings.device, threads)
-    return lambda: ProcessScanner(spec)
+    return lambda: ProcessScanner(spec, scan_timeout=settings.scan_timeout_s or None)
 
 
 def _lifespan(service: Service) -> Any:

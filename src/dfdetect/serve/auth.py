@@ -53,6 +53,7 @@ def load_keys(path: str | os.PathLike) -> dict[str, ApiKey]:
     except OSError as e:
         raise KeyFileError(f"cannot read the API key file {path}: {e.strerror or e}") from None
     keys: dict[str, ApiKey] = {}
+    names: dict[str, int] = {}  # name -> line
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -65,6 +66,12 @@ def load_keys(path: str | os.PathLike) -> dict[str, ApiKey]:
             )
         if m["hash"] in keys:
             raise KeyFileError(f"{path}:{n}: the same key appears twice")
+        if m["name"] in names:
+            raise KeyFileError(
+                f"{path}:{n}: the name {m['name']!r} is already used on line {names[m['name']]} "
+                "(keys of one name would share their jobs); give each key its own name"
+            )
+        names[m["name"]] = n
         rate = float(m["rate"]) if m["rate"] else None
         keys[m["hash"]] = ApiKey(m["name"], m["hash"], rate)
     if not keys:
@@ -77,12 +84,14 @@ def new_key(path: str | os.PathLike, name: str, rate_per_minute: float | None = 
     if not _NAME.match(name):
         raise KeyFileError(f"key name {name!r}: use 1-64 letters, digits, '_', '.', '@' or '-'")
     path = Path(path)
-    if path.exists():
-        existing = {k.name for k in load_keys(path).values()} if path.read_text().strip() else set()
-        if name in existing:
-            raise KeyFileError(f"{path} already has a key named {name!r}")
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    existing = {k.name for k in load_keys(path).values()} if text.strip() else set()
+    if name in existing:
+        raise KeyFileError(f"{path} already has a key named {name!r}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     line = f"{name} sha256:{hash_key(key)}" + (f" {rate_per_minute:g}" if rate_per_minute else "") + "\n"
+    if text and not text.endswith("\n"):
+        line = "\n" + line  # the file's last line had no newline: never merge two lines
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "a", encoding="utf-8") as f:
         f.write(line)
@@ -113,6 +122,13 @@ class RateLimiter:
 
     def take(self, key: str, cost: float = 1.0, rate_per_minute: float | None = None) -> float:
         """Spend ``cost`` tokens; returns 0 when allowed, else the seconds to wait (nothing spent)."""
+        return self._bucket(key, cost, rate_per_minute, spend=True)
+
+    def wait(self, key: str, cost: float = 1.0, rate_per_minute: float | None = None) -> float:
+        """Like :meth:`take` without spending: 0 when ``cost`` tokens are there, else the seconds to wait."""
+        return self._bucket(key, cost, rate_per_minute, spend=False)
+
+    def _bucket(self, key: str, cost: float, rate_per_minute: float | None, spend: bool) -> float:
         rate = (rate_per_minute or self.rate) / 60.0  # tokens per second
         if rate <= 0:
             return 0.0
@@ -122,7 +138,7 @@ class RateLimiter:
             tokens, last = self._buckets.get(key, (cap, now))
             tokens = min(cap, tokens + (now - last) * rate)
             if tokens >= cost:
-                self._buckets[key] = (tokens - cost, now)
+                self._buckets[key] = (tokens - cost if spend else tokens, now)
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (cost - tokens) / rate

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -55,6 +56,10 @@ _COLUMNS = (
     "started, finished, scan_seconds, error, json_extract(result, '$.status') AS r_status, "
     "json_extract(result, '$.verdict') AS r_verdict, json_extract(result, '$.p_fake') AS r_p_fake"
 )
+
+
+class CursorError(ValueError):
+    """A ``before`` cursor that is not one of the caller's jobs."""
 
 
 class QueueFullError(Exception):
@@ -110,12 +115,13 @@ class JobStore:
     """Jobs in one SQLite file; safe to call from several threads (one connection, one lock).
 
     Args:
-        path: the database file (created with its folder).
+        path: the database file (created with its folder; 0600, and so are its ``-wal`` / ``-shm``).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_files(self.path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.row_factory = sqlite3.Row
@@ -247,9 +253,20 @@ class JobStore:
         return _job(rows[0]) if rows else None
 
     def list(
-        self, owner: str | None, state: str | None = None, limit: int = 50, before: int | None = None
+        self, owner: str | None, state: str | None = None, limit: int = 50, before: str | None = None
     ) -> list[Job]:
-        """Jobs newest first (``before``: a ``seq`` cursor from the previous page); no results."""
+        """Jobs newest first, without results.
+
+        Args:
+            owner: only this owner's jobs (None: everyone's).
+            state: only jobs in this state.
+            limit: at most this many.
+            before: the id of the last job of the previous page (an opaque cursor: it must be one of
+                ``owner``'s jobs, and says nothing of other owners' jobs).
+
+        Raises:
+            CursorError: ``before`` is not a job of ``owner``.
+        """
         where, args = [], []
         if owner is not None:
             where.append("owner = ?")
@@ -259,12 +276,18 @@ class JobStore:
             args.append(state)
         if before is not None:
             where.append("seq < ?")
-            args.append(before)
+            args.append(self._seq_of(before, owner))
         sql = f"SELECT {_COLUMNS} FROM jobs"
         if where:
             sql += " WHERE " + " AND ".join(where)
         rows = self._query(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
         return [_job(r) for r in rows]
+
+    def _seq_of(self, job_id: str, owner: str | None) -> int:
+        rows = self._query("SELECT seq, owner FROM jobs WHERE id = ?", (job_id,))
+        if not rows or (owner is not None and rows[0]["owner"] != owner):
+            raise CursorError(f"'before' must be the 'next' cursor of a previous page, not {job_id[:40]!r}")
+        return int(rows[0]["seq"])
 
     def queue_position(self, job: Job) -> int:
         """How many queued jobs are ahead of ``job``."""
@@ -283,6 +306,25 @@ class JobStore:
             (n,),
         )
         return [float(r[0]) for r in rows]
+
+
+def _private_files(db: Path) -> None:
+    """Create the database 0600 (SQLite gives its ``-wal`` and ``-shm`` files the same mode); an
+    existing database of an older version is made 0600 too."""
+    fd = os.open(db, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        if p.exists():
+            p.chmod(0o600)
+
+
+def scrub_paths(value: Any, replacements: list[tuple[str, str]]) -> Any:
+    """``value`` (JSON-able) with every occurrence of each ``old`` string replaced by its ``new`` one."""
+    text = json.dumps(value)
+    for old, new in sorted(replacements, key=lambda r: -len(r[0])):  # a path before its folder
+        if old:
+            text = text.replace(json.dumps(old)[1:-1], json.dumps(new)[1:-1])
+    return json.loads(text)
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -323,6 +365,9 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
         self.running: dict[str, float] = {}  # job id -> start time
         self.scanners: list[Any] = []
+        self._lock = threading.Lock()
+        self._scanning: dict[str, Any] = {}  # job id -> the scanner working on it
+        self._cancelled: set[str] = set()
 
     @property
     def info(self) -> dict[str, Any]:
@@ -380,28 +425,62 @@ class WorkerPool:
                 continue
             self._run(scanner, job)
 
+    def cancel(self, job_id: str) -> bool:
+        """Stop the scan of ``job_id`` if one is running (its scanner process is killed, and started
+        again for the next job); True if a scan was stopped. An in-process scanner cannot be stopped:
+        its result is dropped when it ends (the job is gone)."""
+        with self._lock:
+            scanner = self._scanning.get(job_id)
+            if scanner is None:
+                return False
+            self._cancelled.add(job_id)
+        stop = getattr(scanner, "stop", None)
+        return bool(stop is not None and stop())
+
     def _run(self, scanner: Any, job: Job) -> None:
-        from dfdetect.serve.scanners import ScannerCrashedError
+        from dfdetect.serve.scanners import ScannerCrashedError, ScanTimeoutError
 
         path = self.uploads / (job.upload or "")
         self.running[job.id] = time.time()
         start = time.perf_counter()
         result, error = None, None
+        with self._lock:
+            self._scanning[job.id] = scanner
         try:
             if not job.upload or not path.is_file():
                 raise FileNotFoundError("the uploaded file is missing from the server's data folder")
             result = scanner.scan(str(path), job.explain, job.uncertainty)
             result["path"] = job.filename  # never show the server's path
+        except ScanTimeoutError as e:
+            error = str(e)
         except ScannerCrashedError as e:
             error = f"{e} while scanning this file; it was not scanned"
         except Exception as e:  # noqa: BLE001 - one job's failure never stops the worker
             error = f"{type(e).__name__}: {e}" if not isinstance(e, RuntimeError) else str(e)
+        finally:
+            with self._lock:
+                self._scanning.pop(job.id, None)
+                cancelled = job.id in self._cancelled
+                self._cancelled.discard(job.id)
         if error and self._stop:
             self.running.pop(job.id, None)
             return  # shutting down: left running, re-run at the next start
-        if error:
+        result, error = self._scrub(job, path, result, error)
+        if cancelled:
+            log.info("job %s (%s) deleted while scanning: its scan was stopped", job.id, job.filename)
+        elif error:
             log.warning("job %s (%s) failed: %s", job.id, job.filename, error)
         self._record(job, result, error, time.perf_counter() - start, path)
+
+    def _scrub(self, job: Job, path: Path, result: dict | None, error: str | None) -> tuple[Any, Any]:
+        """The result and error with the server's paths replaced by the client's file name."""
+        names = [(str(p), job.filename) for p in {path.resolve(), path.absolute(), path}]
+        names += [
+            (str(self.uploads.resolve()), ""),
+            (str(self.uploads), ""),
+            (job.upload or "", job.filename),
+        ]
+        return scrub_paths(result, names), scrub_paths(error, names)
 
     def _record(self, job: Job, result: dict | None, error: str | None, seconds: float, path: Path) -> None:
         try:

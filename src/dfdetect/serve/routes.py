@@ -13,7 +13,7 @@ from dfdetect import __version__
 from dfdetect.constants import VERDICT_BAND
 from dfdetect.serve.auth import retry_after_header
 from dfdetect.serve.errors import ApiError
-from dfdetect.serve.jobs import STATES, NewJob, QueueFullError
+from dfdetect.serve.jobs import STATES, CursorError, NewJob, QueueFullError
 from dfdetect.serve.metrics import rss_bytes
 from dfdetect.serve.service import REPORT_CSP, Service, job_or_404, principal_dependency
 from dfdetect.serve.uploads import Received, ReceivedFile, receive
@@ -40,7 +40,7 @@ MAX_PASSES = 32  # most stochastic passes an upload may ask for (each one is a f
 def _uncertainty_field(fields: dict[str, str]) -> int:
     """The ``uncertainty`` form field: N stochastic passes (0 or absent: none; else 2..MAX_PASSES)."""
     value = (fields.get("uncertainty") or "0").strip()
-    n = int(value) if value.isdigit() else -1
+    n = int(value) if value.isascii() and value.isdigit() and len(value) <= 3 else -1  # not "²", "٣"
     if n != 0 and not 2 <= n <= MAX_PASSES:
         raise ApiError(
             400, "bad_field", f"'uncertainty' must be 0 or 2 to {MAX_PASSES} passes, not {value[:20]!r}"
@@ -68,14 +68,14 @@ async def _upload(service: Service, request: Request, owner: str) -> list[dict[s
             retry_after_header(service.retry_after(queued)),
         )
     rate = getattr(request.state, "rate", None)
-    if wait := service.upload_limiter.take(owner, 1.0, rate):
+    if wait := service.upload_limiter.wait(owner, 1.0, rate):  # refused before reading the body
         raise _rate_limited(wait)
     received: Received = await receive(request, service.uploads, settings.limits)
     files = received.files
     try:
         explain = _explain_flag(received.fields, settings.explain)
         passes = _uncertainty_field(received.fields)
-        if len(files) > 1 and (wait := service.upload_limiter.take(owner, len(files) - 1.0, rate)):
+        if wait := service.upload_limiter.take(owner, float(len(files)), rate):  # all or nothing
             raise _rate_limited(wait)
         jobs = [NewJob(f.id, f.filename, f.kind, f.size, f.stored, explain, passes) for f in files]
         await run_in_threadpool(service.store.add, owner, jobs, settings.max_queue, service.retry_after)
@@ -111,13 +111,16 @@ def _install_scan_routes(app: FastAPI, service: Service, principal: Any) -> None
         owner: str = principal,
         state: str | None = Query(None, description="queued, running, done or failed"),
         limit: int = Query(50, ge=1, le=500),
-        before: int | None = Query(None, ge=0, description="the 'next' cursor of the previous page"),
+        before: str | None = Query(None, max_length=64, description="the 'next' cursor of the previous page"),
     ) -> dict[str, Any]:
         if state is not None and state not in STATES:
             raise ApiError(400, "bad_state", f"state must be one of {', '.join(STATES)}, not {state[:20]!r}")
         scope = owner if service.settings.keys is not None else None
-        jobs = service.store.list(scope, state, limit, before)
-        nxt = jobs[-1].seq if len(jobs) == limit else None
+        try:
+            jobs = service.store.list(scope, state, limit, before)
+        except CursorError as e:
+            raise ApiError(400, "bad_cursor", str(e)) from None
+        nxt = jobs[-1].id if len(jobs) == limit else None  # opaque: a job id of the caller's own
         return {"jobs": [service.view(j) for j in jobs], "next": nxt}
 
     @app.get("/v1/scans/{job_id}", tags=["scans"], summary="A job: state, progress, prediction")

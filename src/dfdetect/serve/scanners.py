@@ -30,6 +30,10 @@ class ScannerCrashedError(RuntimeError):
     """The scanner process died during a scan."""
 
 
+class ScanTimeoutError(ScannerCrashedError):
+    """A scan ran past the watchdog's limit; its scanner process was killed (a new one starts next)."""
+
+
 class Scanner(Protocol):
     info: dict[str, Any]  # name, device, thresholds of the loaded model
 
@@ -58,6 +62,9 @@ class InProcessScanner:
 
     def close(self) -> None:
         pass
+
+    def stop(self) -> bool:
+        return False  # a scan in a thread of this process cannot be stopped
 
 
 @dataclass(frozen=True)
@@ -127,12 +134,20 @@ class ProcessScanner:
 
     The child is a fresh interpreter (not a fork of the server) talking over a socket pair.
 
+    Args:
+        spec: what the child loads.
+        start_timeout: seconds the child may take to load the model.
+        scan_timeout: the watchdog: a scan taking longer kills the child (:class:`ScanTimeoutError`);
+            None: no limit.
+
     Raises:
         RuntimeError: at construction, when the child cannot load the model (message from the child).
     """
 
-    def __init__(self, spec: ModelSpec, start_timeout: float = 600.0) -> None:
-        self.spec, self.start_timeout = spec, start_timeout
+    def __init__(
+        self, spec: ModelSpec, start_timeout: float = 600.0, scan_timeout: float | None = None
+    ) -> None:
+        self.spec, self.start_timeout, self.scan_timeout = spec, start_timeout, scan_timeout
         self._proc: subprocess.Popen | None = None
         self._conn: Any = None
         self.info: dict[str, Any] = {}
@@ -163,14 +178,20 @@ class ProcessScanner:
     def _alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def _wait(self, timeout: float | None) -> tuple[str, Any]:
-        waited = 0.0
-        while not self._conn.poll(0.25):
-            waited += 0.25
+    def _wait(self, timeout: float | None, what: str = "start") -> tuple[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._conn.poll(0.1 if timeout is not None and timeout < 5 else 0.25):
             if not self._alive():
                 raise ScannerCrashedError(self._death())
-            if timeout is not None and waited > timeout:
+            if deadline is not None and time.monotonic() > deadline:
+                self.stop()
                 self.close()
+                if what == "scan":
+                    raise ScanTimeoutError(
+                        f"the scan took longer than the limit of {timeout:g} s (--scan-timeout): the "
+                        "scanner process was stopped (a new one is started for the next job); "
+                        "the file was not scanned"
+                    )
                 raise ScannerCrashedError(f"the scanner process did not answer in {timeout:.0f} s")
         try:
             return self._conn.recv()
@@ -194,10 +215,19 @@ class ProcessScanner:
             log.warning("restarting a scanner process")
             self._start()
         self._conn.send((os.fspath(path), bool(explain), int(uncertainty)))
-        kind, payload = self._wait(None)
+        kind, payload = self._wait(self.scan_timeout, "scan")
         if kind != "ok":
             raise RuntimeError(payload)
         return payload
+
+    def stop(self) -> bool:
+        """Kill the child now (from any thread), e.g. mid-scan; the next :meth:`scan` starts a new one.
+        True if it was alive."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return False
+        proc.kill()
+        return True
 
     def close(self) -> None:
         proc, conn = self._proc, self._conn

@@ -20,6 +20,7 @@ from dfdetect.serve.auth import ApiKey, RateLimiter, hash_key, key_from_headers,
 from dfdetect.serve.errors import ApiError
 from dfdetect.serve.jobs import Job, JobStore, WorkerPool
 from dfdetect.serve.metrics import Metrics
+from dfdetect.serve.middleware import LOCAL_HOSTS
 from dfdetect.serve.uploads import UploadLimits
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,21 @@ class ServeSettings:
     uploads_per_minute: float = 60.0  # per key; 0 disables
     reads_per_minute: float = 1200.0  # GET/DELETE per key; 0 disables
     cors_origins: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = LOCAL_HOSTS  # names the server answers to (Host header); "*": any
     explain: bool = True  # default for uploads that do not say
     max_attempts: int = 3
+    scan_timeout_s: float = 600.0  # watchdog: a scan running longer is stopped (its scanner restarted)
+
+
+def private_dir(path: Path, tighten: bool = True) -> None:
+    """Make ``path`` (and its parents) readable by this user only (0700) when creating it; an existing
+    folder is made 0700 only when ``tighten`` (the server's own ``uploads``, not a data dir the user
+    chose)."""
+    if not path.is_dir():
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tighten = True
+    if tighten:
+        path.chmod(0o700)
 
 
 class Service:
@@ -53,7 +67,8 @@ class Service:
     def __init__(self, settings: ServeSettings, make_scanner: Any) -> None:
         self.settings = settings
         self.uploads = Path(settings.data_dir) / "uploads"
-        self.uploads.mkdir(parents=True, exist_ok=True)
+        private_dir(Path(settings.data_dir), tighten=False)
+        private_dir(self.uploads)
         self.store = JobStore(Path(settings.data_dir) / "jobs.sqlite")
         self.metrics = Metrics()
         self.upload_limiter = RateLimiter(settings.uploads_per_minute)
@@ -95,9 +110,12 @@ class Service:
         return len(expired)
 
     def forget(self, job_id: str) -> Job | None:
+        """Delete a job, its upload and result; a scan of it still running is stopped."""
         job = self.store.delete(job_id)
-        if job is not None and job.upload:
-            (self.uploads / job.upload).unlink(missing_ok=True)
+        if job is not None:
+            self.pool.cancel(job.id)
+            if job.upload:
+                (self.uploads / job.upload).unlink(missing_ok=True)
         return job
 
     def _retention_loop(self) -> None:

@@ -1,17 +1,26 @@
 """Multipart uploads streamed straight to disk, with size limits and content sniffing on the way.
 
-Nothing is held whole in memory: each chunk of the request body goes to a ``.part`` file in the
-uploads folder as it arrives. A file over the limit stops the upload at once (413); a file whose
-first bytes are not a media container is refused (415). Stored names are made by the server
-(``<job id><extension of the sniffed type>``); the client's file name is kept for display only.
-On any error every file of the request is removed.
+Nothing is held whole in memory: each chunk of the request body goes to a ``.part`` file (mode 0600)
+in the uploads folder as it arrives. A file over the limit stops the upload at once (413); a file whose
+first bytes are not a media container is refused (415). Non-file fields are bounded in number, name and
+size (only ``explain`` and ``uncertainty`` exist), the whole request in bytes and in time (408 when the
+client stalls or trickles). Stored names are made by the server (``<job id><extension of the sniffed
+type>``); the client's file name is kept for display only. On any error every file of the request is
+removed.
+
+The parser is python-multipart's streaming ``MultipartParser`` (also what Starlette's ``request.form``
+runs on, with its limits of 8 headers of 4 KiB per part); ``request.form`` itself is not used because it
+spools files to the system temporary folder with no per-file limit and cannot refuse a non-media file
+from its first bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import unicodedata
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +30,7 @@ from dfdetect.serve.jobs import new_job_id
 from dfdetect.serve.sniff import SNIFF_BYTES, sniff
 
 FILE_FIELDS = ("file", "files")
+FORM_FIELDS = ("explain", "uncertainty")  # the only non-file fields an upload may send
 _FIELDS = "'file' or 'files'"
 _FORMATS = (
     "video MP4, MOV, MKV, WebM, AVI, FLV, WMV, MPEG-TS; audio WAV, MP3, M4A, FLAC, Ogg; "
@@ -30,13 +40,15 @@ _FORMATS = (
 
 @dataclass(frozen=True)
 class UploadLimits:
+    """Bounds of one upload request (defaults are the CLI's)."""
+
     max_file_bytes: int = 200 * 1024 * 1024
     max_files: int = 20
+    max_request_bytes: int = 512 * 1024 * 1024  # the whole body, all files and fields together
+    max_fields: int = 8  # non-file fields
     max_field_bytes: int = 1024
-
-    @property
-    def max_request_bytes(self) -> int:
-        return self.max_files * self.max_file_bytes + 1024 * 1024
+    idle_timeout_s: float = 30.0  # longest wait for the next chunk of the body
+    upload_timeout_s: float = 600.0  # longest time to receive the whole body
 
 
 @dataclass
@@ -82,6 +94,7 @@ class _Receiver:
         self._hname, self._hvalue = b"", b""
         self._file: ReceivedFile | None = None
         self._field: tuple[str, bytearray] | None = None
+        self._n_fields = 0
 
     def callbacks(self) -> dict[str, Any]:
         return {
@@ -107,7 +120,7 @@ class _Receiver:
         _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" not in options:
-            self._field = (name, bytearray())
+            self._begin_field(name)
             return
         if name not in FILE_FIELDS:
             raise ApiError(400, "bad_field", f"send files in fields named 'file' or 'files', not {name!r}")
@@ -119,8 +132,22 @@ class _Receiver:
             )
         filename = display_name(options[b"filename"].decode("utf-8", "replace"))
         self._file = ReceivedFile(id=new_job_id(), filename=filename)
-        self._file.handle = open(self.folder / f".{self._file.id}.part", "wb")  # noqa: SIM115
+        fd = os.open(self.folder / f".{self._file.id}.part", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._file.handle = os.fdopen(fd, "wb")
         self.files.append(self._file)
+
+    def _begin_field(self, name: str) -> None:
+        if name not in FORM_FIELDS:
+            known = ", ".join(repr(f) for f in FORM_FIELDS)
+            raise ApiError(
+                400, "bad_field", f"unknown form field {name[:40]!r}; send files in {_FIELDS}, and {known}"
+            )
+        self._n_fields += 1
+        if self._n_fields > self.limits.max_fields:
+            raise ApiError(
+                413, "too_many_fields", f"at most {self.limits.max_fields} form fields per request"
+            )
+        self._field = (name, bytearray())
 
     def _part_data(self, data: bytes, start: int, end: int) -> None:
         chunk = data[start:end]
@@ -206,20 +233,42 @@ def check_request(headers: Any, folder: Path, limits: UploadLimits) -> bytes:
         raise ApiError(
             413,
             "too_large",
-            f"the request ({_mib(int(length))}) is larger than {limits.max_files} files of "
-            f"{_mib(limits.max_file_bytes)}",
+            f"the request ({_mib(int(length))}) is larger than the limit of {_mib(limits.max_request_bytes)}",
         )
     if shutil.disk_usage(folder).free < limits.max_file_bytes + 256 * 1024 * 1024:
         raise ApiError(507, "disk_full", "the server's data folder is almost full; retry later")
     return boundary
 
 
+async def _timed(chunks: AsyncIterator[bytes], limits: UploadLimits) -> AsyncIterator[bytes]:
+    """The body's chunks; 408 when the next one takes over ``idle_timeout_s`` or the whole body over
+    ``upload_timeout_s`` (a client that stalls or trickles cannot hold a connection and a ``.part`` file)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.upload_timeout_s
+    it = aiter(chunks)
+    while True:
+        left = deadline - loop.time()
+        try:
+            async with asyncio.timeout(max(0.0, min(limits.idle_timeout_s, left))):
+                chunk = await anext(it)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            why = (
+                f"no data for {limits.idle_timeout_s:g} s"
+                if left > limits.idle_timeout_s
+                else f"the upload took longer than {limits.upload_timeout_s:g} s"
+            )
+            raise ApiError(408, "timeout", f"{why}; the upload was dropped") from None
+        yield chunk
+
+
 async def receive(request: Any, folder: Path, limits: UploadLimits) -> Received:
     """Stream the multipart body of ``request`` (a Starlette request) into ``folder``.
 
     Raises:
-        ApiError: 400 malformed or no file, 413 too large / too many files, 415 not multipart or not
-            media, 507 disk full. Files already written are removed first.
+        ApiError: 400 malformed, no file or a bad field, 408 too slow, 413 too large / too many files or
+            fields, 415 not multipart or not media, 507 disk full. Files already written are removed first.
     """
     from python_multipart.exceptions import MultipartParseError
     from python_multipart.multipart import MultipartParser
@@ -230,7 +279,7 @@ async def receive(request: Any, folder: Path, limits: UploadLimits) -> Received:
     parser = MultipartParser(boundary, receiver.callbacks())
     total = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in _timed(request.stream(), limits):
             total += len(chunk)
             if total > limits.max_request_bytes:
                 limit = _mib(limits.max_request_bytes)
