@@ -1,14 +1,17 @@
-"""dfdetect.faces: face detection (MTCNN), IoU tracking, square crops and streaming extraction.
+"""dfdetect.faces: face detection (YuNet on OpenCV, MTCNN on torch), IoU tracking, square crops and
+streaming extraction.
 
-Importing this package does not import torch or load any weights (MTCNN loads on first use).
+Importing this package does not import torch or load any weights (detectors load on first use).
 """
 
 from dfdetect.faces.crop import blur_score, crop_face, mouth_crop, square_box
 from dfdetect.faces.detect import (
     DETECTORS,
+    SCAN_DETECTOR,
     Detections,
     FaceDetector,
     MTCNNDetector,
+    YuNetDetector,
     create_detector,
     detector_from_config,
 )
@@ -22,6 +25,8 @@ __all__ = [
     "FaceExtractor",
     "IouTracker",
     "MTCNNDetector",
+    "SCAN_DETECTOR",
+    "YuNetDetector",
     "blur_score",
     "box_iou",
     "create_detector",
