@@ -41,7 +41,7 @@ def by_name(rows):
 
 
 def test_all_sources_registered():
-    names = ["avdeepfake1m", "celebdf", "dfdc", "fakeavceleb", "ffpp", "folder", "lavdf"]
+    names = ["avdeepfake1m", "catalog", "celebdf", "dfdc", "fakeavceleb", "ffpp", "folder", "lavdf"]
     assert available_sources() == names
     assert "ffpp" in SOURCES
 

@@ -1,11 +1,23 @@
-"""`dfdetect prepare SOURCE ROOT --out DIR`: a dataset (or a folder of videos) -> manifest + cache."""
+"""`dfdetect prepare SOURCE ROOT --out DIR`: a dataset (or a folder of videos) -> manifest + cache.
+
+`dfdetect prepare catalog CATALOG [CATALOG ...] --git-root DIR --out DIR`: corpus catalogues of git blobs
+(extracted, verified, cut, split by generator family) -> manifest + cache.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-SOURCE_NAMES = ("ffpp", "celebdf", "dfdc", "fakeavceleb", "lavdf", "avdeepfake1m", "folder")
+if TYPE_CHECKING:
+    from dfdetect.config import PrepareConfig
+    from dfdetect.data.catalog import CatalogSummary
+    from dfdetect.data.prepare import PrepareSummary
+
+SOURCE_NAMES = ("ffpp", "celebdf", "dfdc", "fakeavceleb", "lavdf", "avdeepfake1m", "folder", "catalog")
 # CLI flag -> PrepareConfig field (None = keep the config's default)
 _CONFIG_FLAGS = {
     "fps": "fps",
@@ -25,14 +37,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="decode videos once, track faces, extract audio, write a manifest + cache",
         description=(
             "Prepare a dataset in its official layout (ffpp, celebdf, dfdc, fakeavceleb, lavdf, "
-            "avdeepfake1m) or your own "
-            "folder of videos (`dfdetect prepare folder PATH`) into OUT/manifest.csv, OUT/cache/, "
+            "avdeepfake1m), your own "
+            "folder of videos (`dfdetect prepare folder PATH`) or corpus catalogues of git blobs "
+            "(`dfdetect prepare catalog corpus/video --git-root DIR`) into OUT/manifest.csv, OUT/cache/, "
             "OUT/prepare_report.jsonl and OUT/prepare_config.json. Re-running resumes: videos already "
             "prepared with the same settings are skipped."
         ),
     )
     p.add_argument("source", choices=SOURCE_NAMES, metavar="SOURCE", help=f"one of {', '.join(SOURCE_NAMES)}")
-    p.add_argument("root", metavar="ROOT", help="dataset folder (or folder of videos, or a labels CSV)")
+    p.add_argument(
+        "root", metavar="ROOT", nargs="+",
+        help="dataset folder (or folder of videos, or a labels CSV); catalog: catalogue CSVs or folders",
+    )  # fmt: skip
     p.add_argument("--out", default=None, help="output folder (default: ./prepared/SOURCE)")
     p.add_argument("--fps", type=float, help="frames sampled per second (default 5)")
     p.add_argument("--size", type=int, help="side of the square face crops, pixels (default 224)")
@@ -68,6 +84,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="source option, repeatable (e.g. --option compressions=c23,c40 for ffpp)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    c = p.add_argument_group("catalog (corpus catalogues of git blobs)")
+    c.add_argument("--git-root", default=None, help="where repositories are: OWNER+NAME/repo")
+    c.add_argument("--clone", action="store_true", help="blobless-clone what the root lacks")
+    c.add_argument(
+        "--splits", default=None,
+        help="split file naming test/val families and real sources (default: splits.yaml beside or above "
+        "the first catalogue, e.g. corpus/splits.yaml)",
+    )  # fmt: skip
     p.set_defaults(run=run)
 
 
@@ -82,8 +106,6 @@ def _source_options(pairs: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from pydantic import ValidationError
 
     from dfdetect.config import PrepareConfig
@@ -114,15 +136,61 @@ def run(args: argparse.Namespace) -> int:
 
         workers, runner = args.workers, partial(prepare_on_ray, address=args.ray_address)
         errors += (ClusterError,)
+    problem = _catalog_problem(args)
+    if problem:
+        print(f"dfdetect prepare: {problem}", file=sys.stderr)
+        return 2
     try:
-        summary = prepare_source(
-            args.source, args.root, out, config, workers=workers, seed=args.seed,
-            limit=args.limit, progress=not args.quiet, runner=runner, **options,
-        )  # fmt: skip
+        if args.source == "catalog":
+            summary, catalog = _run_catalog(args, out, config, workers, runner)
+        else:
+            summary, catalog = prepare_source(
+                args.source, args.root[0], out, config, workers=workers, seed=args.seed,
+                limit=args.limit, progress=not args.quiet, runner=runner, **options,
+            ), None  # fmt: skip
     except errors as e:
         print(f"dfdetect prepare: {e}", file=sys.stderr)
         return 2
     if args.quiet:
         print(summary.format())
+        if catalog is not None:
+            print(catalog.format())
     print(f"manifest: {out / 'manifest.csv'}  report: {out / 'prepare_report.jsonl'}")
     return 0
+
+
+def _catalog_problem(args: argparse.Namespace) -> str:
+    """What is wrong with the catalog-only arguments ("" when nothing)."""
+    if args.source != "catalog":
+        if len(args.root) > 1:
+            return f"{args.source} takes one ROOT, got {len(args.root)} (only catalog takes several)"
+        if args.git_root or args.clone or args.splits:
+            return "--git-root, --clone and --splits are options of `dfdetect prepare catalog`"
+        return ""
+    if not args.git_root:
+        return "catalog needs --git-root DIR (where OWNER+NAME/repo mirrors are, or clones go with --clone)"
+    if args.limit is not None or args.option:
+        return "catalog takes no --limit or --option (list fewer rows in a catalogue instead)"
+    return ""
+
+
+def _default_splits(roots: list[str]) -> str | None:
+    """``splits.yaml`` beside or above the first catalogue (``corpus/splits.yaml`` for ``corpus/video``)."""
+    first = Path(roots[0]).resolve()
+    for folder in (first if first.is_dir() else first.parent, first.parent):
+        if (folder / "splits.yaml").is_file():
+            return str(folder / "splits.yaml")
+    return None
+
+
+def _run_catalog(
+    args: argparse.Namespace, out: Path, config: PrepareConfig, workers: int | None, runner: Callable | None
+) -> tuple[PrepareSummary, CatalogSummary]:
+    """``dfdetect prepare catalog``: the catalogue step, then the usual prepare (or ``runner``)."""
+    from dfdetect.data.catalog import prepare_catalog
+
+    splits = args.splits or _default_splits(args.root)
+    return prepare_catalog(
+        args.root, out, args.git_root, clone=args.clone, splits=splits, config=config, workers=workers,
+        progress=not args.quiet, runner=runner,
+    )  # fmt: skip

@@ -39,6 +39,11 @@ class ManifestRow:
     # manipulated spans [(start, end), ...] in seconds (LAV-DF, AV-Deepfake1M): () = none (a real video),
     # None = unknown (the dataset labels whole videos)
     segments: tuple[tuple[float, float], ...] | None = None
+    # corpus catalogues (dfdetect prepare catalog): generator family ("real" for reals), the repository
+    # the file came from, and its licence; "" for the other sources
+    family: str = ""
+    source: str = ""
+    licence: str = ""
 
     def with_split(self, split: str) -> ManifestRow:
         return replace(self, split=split)

@@ -3,8 +3,8 @@
 ``scan_source("ffpp", "/data/FaceForensics++")`` returns every video of the dataset as a
 :class:`~dfdetect.data.manifest.ManifestRow` with its label, method, compression, group and split
 (the official split where the dataset has one, else assigned by group), sorted by path.
-Sources: ``ffpp``, ``celebdf``, ``dfdc``, ``fakeavceleb``, ``lavdf``, ``avdeepfake1m``, ``folder``
-(see docs/datasets.md).
+Sources: ``ffpp``, ``celebdf``, ``dfdc``, ``fakeavceleb``, ``lavdf``, ``avdeepfake1m``, ``folder``,
+``catalog`` (corpus catalogues of git blobs; see docs/datasets.md).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dfdetect.data.sources._common import (
 from dfdetect.data.splits import assign_splits, check_no_leak
 
 # adapters register themselves in SOURCES on import (declarations only, nothing is scanned)
-from . import avdeepfake1m, celebdf, dfdc, fakeavceleb, ffpp, folder, lavdf  # noqa: E402,F401  isort: skip
+from . import avdeepfake1m, catalog, celebdf, dfdc, fakeavceleb, ffpp, folder, lavdf  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "SOURCES",
