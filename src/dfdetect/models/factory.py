@@ -83,6 +83,16 @@ def aasist_l(**kwargs: Any) -> nn.Module:
     return build_aasist("aasist-l", **kwargs)
 
 
+@MODELS.register("whisper-speech")
+def whisper_speech(**kwargs: Any) -> Any:
+    """Frozen Whisper encoder (CTranslate2, from its wheel via ``dfdetect.hub``) + small numpy head; audio
+    only, no torch (``models/whisper_speech.py``)."""
+    from dfdetect.models.whisper_speech import WhisperSpeech
+
+    kwargs.pop("pretrained_path", None)
+    return WhisperSpeech(**kwargs)
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered model ``name`` with its keyword arguments.
 

@@ -4,27 +4,30 @@
 Prepared caches store face crops uncompressed (77 KB per 160 px frame, 1.25 GB for the three default
 sources), which is more than a lent GPU machine can be sent. Training reads only the ``train`` and
 ``val`` entries of a run's split manifests (``runs/<run>/data/<source>.csv``), so only those are packed.
-Crops are re-encoded at JPEG ``--quality`` (default 90): a mild, uniform loss well inside the training
+Crops are re-encoded at JPEG ``quality`` (default 90): a mild, uniform loss well inside the training
 augmentation (JPEG 40-95, H.264 CRF 18-36); every other array (boxes, landmarks, timestamps, audio,
 metadata) is kept exactly, and unpacked entries keep their names, so the run's manifests find them.
 
-    python bench/pack_cache.py pack --run runs/default --prepared prepared --out .gpu/data/caches.tar
-    python bench/pack_cache.py unpack .gpu/data/caches.tar --prepared prepared      # on the GPU machine
+    dfdetect cache pack --run runs/default --prepared prepared --out .gpu/data/caches.tar.gz
+    dfdetect cache unpack .gpu/data/caches.tar.gz --prepared prepared      # on the GPU machine
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
+import logging
+import os
 import tarfile
+import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 KEEP_SPLITS = ("train", "val")
-SOURCES = ("face_images", "ffpp_c23", "talking_heads")
 SMALL_FILES = ("manifest.csv", "prepare_config.json")
 
 
@@ -90,6 +93,11 @@ def _entries(run: Path, prepared: Path, source: str) -> list[Path]:
     return [e for e in entries if e.is_file()]
 
 
+def run_sources(run: Path) -> tuple[str, ...]:
+    """The prepared sources a run trained on: the names of its split manifests ``RUN/data/<source>.csv``."""
+    return tuple(sorted(p.stem for p in (run / "data").glob("*.csv")))
+
+
 def pack(
     run: Path,
     prepared: Path,
@@ -97,9 +105,17 @@ def pack(
     quality: int = 90,
     max_frames: int | None = None,
     drop_audio: bool = False,
-    sources: tuple[str, ...] = SOURCES,
-) -> None:
+    sources: tuple[str, ...] | None = None,
+) -> dict[str, int]:
+    """Pack the ``train``/``val`` entries of ``run``'s sources (default: all of them) found under
+    ``prepared/<source>/cache`` into the tar.gz ``out`` (written atomically); returns entries per source."""
+    sources = sources or run_sources(run)
+    if not sources:
+        raise FileNotFoundError(
+            f"{run / 'data'} holds no split manifests (<source>.csv): is {run} a run dir?"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
+    counts = {}
     tmp = out.with_suffix(".tmp")
     with tarfile.open(tmp, "w:gz") as tar:
         for source in sources:
@@ -111,51 +127,29 @@ def pack(
                 info = tarfile.TarInfo(f"{source}/cache/{entry.parent.name}/{entry.name}")
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
-            print(f"{source}: {len(entries)} entries")
+            counts[source] = len(entries)
+            log.info("%s: %d entries", source, len(entries))
     tmp.replace(out)
-    print(f"{out}: {out.stat().st_size / 1e6:.1f} MB")
+    return counts
 
 
-def unpack(archive: Path, prepared: Path) -> None:
-    n = 0
+def unpack(archive: Path, prepared: Path) -> int:
+    """Write the packed entries of ``archive`` as ordinary cache entries under ``prepared`` (each file
+    atomically; names that would leave ``prepared`` are refused); returns the number of entries."""
+    n, root = 0, prepared.resolve()
     with tarfile.open(archive) as tar:
         for member in tar:
+            target = (prepared / member.name).resolve()
+            if not member.isfile() or not target.is_relative_to(root):
+                raise ValueError(f"{archive}: unexpected member {member.name!r}, not a packed cache")
             data = tar.extractfile(member).read()
-            target = prepared / member.name
             target.parent.mkdir(parents=True, exist_ok=True)
-            if member.name.endswith(".npz"):
-                with open(target, "wb") as f:
+            fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+            with os.fdopen(fd, "wb") as f:
+                if member.name.endswith(".npz"):
                     np.savez(f, **decode_entry(data))
-                n += 1
-            else:
-                target.write_bytes(data)
-    print(f"unpacked {n} cache entries into {prepared}")
-
-
-def main() -> None:
-    raw = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("pack")
-    p.add_argument("--run", type=Path, default=Path("runs/default"))
-    p.add_argument("--prepared", type=Path, default=Path("prepared"))
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--quality", type=int, default=90)
-    p.add_argument("--max-frames", type=int, default=None, help="cut every face track to its first N frames")
-    p.add_argument("--drop-audio", action="store_true", help="leave the audio out (visual-only models)")
-    p.add_argument(
-        "--source", action="append", help=f"prepared folder name(s) (default: {', '.join(SOURCES)})"
-    )
-    u = sub.add_parser("unpack")
-    u.add_argument("archive", type=Path)
-    u.add_argument("--prepared", type=Path, default=Path("prepared"))
-    args = parser.parse_args()
-    if args.command == "pack":
-        sources = tuple(args.source or SOURCES)
-        pack(args.run, args.prepared, args.out, args.quality, args.max_frames, args.drop_audio, sources)
-    else:
-        unpack(args.archive, args.prepared)
-
-
-if __name__ == "__main__":
-    main()
+                    n += 1
+                else:
+                    f.write(data)
+            os.replace(tmp, target)
+    return n
