@@ -454,7 +454,7 @@ def validate_config(data: dict[str, Any], source: str = "<dict>") -> ExperimentC
         message = _format_errors(e, source)
         section = data.get("data") if isinstance(data, dict) else None
         if isinstance(section, dict) and "labels" in section:  # a speech data section
-            message += f"\n(a speech experiment: run `python -m dfdetect.train.speech {source}`)"
+            message += f"\n(a speech experiment: `dfdetect train --config {source}` reads it)"
         if isinstance(data, dict) and "distill" in data:
             message += f"\n(a distillation experiment: run `dfdetect distill --config {source}`)"
         raise ConfigError(message) from None

@@ -38,15 +38,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dfdetect.config import ConfigError, dump_config, load_config
+    from dfdetect.config import ConfigError
+    from dfdetect.train.run import dump_experiment, load_experiment
 
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_experiment(args.config, args.overrides)  # a video or a speech experiment
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.print_config:
-        print(dump_config(cfg), end="")
+        print(dump_experiment(cfg), end="")
         return 0
     from dfdetect.data.manifest import ManifestError
     from dfdetect.train.checkpoint import CheckpointError

@@ -11,13 +11,13 @@ from __future__ import annotations
 import io
 import logging
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import av
 import numpy as np
-import torch
+from pydantic import Field
 
+from dfdetect.config import StrictModel
 from dfdetect.constants import SAMPLE_RATE
 from dfdetect.data.manifest import REAL, UNKNOWN, ManifestRow
 
@@ -26,29 +26,44 @@ log = logging.getLogger(__name__)
 CODECS = {"opus": ("libopus", "ogg"), "mp3": ("libmp3lame", "mp3"), "aac": ("aac", "adts")}
 
 
-@dataclass(frozen=True)
-class SpeechConfig:
-    """How speech files become model inputs (recorded in the training config and model card).
+class SpeechConfig(StrictModel):
+    """A speech experiment's data section: where the speech files are, how they are split, and how they
+    become model inputs (``kind: speech`` tells ``dfdetect train`` it is one; recorded in the checkpoint).
 
-    Attributes:
-        codec: ``opus``, ``mp3``, ``aac`` or ``none``: the one codec every file goes through.
-        bitrate: bits per second of that codec.
-        window: samples per training/validation sample (the model's window).
-        max_seconds: seconds decoded from each file (bounds memory and time).
-        p_noise, snr_db: training noise augmentation (probability, SNR range in dB).
-        p_band: training band-limiting to 8 kHz telephone rate (probability).
-        p_gain, gain_db: training gain change (probability, range in dB).
+    Two families of models read it: a waveform model (``aasist-l``) trains on ``window``-sample crops
+    through a loop; a frozen-encoder model (``whisper-speech``) fits its head on pooled features of
+    ``feature_seconds`` windows of ``variants`` of every file (codec round trips, telephone band, room),
+    cached in ``feature_cache``.
     """
 
-    codec: str = "opus"
-    bitrate: int = 48000
-    window: int = 64600
-    max_seconds: float = 30.0
-    p_noise: float = 0.3
+    kind: Literal["speech"] = "speech"
+    labels: str = Field("", description="labels CSV (path,label,generator,speaker,...) or a folder")
+    manifests: list[str] = Field(
+        default_factory=list, description="prepared manifests (dfdetect prepare catalog) with their splits"
+    )
+    seed: int = Field(0, description="seed of the speaker-disjoint split of `labels`")
+    val: float = Field(0.15, ge=0, le=1, description="fraction of speakers for validation")
+    test: float = Field(0.3, ge=0, le=1, description="fraction of speakers held out for testing")
+    codec: str = Field("opus", description="the one codec every file goes through (opus, mp3, aac, none)")
+    bitrate: int = Field(48000, gt=0)
+    window: int = Field(64600, gt=0, description="samples per training sample (the model's window)")
+    max_seconds: float = Field(30.0, gt=0, description="seconds decoded per file")
+    p_noise: float = Field(0.3, ge=0, le=1)
     snr_db: tuple[float, float] = (10.0, 40.0)
-    p_band: float = 0.2
-    p_gain: float = 0.3
+    p_band: float = Field(0.2, ge=0, le=1, description="8 kHz telephone band augmentation")
+    p_gain: float = Field(0.3, ge=0, le=1)
     gain_db: tuple[float, float] = (-6.0, 6.0)
+    windows_per_clip: int = Field(2, ge=1, description="training crops per file and epoch")
+    val_windows_per_clip: int = Field(1, ge=1)
+    batch_size: int = Field(8, ge=1)
+    val_batch_size: int | None = None
+    feature_seconds: float = Field(10.0, gt=0, description="window of a frozen-encoder model (seconds)")
+    variants: list[str] = Field(
+        default_factory=lambda: ["clean", "mp3", "aac", "opus", "telephone", "room"],
+        description="training variants of every file (see data.speech.VARIANTS)",
+    )
+    per_family: int = Field(30, ge=1, description="most clips a generator family (or real source) weighs")
+    feature_cache: str = Field("runs/speech-features", description="cached pooled features (npz per clip)")
 
 
 def _encode(audio: np.ndarray, sample_rate: int, codec: str, container: str, bitrate: int) -> bytes:
@@ -180,12 +195,66 @@ def crop(audio: np.ndarray, window: int, start: int | None) -> np.ndarray:
     return np.ascontiguousarray(audio[start : start + window])
 
 
+def reverb(audio: np.ndarray, rng: np.random.Generator, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A synthetic room: exponentially decaying noise as impulse response (RT60 0.2-0.8 s), mixed
+    with the dry signal; the output keeps the input's length and peak."""
+    from scipy.signal import fftconvolve
+
+    rt60 = rng.uniform(0.2, 0.8)
+    t = np.arange(int(rt60 * sample_rate)) / sample_rate
+    rir = rng.normal(0, 1, t.size) * np.exp(-6.9 * t / rt60)  # -60 dB at rt60
+    rir[0] = 1.0
+    wet = fftconvolve(audio, rir / np.abs(rir).sum() * 4)[: audio.size]
+    mix = rng.uniform(0.3, 0.8)
+    out = (1 - mix) * audio + mix * wet
+    peak = max(float(np.abs(out).max()), 1e-6)
+    return (out * (max(float(np.abs(audio).max()), 1e-6) / peak)).astype(np.float32)
+
+
+def variant(audio: np.ndarray, name: str, seed: int = 0) -> np.ndarray:
+    """A named version of ``audio`` (16 kHz mono), made the same way for both classes.
+
+    Training variants (random settings from ``seed``): ``clean``; ``mp3`` (32-128 kbit/s), ``aac``
+    (32-96 kbit/s), ``opus`` (12-48 kbit/s) round trips; ``telephone`` (8 kHz band, half the time then
+    Opus 12 kbit/s); ``room`` (reverberation half the time, then noise at 10-30 dB SNR). Evaluation
+    variants: the fixed :data:`PERTURBATIONS` (``mp3_64k``, ``telephone_8k``, ``noise_10db``).
+    """
+    if name in PERTURBATIONS:
+        return perturb(audio, name, seed)
+    rng = np.random.default_rng(seed)
+    if name in ("mp3", "aac", "opus"):
+        rates = {"mp3": [32, 48, 64, 96, 128], "aac": [32, 48, 64, 96], "opus": [12, 16, 24, 32, 48]}[name]
+        return reencode(audio, SAMPLE_RATE, name, 1000 * int(rng.choice(rates)))
+    if name == "telephone":
+        out = telephone(audio)
+        return reencode(out, SAMPLE_RATE, "opus", 12000) if rng.random() < 0.5 else out
+    if name == "room":
+        out = reverb(audio, rng) if rng.random() < 0.5 else audio
+        return np.clip(add_noise(out, rng.uniform(10, 30), rng), -1, 1).astype(np.float32)
+    raise ValueError(f"unknown variant {name!r}; choose one of {', '.join(VARIANTS + PERTURBATIONS)}")
+
+
+VARIANTS = ("clean", "mp3", "aac", "opus", "telephone", "room")
+
+
+def feature_windows(audio: np.ndarray, seconds: float, sample_rate: int = SAMPLE_RATE) -> list[np.ndarray]:
+    """Non-overlapping windows of ``seconds`` (the last one flush with the end; one window for a shorter
+    clip), as a scan cuts them for a model whose window is ``seconds`` long with ``clip_frames=1``."""
+    n = int(round(seconds * sample_rate))
+    if audio.size <= n:
+        return [audio]
+    starts = list(range(0, audio.size - n + 1, n))
+    if starts[-1] + n < audio.size:
+        starts.append(audio.size - n)
+    return [audio[s : s + n] for s in starts]
+
+
 # ------------------------------------------------------------------------------------------------
 # Dataset
 # ------------------------------------------------------------------------------------------------
 
 
-class SpeechDataset(torch.utils.data.Dataset):
+class SpeechDataset:
     """Manifest rows of speech files -> Sample dicts, one ``cfg.window`` crop per draw.
 
     Files are decoded and re-encoded once (kept in memory; the speech sets are small). Training draws a
@@ -241,6 +310,8 @@ class SpeechDataset(torch.utils.data.Dataset):
         else:
             start = None if self.windows_per_clip == 1 else round(last * draw / (self.windows_per_clip - 1))
             x = crop(audio, w, start)
+        import torch
+
         label = float(row.label)
         return {
             "audio": torch.from_numpy(x),

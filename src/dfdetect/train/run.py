@@ -206,12 +206,17 @@ def train(
     task: Any = None,
     meta: dict[str, Any] | None = None,
 ) -> Path:
-    """Train ``cfg``; returns the run dir. ``resume``: None = resume when ``checkpoints/last.pt`` exists.
+    """Train ``cfg`` (a video or a speech experiment); returns the run dir. ``resume``: None = resume when
+    ``checkpoints/last.pt`` exists.
 
     ``model``, ``task`` and ``meta`` (the checkpoints' metadata) replace what ``cfg`` builds: distillation
     passes its initialised student, its :class:`~dfdetect.train.distill.DistillTask` and the student's
     metadata.
     """
+    if not isinstance(cfg, ExperimentConfig):  # a speech experiment (data.kind: speech)
+        from dfdetect.train.speech import train_speech
+
+        return train_speech(cfg, run_dir, resume)
     from dfdetect.data.dataset import collate
     from dfdetect.train.loop import Trainer, seed_everything
     from dfdetect.train.task import DeepfakeTask
@@ -256,6 +261,27 @@ def train(
     return run
 
 
+def load_experiment(path: str | os.PathLike, overrides: Iterable[str] = ()) -> Any:
+    """The experiment YAML at ``path`` (+ dotted overrides), validated: a speech experiment
+    (:class:`~dfdetect.train.speech.SpeechExperimentConfig`, its data section says ``kind: speech``) or
+    a video one (:class:`~dfdetect.config.ExperimentConfig`). Raises ``ConfigError`` naming what is wrong."""
+    from dfdetect.config import apply_overrides, load_yaml_tree
+    from dfdetect.train.speech import is_speech_experiment, load_speech_config
+
+    if is_speech_experiment(apply_overrides(load_yaml_tree(path), overrides)):
+        return load_speech_config(path, overrides)
+    return load_config(path, overrides)
+
+
+def dump_experiment(cfg: Any) -> str:
+    """The resolved YAML of a video or speech experiment."""
+    if isinstance(cfg, ExperimentConfig):
+        return dump_config(cfg)
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
 def train_from_config(
     path: str | os.PathLike,
     overrides: Iterable[str] = (),
@@ -267,4 +293,4 @@ def train_from_config(
     Example:
         ``train_from_config("configs/experiments/demo.yaml", ["train.epochs=2"])``
     """
-    return train(load_config(path, overrides), run_dir=run_dir, resume=resume)
+    return train(load_experiment(path, overrides), run_dir=run_dir, resume=resume)
