@@ -226,9 +226,15 @@ def _clean_partial(media: Path) -> None:
 
 
 def materialise(
-    planned: Iterable[CatalogEntry], repos: Repositories, media: Path, progress: bool = True
+    planned: Iterable[CatalogEntry],
+    repos: Repositories,
+    media: Path,
+    progress: bool = True,
+    max_seconds: float | None = None,
 ) -> CatalogSummary:
-    """Extract (verified) and cut every kept sample into ``media``; failures are returned, never raised."""
+    """Extract (verified) and cut every kept sample into ``media``; failures are returned, never raised.
+
+    Cuts keep the first ``max_seconds`` of a video (None = all): what prepare reads of it anyway."""
     from tqdm import tqdm
 
     planned = list(planned)
@@ -243,18 +249,23 @@ def materialise(
     _clean_partial(media)
     for entries in tqdm(by_blob.values(), desc="extract", unit="blob", disable=not progress,
                         dynamic_ncols=True):  # fmt: skip
-        _materialise_blob(entries, repos, media, shapes, summary)
+        _materialise_blob(entries, repos, media, shapes, summary, max_seconds)
     return summary
 
 
 def _materialise_blob(
-    entries: list[CatalogEntry], repos: Repositories, media: Path, shapes: dict, summary: CatalogSummary
+    entries: list[CatalogEntry],
+    repos: Repositories,
+    media: Path,
+    shapes: dict,
+    summary: CatalogSummary,
+    max_seconds: float | None,
 ) -> None:
     """The blob of ``entries`` and their cuts; a failure marks every sample of that blob failed."""
-    todo = [e for e in entries if not Path(e.row.path).is_file()]
-    if not todo:
-        return
     full = media / (entries[0].blob + entries[0].suffix)
+    todo = [e for e in entries if not Path(e.row.path).is_file() or Path(e.row.path) == full]
+    if not todo:
+        return  # every sample is a finished cut (cuts are renamed into place only once complete)
     try:
         had = full.is_file()
         extract_blob(entries[0], repos, full)
@@ -263,13 +274,15 @@ def _materialise_blob(
         for e in entries:
             summary.failed[e.row.path] = (err.status, str(err))
         return
-    for e in todo:
-        if Path(e.row.path) == full:
-            continue
-        try:
-            cut_media(full, e.row.path, parse_crop(e.crop, shapes.get(e.blob)), image=is_image(e))
-            summary.cut += 1
-        except Exception as err:  # a composite FFmpeg cannot cut must not stop the corpus
+    cuts = [e for e in todo if Path(e.row.path) != full]
+    if not cuts:
+        return
+    try:
+        jobs = [(e.row.path, parse_crop(e.crop, shapes.get(e.blob))) for e in cuts]
+        cut_media(full, jobs, image=is_image(cuts[0]), max_seconds=max_seconds)
+        summary.cut += len(cuts)
+    except Exception as err:  # a composite FFmpeg cannot cut must not stop the corpus
+        for e in cuts:
             message = f"cannot cut {e.crop!r} out of {e.repo}:{e.path}: {type(err).__name__}: {err}"
             summary.failed[e.row.path] = ("cut_failed", message)
 
@@ -337,8 +350,11 @@ def prepare_catalog(
     write_manifest(rows, layout.manifest)
     record = {"source": "catalog", "catalogs": [str(c) for c in catalogs], "git_root": str(git_root),
               "clone": clone, "splits": str(splits or ""), "videos": len(rows)}  # fmt: skip
+    _drop_short_cuts(layout, config, planned)
     _write_record(layout, record, config)
-    summary = materialise(planned, Repositories(git_root, clone, clone_url), media, progress)
+    summary = materialise(
+        planned, Repositories(git_root, clone, clone_url), media, progress, config.max_duration
+    )
     atomic_write_text(out / INDEX_NAME, _index_text(planned, summary.failed))
     ready = [r for r in rows if r.path not in summary.failed]
     result = (runner or prepare)(ready, out, config, workers=workers, progress=progress)
@@ -346,6 +362,19 @@ def prepare_catalog(
     if progress:
         print(summary.format(), flush=True)
     return result, summary
+
+
+def _drop_short_cuts(layout: PreparedDir, config: PrepareConfig, planned: list[CatalogEntry]) -> None:
+    """Cuts hold the first ``max_duration`` seconds: remove them when this run reads more than the last."""
+    try:
+        before = json.loads(layout.config.read_text(encoding="utf-8"))["config"].get("max_duration")
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    if before is None or (config.max_duration is not None and config.max_duration <= before):
+        return
+    for e in planned:
+        if e.row is not None and e.crop:
+            Path(e.row.path).unlink(missing_ok=True)
 
 
 def _write_record(layout: PreparedDir, record: dict[str, Any], config: PrepareConfig) -> None:

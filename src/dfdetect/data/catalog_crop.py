@@ -7,11 +7,12 @@ column that the rows of the same file name).
 
 :func:`cut_media` writes the cut copy of a video (PyAV: the crop is applied to every decoded frame, the
 frames are re-encoded nearly losslessly with H.264, the audio packets are copied as they are) or of a still
-image, atomically.
+image, atomically; every panel of one composite comes from one decoding pass.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ class Crop:
         """
         x0, x1 = round(self.col * width / self.cols), round((self.col + 1) * width / self.cols)
         y0, y1 = round(self.row * height / self.rows), round((self.row + 1) * height / self.rows)
-        x1, y1 = x0 + (x1 - x0) // 2 * 2, y0 + (y1 - y0) // 2 * 2
+        x1, y1 = x0 + (x1 - x0) // 2 * 2, y0 + (y1 - y0) // 2 * 2  # even sides
         if x1 - x0 < 2 or y1 - y0 < 2:
             raise CropError(f"a {width}x{height} frame is too small to cut {self.slug}")
         return x0, y0, x1, y1
@@ -111,59 +112,94 @@ def parse_crop(crop: str, shape: tuple[int, int] | None = None) -> Crop:
     return Crop(col=c - 1, cols=cols, row=r - 1, rows=rows)
 
 
-def cut_media(src: str | os.PathLike, dst: str | os.PathLike, crop: Crop, image: bool = False) -> Path:
-    """Write the ``crop`` of ``src`` (a video, or a still image when ``image``) to ``dst`` atomically.
+def cut_media(
+    src: str | os.PathLike,
+    cuts: list[tuple[str | os.PathLike, Crop]],
+    image: bool = False,
+    max_seconds: float | None = None,
+) -> list[Path]:
+    """Write each ``(dst, crop)`` of ``src`` (a video, or a still image when ``image``) atomically, from one
+    decoding pass; a video is cut to its first ``max_seconds`` (None = all).
 
     Raises:
-        CropError: the frame is too small for the crop.
-        av.error.FFmpegError, OSError: ``src`` cannot be read or ``dst`` written.
+        CropError: the frame is too small for a crop.
+        av.error.FFmpegError, OSError: ``src`` cannot be read or a ``dst`` written.
     """
-    dst = Path(dst)
-    with atomic_path(dst, suffix=dst.suffix) as tmp:
-        (_cut_image if image else _cut_video)(Path(src), tmp, crop)
-    return dst
+    dsts = [Path(d) for d, _ in cuts]
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_path(d, suffix=d.suffix)) for d in dsts]
+        targets = list(zip(tmps, (c for _, c in cuts), strict=True))
+        if image:
+            _cut_image(Path(src), targets)
+        else:
+            _cut_video(Path(src), targets, max_seconds)
+    return dsts
 
 
-def _cut_image(src: Path, dst: Path, crop: Crop) -> None:
+def _cut_image(src: Path, targets: list[tuple[Path, Crop]]) -> None:
     from PIL import Image
 
     with Image.open(src) as im:
-        x0, y0, x1, y1 = crop.rect(*im.size)
-        im.crop((x0, y0, x1, y1)).save(dst, format="PNG")
+        for dst, crop in targets:
+            im.crop(crop.rect(*im.size)).save(dst, format="PNG")
 
 
-def _cut_video(src: Path, dst: Path, crop: Crop) -> None:
-    """Decode every frame, keep the crop, encode H.264 (CRF ``CUT_CRF``); copy the first audio stream."""
+def _cut_video(src: Path, targets: list[tuple[Path, Crop]], max_seconds: float | None) -> None:
+    """Decode every frame once, encode each crop with H.264 (CRF ``CUT_CRF``), copy the first audio
+    stream's packets into each output."""
     import av
 
-    with av.open(str(src)) as inp, av.open(str(dst), "w", format="mp4") as out:
+    with contextlib.ExitStack() as stack:
+        inp = stack.enter_context(av.open(str(src)))
         vin = inp.streams.video[0]
-        x0, y0, x1, y1 = crop.rect(vin.codec_context.width, vin.codec_context.height)
-        rate = vin.average_rate or vin.guessed_rate or Fraction(25)
-        vout = out.add_stream("libx264", rate=rate)
-        vout.width, vout.height, vout.pix_fmt = x1 - x0, y1 - y0, "yuv420p"
-        vout.time_base = vin.time_base
-        vout.options = {"crf": str(CUT_CRF), "preset": "superfast"}
         ain = inp.streams.audio[0] if inp.streams.audio else None
-        aout = out.add_stream_from_template(ain) if ain is not None else None
-        streams = [vin] + ([ain] if ain is not None else [])
-        for packet in inp.demux(*streams):
+        width, height = vin.codec_context.width, vin.codec_context.height
+        outs = []
+        for dst, crop in targets:
+            out = stack.enter_context(av.open(str(dst), "w", format="mp4"))
+            rect = crop.rect(width, height)
+            outs.append(
+                (out, _video_stream(out, vin, rect), out.add_stream_from_template(ain) if ain else None, rect)
+            )
+        end = float("inf") if max_seconds is None else max_seconds
+        for packet in inp.demux(*([vin] + ([ain] if ain is not None else []))):
             if packet.stream is ain:
-                if packet.dts is not None:
-                    packet.stream = aout
-                    out.mux(packet)
+                _copy_audio(packet, outs, end)
                 continue
             for frame in packet.decode():
-                out.mux(vout.encode(_cropped(frame, (x0, y0, x1, y1))))
-        out.mux(vout.encode(None))
+                if frame.time is not None and frame.time >= end:
+                    continue
+                rgb = frame.to_ndarray(format="rgb24")  # [H, W, 3]
+                for out, vout, _, rect in outs:
+                    out.mux(vout.encode(_cropped(rgb, rect, frame)))
+        for out, vout, _, _ in outs:
+            out.mux(vout.encode(None))
 
 
-def _cropped(frame, rect: tuple[int, int, int, int]):  # noqa: ANN001, ANN202  (av.VideoFrame)
-    """The ``rect`` of a decoded frame as a new yuv420p frame with the same timestamp."""
+def _video_stream(out, vin, rect: tuple[int, int, int, int]):  # noqa: ANN001, ANN202  (av streams)
+
+    x0, y0, x1, y1 = rect
+    vout = out.add_stream("libx264", rate=vin.average_rate or vin.guessed_rate or Fraction(25))
+    vout.width, vout.height, vout.pix_fmt = x1 - x0, y1 - y0, "yuv420p"
+    vout.time_base = vin.time_base
+    vout.options = {"crf": str(CUT_CRF), "preset": "superfast"}
+    return vout
+
+
+def _copy_audio(packet, outs: list, end: float) -> None:  # noqa: ANN001  (av.Packet)
+    """Mux one audio packet into every output (packets past ``end`` seconds and flush packets dropped)."""
+    if packet.dts is None or (packet.pts is not None and float(packet.pts * packet.time_base) >= end):
+        return
+    for out, _, aout, _ in outs:
+        packet.stream = aout
+        out.mux(packet)
+
+
+def _cropped(rgb, rect: tuple[int, int, int, int], frame):  # noqa: ANN001, ANN202  (av.VideoFrame)
+    """The ``rect`` of a decoded RGB frame as a new yuv420p frame with ``frame``'s timestamp."""
     import av
 
     x0, y0, x1, y1 = rect
-    rgb = frame.to_ndarray(format="rgb24")[y0:y1, x0:x1]  # [h, w, 3]
-    out = av.VideoFrame.from_ndarray(rgb.copy(), format="rgb24").reformat(format="yuv420p")
+    out = av.VideoFrame.from_ndarray(rgb[y0:y1, x0:x1].copy(), format="rgb24").reformat(format="yuv420p")
     out.pts, out.time_base = frame.pts, frame.time_base
     return out
