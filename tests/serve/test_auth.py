@@ -29,6 +29,23 @@ def test_key_file_stores_hashes_only(tmp_path) -> None:
         load_keys(tmp_path / "missing.txt")
 
 
+def test_new_key_after_a_last_line_without_newline_and_duplicate_names(tmp_path) -> None:
+    path = tmp_path / "keys.txt"
+    alice = new_key(path, "alice")
+    path.write_text(path.read_text().rstrip("\n"))  # edited by hand: no final newline
+    bob = new_key(path, "bob")
+    keys = load_keys(path)
+    assert (
+        {k.name for k in keys.values()} == {"alice", "bob"}
+        and hash_key(alice) in keys
+        and hash_key(bob) in keys
+    )
+    twice = tmp_path / "twice.txt"
+    twice.write_text(f"carol sha256:{'a' * 64}\ndave sha256:{'b' * 64}\ncarol sha256:{'c' * 64}\n")
+    with pytest.raises(KeyFileError, match="twice.txt:3: the name 'carol' is already used on line 1"):
+        load_keys(twice)
+
+
 def test_requests_need_a_valid_key_and_see_only_their_jobs(make_client, tmp_path) -> None:
     path = tmp_path / "keys.txt"
     alice, bob = new_key(path, "alice"), new_key(path, "bob")
@@ -68,13 +85,14 @@ def test_cli_binds_locally_without_keys(monkeypatch, caplog, tmp_path) -> None:
     from dfdetect.cli import serve as cli_serve
 
     calls = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.update(kw))
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.update(kw, hosts=_hosts(app)))
     monkeypatch.setattr("dfdetect.load_detector", lambda *a, **k: GatedDetector())
     parser = argparse.ArgumentParser()
     cli_serve.add_parser(parser.add_subparsers())
     args = parser.parse_args(["serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path), "--device", "cpu"])
     assert cli_serve.run(args) == 0
     assert calls["host"] == "127.0.0.1" and "binding to 127.0.0.1 instead of 0.0.0.0" in caplog.text
+    assert calls["hosts"] == ("127.0.0.1", "localhost", "::1"), "the Host names a local server answers to"
     keys = tmp_path / "keys.txt"
     args = parser.parse_args(["serve", "--api-key-file", str(keys), "--new-key", "ops"])
     assert cli_serve.run(args) == 0 and load_keys(keys)
@@ -82,3 +100,13 @@ def test_cli_binds_locally_without_keys(monkeypatch, caplog, tmp_path) -> None:
         ["serve", "--host", "0.0.0.0", "--api-key-file", str(keys), "--data-dir", str(tmp_path)]
     )
     assert cli_serve.run(args) == 0 and calls["host"] == "0.0.0.0"
+    assert calls["hosts"] == ("*",) and "any Host header is accepted" in caplog.text
+    args = parser.parse_args(
+        ["serve", "--host", "0.0.0.0", "--api-key-file", str(keys), "--data-dir", str(tmp_path)]
+        + ["--allowed-host", "dfd.example.org", "--scan-timeout", "30", "--max-request-mb", "64"]
+    )
+    assert cli_serve.run(args) == 0 and calls["hosts"] == ("127.0.0.1", "localhost", "::1", "dfd.example.org")
+
+
+def _hosts(app) -> tuple[str, ...]:
+    return app.state.service.settings.allowed_hosts
