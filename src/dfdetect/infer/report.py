@@ -10,6 +10,7 @@ the scan was run with explanations. Several videos get a summary table with link
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import os
@@ -24,55 +25,11 @@ from dfdetect.types import Prediction
 _COLOURS = {"fake": "#c62828", "real": "#2e7d32", "uncertain": "#e08600", "none": "#607d8b"}
 _MIME = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 
-_CSS = """
-:root { --fake:#c62828; --real:#2e7d32; --uncertain:#e08600; --none:#607d8b; --ink:#1d2330;
-  --muted:#5f6b7a; --line:#e3e7ee; --bg:#f5f7fa; }
-* { box-sizing: border-box; }
-body { margin:0; font:15px/1.5 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
-  color:var(--ink); background:var(--bg); }
-header.top { background:#1d2330; color:#fff; padding:18px 32px; display:flex;
-  align-items:baseline; gap:18px; }
-header.top h1 { font-size:20px; margin:0; font-weight:600; }
-header.top .sub { color:#aeb8c6; font-size:13px; }
-main { max-width:1120px; margin:0 auto; padding:24px 24px 48px; }
-.card { background:#fff; border:1px solid var(--line); border-radius:10px; padding:16px 20px;
-  margin:0 0 16px; }
-h2 { font-size:18px; margin:0 0 4px; word-break:break-all; }
-h3 { font-size:14px; text-transform:uppercase; letter-spacing:.06em; color:var(--muted); margin:22px 0 10px; }
-table { border-collapse:collapse; width:100%; font-size:14px; }
-th, td { text-align:left; padding:7px 10px; border-bottom:1px solid var(--line); vertical-align:middle; }
-th { color:var(--muted); font-weight:600; font-size:12px; text-transform:uppercase; letter-spacing:.04em; }
-td.num, th.num { text-align:right; font-variant-numeric:tabular-nums; }
-a { color:#1f5fbf; text-decoration:none; }
-.banner { display:flex; align-items:center; gap:24px; border-radius:10px; padding:18px 24px; color:#fff;
-  margin:10px 0 14px; }
-.banner .verdict { font-size:30px; font-weight:800; letter-spacing:.08em; text-transform:uppercase; }
-.banner .p { font-size:40px; font-weight:700; line-height:1; font-variant-numeric:tabular-nums; }
-.banner .p small { display:block; font-size:12px; font-weight:500; opacity:.85; margin-top:4px; }
-.banner .meta { margin-left:auto; text-align:right; font-size:13px; opacity:.92; }
-.bg-fake { background:var(--fake); } .bg-real { background:var(--real); }
-.bg-uncertain { background:var(--uncertain); } .bg-none { background:var(--none); }
-.pill { display:inline-block; border-radius:999px; padding:1px 10px; font-size:12px; font-weight:600;
-  color:#fff; white-space:nowrap; }
-.message { color:var(--muted); margin:0 0 8px; }
-.grid2 { display:grid; grid-template-columns: 1fr 1fr; gap:16px; }
-.bar { position:relative; height:18px; background:#edf0f4; border-radius:9px; overflow:hidden;
-  min-width:160px; }
-.bar > span { position:absolute; left:0; top:0; bottom:0; border-radius:9px; }
-.modrow { display:grid; grid-template-columns: 90px 1fr 56px; gap:10px; align-items:center; margin:6px 0; }
-.modrow .v { text-align:right; font-variant-numeric:tabular-nums; }
-.plot { width:100%; border:1px solid var(--line); border-radius:8px; background:#fff; }
-.thumb { width:56px; height:56px; border-radius:6px; object-fit:cover; display:block; }
-.cams { display:grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap:14px; }
-.cam { border:1px solid var(--line); border-radius:8px; overflow:hidden; background:#fff; }
-.cam .pair { display:grid; grid-template-columns:1fr 1fr; }
-.cam img { width:100%; display:block; }
-.cam .cap { font-size:12px; padding:5px 8px; color:var(--muted); display:flex;
-  justify-content:space-between; }
-.muted { color:var(--muted); } .small { font-size:12px; }
-ul.segs { margin:0; padding-left:18px; }
-footer { color:var(--muted); font-size:12px; text-align:center; margin-top:32px; }
-"""
+
+@functools.cache
+def _css() -> str:
+    """The report's style sheet (``report.css`` beside this module), inlined in every report."""
+    return Path(__file__).with_name("report.css").read_text(encoding="utf-8")
 
 
 def _e(value: Any) -> str:
@@ -483,7 +440,7 @@ def render_report(
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<meta name='viewport' content='width=device-width, initial-scale=1'><title>{_e(title)}</title>"
-        f"<style>{_CSS}</style></head><body><header class='top'><h1>{_e(title)}</h1>"
+        f"<style>{_css()}</style></head><body><header class='top'><h1>{_e(title)}</h1>"
         f"<span class='sub'>{len(preds)} video(s) · {when} · dfdetect {__version__} · {band}</span></header>"
         f"<main>{summary}{sections}<footer>p(fake) is calibrated by temperature scaling on validation data. "
         "A detector can be wrong: treat the verdict as evidence, not proof.</footer></main></body></html>"
