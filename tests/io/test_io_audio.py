@@ -88,3 +88,22 @@ def test_vad_fast_path_finds_the_same_segments_and_keeps_torch_threads():
     jit = io_audio._speech_timestamps_jit(audio, 16000)  # the per-frame TorchScript loop
     assert fast and fast == [(s["start"] / 16000, s["end"] / 16000) for s in jit]
     assert torch.get_num_threads() == threads  # importing silero-vad would set 1 thread for the process
+
+
+def test_vad_without_torch_matches_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    from dfdetect.io import audio as io_audio
+
+    if io_audio._sequence_vad() is None:
+        pytest.skip("this silero-vad has no batched ONNX model (or onnxruntime is missing)")
+    audio, _ = load_audio(media("real/videoretalking_face_2.mp4"))
+    ours = speech_segments(audio)
+    monkeypatch.setattr(io_audio, "_sequence_vad", lambda: None)  # silero-vad's package, torch and all
+    assert ours and ours == speech_segments(audio)
+    code = (
+        "import sys; from dfdetect.io.audio import load_audio, speech_segments; "
+        "assert speech_segments(load_audio(sys.argv[1])[0]); assert 'torch' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code, str(media("real/videoretalking_face_2.mp4"))], check=True)

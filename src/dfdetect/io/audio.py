@@ -6,11 +6,14 @@ sample ``i`` is at ``start + i / sample_rate`` seconds, in sync with the sampled
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.util
 import logging
 import os
+import typing
 import warnings
+from pathlib import Path
 
 import av
 import numpy as np
@@ -144,6 +147,37 @@ def _has_onnxruntime() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
 
 
+@functools.cache
+def _sequence_vad() -> tuple[typing.Any, typing.Callable] | None:
+    """silero-vad's batched ONNX path without torch: ``(model, get_speech_timestamps_sequence)``, or None
+    when this silero-vad does not have it in the expected form (the caller then imports the package).
+
+    The package's ``__init__`` imports torch (its TorchScript model), although its ``sequence_vad`` module
+    and the ``get_speech_timestamps_from_probs`` it calls are numpy + onnxruntime only. Those two pieces of
+    the installed package are compiled here on their own (the function taken from ``utils_vad.py`` by its
+    syntax tree, ``sequence_vad.py`` without its relative import), so the same code computes the same
+    segments and a scan never imports torch for its voice detection.
+    """
+    try:
+        spec = importlib.util.find_spec("silero_vad")  # finds the package without importing it
+        root = Path(next(iter(spec.submodule_search_locations)))
+        utils = ast.parse((root / "utils_vad.py").read_text(encoding="utf-8"))
+        probs = [n for n in utils.body if getattr(n, "name", None) == "get_speech_timestamps_from_probs"]
+        sequence = ast.parse((root / "sequence_vad.py").read_text(encoding="utf-8"))
+        body = [n for n in sequence.body if not (isinstance(n, ast.ImportFrom) and n.level > 0)]
+        namespace: dict[str, typing.Any] = {"__name__": "dfdetect_silero_sequence", "warnings": warnings}
+        namespace.update(List=typing.List, Callable=typing.Callable)  # noqa: UP006 - its annotations
+        exec(
+            compile(ast.Module(body=probs + body, type_ignores=[]), str(root / "sequence_vad.py"), "exec"),
+            namespace,
+        )  # noqa: S102
+        model = namespace["SileroVADSequence"](str(root / "data" / "silero_vad_16k_sequence.onnx"))
+        return model, namespace["get_speech_timestamps_sequence"]
+    except Exception as e:  # noqa: BLE001 - another silero-vad layout: use the package as it is
+        log.debug("silero-vad's sequence model without torch is not available (%s): importing the package", e)
+        return None
+
+
 def speech_segments(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[tuple[float, float]]:
     """Speech segments found by silero-vad (model loaded once per process).
 
@@ -164,8 +198,11 @@ def speech_segments(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> list[t
         return []
     samples = np.ascontiguousarray(audio, dtype=np.float32)  # [S]
     if sample_rate == SAMPLE_RATE and _has_onnxruntime():
-        model = _vad_model(sequence=True)
-        stamps = _silero().get_speech_timestamps_sequence(samples, model, sampling_rate=sample_rate)
+        model, timestamps = _sequence_vad() or (
+            _vad_model(sequence=True),
+            _silero().get_speech_timestamps_sequence,
+        )
+        stamps = timestamps(samples, model, sampling_rate=sample_rate)
     else:
         stamps = _speech_timestamps_jit(samples, sample_rate)
     return [(s["start"] / sample_rate, s["end"] / sample_rate) for s in stamps]
