@@ -1,109 +1,222 @@
-"""Detection benchmark of a checkpoint on the held-out sets of ../shared/data (docs/model_card_default.md).
+"""Detection benchmark of the default detector (docs/model_card_default.md): v2, CLIP expert, fusion.
 
-Runs one ``dfdetect eval`` per held-out set (unless ``--summarise-only``), then prints one markdown table:
-AUC with its 95 % bootstrap CI, EER, accuracy at 0.5, the same split by clips with and without audio, and
-AUC under re-encoding (JPEG, H.264, half resolution). The sets are the ``test`` splits that training wrote
-to ``RUN/data/<source>.csv`` (never trained or calibrated on); the temperature is fitted on the face-image
-``val`` split first (``--calibrate``), as the model card says.
+Every set is listed here with its splits (never trained or calibrated on its ``test`` split):
 
-    python bench/detect.py --checkpoint runs/default/default.pt --run runs/default --out runs/bench
+- ``face_images``: ``../shared/data/face_images``; ``val/`` is the test set (as for v1/v2), 10 % of
+  ``train/`` by file hash the calibration/selection split, the rest trains; subsamples per class by file
+  hash (:data:`FACE_PER_CLASS`, the CPU budget of this machine);
+- ``ffpp``: FF++ c23, official train pairs train, official val pairs are the held-out test (as for v2);
+- ``talking_heads``: whole generator repositories per ``configs/data/splits/talking_heads.json``;
+- ``corpus``: the leave-generator-out video corpus (``/work/prepared/corpus-video``), when built.
+
+Three steps, each resumable:
+
+    python bench/detect.py features            # frozen-tower features of every clip (+ v2's logit of it)
+    python bench/detect.py fit --out runs/v3   # heads, fusion, calibration on val; tables on test
+    python bench/detect.py table --out runs/v3 # print the tables again
+
+``features`` decodes each clip once as a scan would (2 s of it at 5 fps... up to 8 s, MTCNN faces, 224 px
+crops, margin 1.3), caches the CLIP features of its main face (clean, self-blended when real, randomly
+re-encoded) and the v2 default's raw logit of the same clip, then the same after H.264 CRF 30 for the test
+sets (``eval/perturb.py``'s ``h264``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
+import sys
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from dfdetect.metrics import auc, bootstrap_ci, eer
-
-SETS = {  # name -> (manifest in RUN/data, prepared cache)
-    "face_images": ("face_images.csv", "prepared/face_images/cache"),
-    "ffpp": ("ffpp_c23.csv", "prepared/ffpp_c23/cache"),
-    "talking_heads": ("talking_heads.csv", "prepared/talking_heads/cache"),
-}
-SHOWN = {"jpeg": 70, "resize": 0.5, "h264": 30}  # the severities in the table (nearest to JPEG 75 / CRF 28)
+SHARED = Path(os.environ.get("DFDETECT_SHARED", "../shared"))
+CORPUS = Path(os.environ.get("DFDETECT_CORPUS", "/work/prepared/corpus-video"))
+FEATS = Path(os.environ.get("DFDETECT_FEATS", "runs/features"))
+V2 = "src/dfdetect/weights/default.pt"
+TEST_PERTURB = ("h264", 30.0)
+FACE_PER_CLASS = {"train": 80, "val": 40, "test": 100}  # face-image subsamples per class (CPU budget)
 
 
-def run_eval(checkpoint: str, run: Path, out: Path, name: str, calibrate: bool) -> None:
-    """``dfdetect eval --manifest RUN/data/<set>.csv --cache <cache> --split test`` with the table's
-    re-encodings only (one severity each) and, for the first set, ``--calibrate``."""
-    from dfdetect.eval.evaluate import evaluate
-
-    manifest, cache = SETS[name]
-    print(f"eval {name} (calibrate={calibrate})", flush=True)
-    evaluate(checkpoint, run / "data" / manifest, cache_dir=cache, split="test", out_dir=out / name,
-             perturb={k: [v] for k, v in SHOWN.items()}, calibrate=calibrate, progress=False)  # fmt: skip
+def _hash01(text: str) -> float:
+    return int(hashlib.sha1(text.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
-def _scored(out: Path) -> list[dict]:
-    lines = (out / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
-    return [r for r in map(json.loads, lines) if r.get("p_fake") is not None]
+def shared_rows() -> dict[str, list[Any]]:
+    """Rows per set of ``../shared/data`` with this benchmark's splits."""
+    from dataclasses import replace
+
+    from dfdetect.data.sources import scan_source
+
+    data = SHARED / "data"
+    ffpp = scan_source("ffpp", data / "ffpp_c23", compressions="c23")
+    ffpp = [replace(r, split="test" if r.split == "val" else r.split) for r in ffpp]
+    heads = scan_source("folder", data / "talking_heads", group_by="source_repo",
+                        splits="configs/data/splits/talking_heads.json")  # fmt: skip
+    faces = []
+    counts = {(s, c): 0 for s in ("train", "val", "test") for c in (0, 1)}
+    for r in sorted(scan_source("folder", data / "face_images"), key=lambda r: _hash01(r.path)):
+        split = "test" if r.split == "val" else "val" if _hash01("val:" + r.path) < 0.1 else "train"
+        if counts[split, r.label] < FACE_PER_CLASS[split]:
+            counts[split, r.label] += 1
+            faces.append(replace(r, split=split))
+    return {"face_images": faces, "ffpp": ffpp, "talking_heads": heads}
 
 
-def _label(record: dict) -> int:
-    return int(record["extras"]["label"])
+def corpus_rows() -> list[Any]:
+    """Rows of the prepared video corpus (its manifest's leave-generator-out split), or [] if not built."""
+    from dfdetect.data.manifest import read_manifest
+
+    manifest = CORPUS / "manifest.csv"
+    return read_manifest(manifest) if manifest.is_file() else []
 
 
-def _cell(records: list[dict]) -> str:
-    y = np.array([_label(r) for r in records])
-    s = np.array([r["p_fake"] for r in records])
-    if len(set(y)) < 2:
-        return f"n={len(y)} (one class)"
-    lo, hi = bootstrap_ci(y, s, auc, n_boot=1000, seed=0)
-    return f"{auc(y, s):.3f} [{lo:.2f}, {hi:.2f}] (n={int((y == 0).sum())}+{int((y == 1).sum())})"
+def expert_configs() -> tuple[Any, Any]:
+    """(prepare used for the cached features, the expert's preprocessing)."""
+    from dfdetect.config import PrepareConfig, PreprocessConfig
+    from dfdetect.models.probe import CLIP_MEAN, CLIP_STD
+
+    prepare = PrepareConfig(fps=5.0, size=224, margin=1.3, max_duration=8.0, detector="yunet")
+    pre = PreprocessConfig(fps=1.0, size=224, margin=1.3, clip_frames=1, segment_seconds=1.0,
+                           mean=CLIP_MEAN, std=CLIP_STD)  # fmt: skip
+    return prepare, pre
 
 
-def _perturbed(out: Path) -> dict[str, float]:
-    path = out / "perturb.json"
-    if not path.is_file():
-        return {}
-    table = json.loads(path.read_text(encoding="utf-8"))
-    return {
-        r["perturbation"]: r["auc"]
-        for r in table
-        if r["perturbation"] in SHOWN and float(r["severity"]) == SHOWN[r["perturbation"]]
-    }
+def _loader(prepare: Any) -> Any:
+    """row -> Clip: a corpus row from its prepared cache, a ../shared/data file decoded as a scan does."""
+    from dfdetect.data.cache import read_entry
+    from dfdetect.data.extract import extract_clip
+    from dfdetect.faces.detect import detector_from_config
+    from dfdetect.types import MediaKind
+
+    faces = detector_from_config(prepare)
+
+    def load(row: Any) -> Any:
+        if row.dataset == "catalog" or _in_corpus(row):
+            return read_entry(CORPUS / "cache", row.path)
+        return extract_clip(row.path, prepare, faces, kinds=(MediaKind.VIDEO, MediaKind.IMAGE))
+
+    return load
 
 
-def summarise(out: Path) -> str:
-    rows = ["| set | AUC [95 % CI] (reals+fakes) | EER | acc@0.5 | with audio | without audio | "
-            + " | ".join(f"{k} {v}" for k, v in SHOWN.items()) + " |",
-            "|---" * (6 + len(SHOWN)) + "|"]  # fmt: skip
-    for name in SETS:
-        if not (out / name / "predictions.jsonl").is_file():
-            continue
-        recs = _scored(out / name)
-        y = np.array([_label(r) for r in recs])
-        s = np.array([r["p_fake"] for r in recs])
-        audio = [r for r in recs if r["status"] == "ok" and r.get("kind") == "video"]
-        silent = [r for r in recs if r not in audio]
-        pert = _perturbed(out / name)
-        rows.append(
-            f"| {name} | {_cell(recs)} | {eer(y, s)[0]:.3f} | {float(np.mean((s >= 0.5) == y)):.3f} | "
-            f"{_cell(audio) if audio else '-'} | {_cell(silent) if silent else '-'} | "
-            + " | ".join(f"{pert[k]:.3f}" if k in pert else "-" for k in SHOWN)
-            + " |"
-        )
-    return "\n".join(rows)
+_CORPUS_PATHS: set[str] = set()
+
+
+def _in_corpus(row: Any) -> bool:
+    return row.path in _CORPUS_PATHS
+
+
+def all_rows(sets: list[str] | None = None) -> dict[str, list[Any]]:
+    """Every set's rows (the corpus only once it is built)."""
+    rows = shared_rows()
+    corpus = corpus_rows()
+    if corpus:
+        rows["corpus"] = corpus
+        _CORPUS_PATHS.update(r.path for r in corpus)
+    return {k: v for k, v in rows.items() if not sets or k in sets}
+
+
+def _plan(sets: list[str] | None) -> list[tuple[str, list[Any], bool]]:
+    """(set, rows, after H.264?) in the order they are computed: every clean set first, then the
+    re-encoded test sets (the corpus last: it is built while this runs)."""
+    rows = all_rows(sets)
+    rows = {k: rows[k] for k in ("corpus", "talking_heads", "ffpp", "face_images") if k in rows}
+    order = {k: sorted(v, key=lambda r: ({"val": 0, "test": 1}.get(r.split, 2), _hash01(r.path)))
+             for k, v in rows.items()}  # fmt: skip
+    clean = [(k, v, False) for k, v in order.items()]
+    test = {k: [r for r in v if r.split == "test"] for k, v in order.items()}
+    if "face_images" in test:  # the re-encoded face images: a third of the test subsample (CPU budget)
+        test["face_images"] = [r for r in test["face_images"] if _hash01("h264:" + r.path) < 1 / 3]
+    return clean + [(k, v, True) for k, v in test.items()]
+
+
+PERTURBED = f"{TEST_PERTURB[0]}{TEST_PERTURB[1]:g}"
+
+
+def _perturb(clip: Any) -> Any:
+    from dfdetect.eval.perturb import apply
+
+    return apply(clip, *TEST_PERTURB)
+
+
+def features(args: argparse.Namespace) -> None:
+    """Cache the expert's features of every clip; then of the test sets after H.264 CRF 30."""
+    import torch
+
+    from dfdetect.models.probe import FeatureProbe
+    from dfdetect.train.probe import FeatureSettings, extract_features
+
+    torch.set_num_threads(args.threads)
+    prepare, pre = expert_configs()
+    model = FeatureProbe(args.encoder, args.feature, threads=args.threads)
+    settings = FeatureSettings(encoder=args.encoder, feature=args.feature, tag=prepare.model_dump_json())
+    load = _loader(prepare)
+    for name, rows, perturbed in _plan(args.sets):
+        transform = (PERTURBED, _perturb) if perturbed else None
+        for fitted in (True, False):  # variants (self-blends, re-encodings) only where a head learns
+            part = [r for r in rows if (r.split != "test") == fitted]
+            variants = ("clean", "sbi", "aug") if fitted and not perturbed else ("clean",)
+            counts = extract_features(part, FEATS / name, load, model, pre, settings, variants, transform)
+            print(name, PERTURBED if perturbed else "clean", counts, flush=True)
+
+
+def v2_scores(args: argparse.Namespace) -> None:
+    """v2's raw logit (frame model, no voice) of every val/test clip, decoded as for the expert
+    (``FEATS/<set>/v2.jsonl``, one line per clip and transform; resumable)."""
+    import torch
+
+    from dfdetect.infer.pipeline import Detector
+
+    torch.set_num_threads(args.threads)
+    prepare, _ = expert_configs()
+    load, v2 = _loader(prepare), Detector.from_checkpoint(V2, speech=None, device="cpu")
+    for name, rows, perturbed in _plan(args.sets):
+        out = FEATS / name / "v2.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        done = {tuple(json.loads(x)[k] for k in ("path", "transform")) for x in _lines(out)}
+        tag = PERTURBED if perturbed else ""
+        for row in [r for r in rows if r.split != "train" and (r.path, tag) not in done]:
+            try:
+                clip = load(row)
+                logit = v2.score(_perturb(clip) if perturbed else clip, speech=False).logit
+            except Exception as e:  # noqa: BLE001 - a bad clip is recorded, the batch goes on
+                print(f"v2 {row.path}: {type(e).__name__}: {e}", file=sys.stderr)
+                logit = None
+            with out.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"path": row.path, "transform": tag, "logit": logit}) + "\n")
+        print("v2", name, tag or "clean", "done", flush=True)
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="runs/default/default.pt")
-    parser.add_argument("--run", default="runs/default", help="training run dir (holds data/<source>.csv)")
-    parser.add_argument("--out", default="runs/bench")
-    parser.add_argument("--summarise-only", action="store_true", help="only print the table of earlier runs")
-    parser.add_argument("--no-calibrate", action="store_true", help="keep the checkpoint's temperature")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("features", help="cache features (resumable)")
+    f.add_argument("--sets", nargs="*", help="face_images ffpp talking_heads corpus (default: all)")
+    f.add_argument("--encoder", default="clip-vit-b16-int8")
+    f.add_argument("--feature", default="embeds")
+    f.add_argument("--threads", type=int, default=2)
+    v = sub.add_parser("v2", help="score val/test clips with the v2 default (resumable)")
+    v.add_argument("--sets", nargs="*")
+    v.add_argument("--threads", type=int, default=1)
+    for name in ("fit", "table"):
+        p = sub.add_parser(name)
+        p.add_argument("--out", default="runs/v3")
     args = parser.parse_args()
-    out = Path(args.out)
-    if not args.summarise_only:
-        for i, name in enumerate(SETS):
-            run_eval(args.checkpoint, Path(args.run), out, name, calibrate=i == 0 and not args.no_calibrate)
-    print(summarise(out))
+    if args.cmd == "features":
+        features(args)
+    elif args.cmd == "v2":
+        v2_scores(args)
+    else:
+        from detect_fit import fit, table  # sibling module of bench/
+
+        (fit if args.cmd == "fit" else table)(args)
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
     main()

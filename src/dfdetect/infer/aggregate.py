@@ -283,3 +283,42 @@ def frame_logits(stream: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None
     z = np.array([np.mean([v[0] for v in acc[t]]) for t in times])
     a = np.array([np.mean([v[1] for v in acc[t]]) for t in times]) if att is not None else None
     return times, z, a
+
+
+def abstention(clip: Any, rule: dict[str, float] | None) -> str | None:
+    """Why a clip lies outside what the model was trained on, so that it may not be called ``fake``
+    (None: it does not). ``rule`` comes from the checkpoint's ``calibration["abstain"]``: ``min_face_px``
+    (side of the main face in the original frame, median over its frames) and ``min_sharpness`` (median
+    variance of the Laplacian of its crops: blur and heavy re-compression lower it)."""
+    if not rule or not getattr(clip, "faces", None):
+        return None
+    face = clip.faces[0]  # the largest-ranked track
+    margin = float((clip.params or {}).get("margin", 1.3))
+    side = float(np.median((face.crop_boxes[:, 2] - face.crop_boxes[:, 0]) / margin))
+    sharpness = float(np.median(face.blur)) if len(face.blur) else float("inf")
+    reasons = []
+    if side < float(rule.get("min_face_px", 0.0)):
+        least = float(rule["min_face_px"])
+        reasons.append(f"the face is {side:.0f} px, smaller than the {least:.0f} px the model knows")
+    if sharpness < float(rule.get("min_sharpness", 0.0)):
+        reasons.append(
+            f"the face is blurrier or more compressed (sharpness {sharpness:.0f}) than the footage the model "
+            f"was trained on (>= {rule['min_sharpness']:.0f})"
+        )
+    return "; ".join(reasons) or None
+
+
+def abstain(prediction: Any, clip: Any, rule: dict[str, float] | None) -> Any:
+    """``prediction`` with a ``fake`` verdict turned ``uncertain`` (message says why) when
+    :func:`abstention` finds the clip unlike the training footage; any other prediction unchanged."""
+    import dataclasses
+
+    from dfdetect.types import Verdict
+
+    if prediction.verdict != Verdict.FAKE:
+        return prediction
+    why = abstention(clip, rule)
+    if why is None:
+        return prediction
+    message = "; ".join(x for x in (prediction.message, f"uncertain rather than fake: {why}") if x)
+    return dataclasses.replace(prediction, verdict=Verdict.UNCERTAIN, message=message)

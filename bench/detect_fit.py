@@ -1,0 +1,258 @@
+"""``bench/detect.py fit`` and ``table``: heads on the cached features, fusion with v2, calibration on val,
+tables on the held-out test splits (module of bench/detect.py; read its docstring first)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfdetect.metrics import auc, bootstrap_ci, tpr_at_fpr
+
+BAND_HIGH = 0.65  # the default verdict band's upper edge (constants.VERDICT_BAND)
+HEADS = {  # name -> (hidden, C)
+    "logreg-C0.01": (0, 0.01),
+    "logreg-C0.05": (0, 0.05),
+    "logreg-C0.2": (0, 0.2),
+    "mlp64": (64, 0.05),
+}
+
+
+def _data(args: argparse.Namespace) -> tuple[dict, dict, dict, Any]:
+    """rows, clean features, H.264 features per set, and the feature settings."""
+    import detect
+
+    from dfdetect.train.probe import FeatureSettings, read_features
+
+    prepare, _ = detect.expert_configs()
+    settings = FeatureSettings(tag=prepare.model_dump_json())
+    rows = detect.all_rows()
+    clean = {k: read_features(v, detect.FEATS / k, settings) for k, v in rows.items()}
+    h264 = {k: read_features(v, detect.FEATS / k, settings, detect.PERTURBED) for k, v in rows.items()}
+    return rows, clean, h264, settings
+
+
+def _v2(name: str) -> dict[tuple[str, str], float]:
+    import detect
+
+    path = detect.FEATS / name / "v2.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    recs = [json.loads(x) for x in lines]
+    return {(r["path"], r["transform"]): r["logit"] for r in recs if r["logit"] is not None}
+
+
+def _split(rows: dict, feats: dict, split: str) -> tuple[list, list, list[str]]:
+    out_rows, out_feats, names = [], [], []
+    for k in rows:
+        for r, f in zip(rows[k], feats[k], strict=True):
+            if r.split == split:
+                out_rows.append(r), out_feats.append(f), names.append(k)
+    return out_rows, out_feats, names
+
+
+def fit_heads(rows: dict, clean: dict, variants: tuple[str, ...]) -> dict[str, Any]:
+    """One model per :data:`HEADS`, trained on every set's train split; val AUC of each."""
+    from dfdetect.models.probe import FeatureProbe
+    from dfdetect.train.probe import clip_logits, fit_head, training_matrix
+
+    tr_rows, tr_feats, _ = _split(rows, clean, "train")
+    va_rows, va_feats, _ = _split(rows, clean, "val")
+    x, y, w = training_matrix(tr_rows, tr_feats, variants)
+    fitted = {}
+    for name, (hidden, c) in HEADS.items():
+        model = FeatureProbe(hidden=hidden)
+        info = fit_head(model, x, y, w, c=c)
+        s = clip_logits(model, va_feats)
+        ok = ~np.isnan(s)
+        yv = np.array([r.label for r in va_rows])[ok]
+        fitted[name] = {"model": model, "val_auc": auc(yv, s[ok]), **info}
+        print(f"  head {name} {'+'.join(variants)}: val AUC {fitted[name]['val_auc']:.3f} "
+              f"({info['frames']} frames, {info['fit_seconds']} s)", flush=True)  # fmt: skip
+    return fitted
+
+
+def _cell(y: np.ndarray, s: np.ndarray) -> dict[str, Any]:
+    if len(set(y.tolist())) < 2:
+        return {"n": [int((y == 0).sum()), int((y == 1).sum())]}
+    lo, hi = bootstrap_ci(y, s, auc, n_boot=1000, seed=0)
+    return {"auc": auc(y, s), "ci": [lo, hi], "tpr@5%fpr": tpr_at_fpr(y, s, 0.05),
+            "n": [int((y == 0).sum()), int((y == 1).sum())]}  # fmt: skip
+
+
+def _fuse(a: np.ndarray, b: np.ndarray, coef: dict[str, float]) -> np.ndarray:
+    return coef["w_expert"] * a + coef["w_v2"] * b + coef["bias"]
+
+
+def fit_fusion(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Logistic regression of the label on (expert logit, v2 logit), fitted on val: calibrated fused logit."""
+    from sklearn.linear_model import LogisticRegression
+
+    ok = ~np.isnan(a) & ~np.isnan(b)
+    lr = LogisticRegression(C=1.0).fit(np.stack([a[ok], b[ok]], 1), y[ok])
+    return {"w_expert": float(lr.coef_[0, 0]), "w_v2": float(lr.coef_[0, 1]), "bias": float(lr.intercept_[0])}
+
+
+def scores_of(model: Any, rows: dict, feats: dict, v2: dict, transform: str, t: float, fusion: dict) -> dict:
+    """Per set: labels and calibrated-logit scores of v2, the expert and the fusion (NaN where missing)."""
+    from dfdetect.train.probe import clip_logits
+
+    out = {}
+    for k in rows:
+        test = [(r, f) for r, f in zip(rows[k], feats[k], strict=True) if r.split == "test"]
+        if not test:
+            continue
+        y = np.array([r.label for r, _ in test])
+        expert = clip_logits(model, [f for _, f in test]) / t
+        old = np.array([v2[k].get((r.path, transform), np.nan) for r, _ in test], dtype=float)
+        fused = _fuse(expert * t, old, fusion)
+        out[k] = {"y": y, "v2": old, "expert": expert, "fusion": fused, "paths": [r.path for r, _ in test],
+                  "quality": [f for _, f in test]}  # fmt: skip
+    return out
+
+
+def _table(scores: dict, scores_h264: dict) -> dict:
+    table = {}
+    for k, s in scores.items():
+        for m in ("v2", "expert", "fusion"):
+            ok = ~np.isnan(s[m])
+            cell = _cell(s["y"][ok], s[m][ok])
+            reals = s[m][ok][s["y"][ok] == 0]
+            cell["reals_called_fake"] = [int((1 / (1 + np.exp(-reals)) >= BAND_HIGH).sum()), len(reals)]
+            if k in scores_h264:
+                h = scores_h264[k]
+                okh = ~np.isnan(h[m])
+                cell["h264"] = _cell(h["y"][okh], h[m][okh]).get("auc")
+                same = [p in set(np.array(h["paths"])[okh]) for p in s["paths"]]
+                ys, ss = s["y"][ok & np.array(same)], s[m][ok & np.array(same)]
+                cell["clean_same_items"] = _cell(ys, ss).get("auc")
+            table[f"{k}/{m}"] = cell
+    return table
+
+
+def abstain_rule(rows: dict, clean: dict) -> dict[str, float]:
+    """The abstention rule's thresholds, from the training clips (never test): a clip whose main face is
+    smaller than the 5th percentile of training faces (and never above 64 px), or blurrier/more compressed
+    than the 5th percentile of training crops, cannot be called fake, only uncertain."""
+    tr_rows, tr_feats, _ = _split(rows, clean, "train")
+    face = np.concatenate([np.atleast_1d(f["face_px"]) for f in tr_feats if f is not None])
+    blur = np.concatenate([np.atleast_1d(f["blur"]) for f in tr_feats if f is not None])
+    return {
+        "min_face_px": float(min(64.0, np.percentile(face, 5))),
+        "min_sharpness": float(np.percentile(blur, 5)),
+    }
+
+
+def abstains(f: dict | None, rule: dict[str, float]) -> bool:
+    """The rule of ``dfdetect.infer.aggregate.abstention`` on cached quality facts (median over frames)."""
+    if f is None:
+        return False
+    return bool(np.median(f["face_px"]) < rule["min_face_px"] or np.median(f["blur"]) < rule["min_sharpness"])
+
+
+def _abstention_table(scores: dict, rule: dict) -> dict:
+    out = {}
+    for k, s in scores.items():
+        p = 1 / (1 + np.exp(-s["expert"]))
+        held = np.array([abstains(f, rule) for f in s["quality"]])
+        fake = p >= BAND_HIGH
+        r, f = s["y"] == 0, s["y"] == 1
+        out[k] = {"reals_fake_before": [int((fake & r).sum()), int(r.sum())],
+                  "reals_fake_after": [int((fake & r & ~held).sum()), int(r.sum())],
+                  "fakes_fake_before": [int((fake & f).sum()), int(f.sum())],
+                  "fakes_fake_after": [int((fake & f & ~held).sum()), int(f.sum())],
+                  "abstained": int(held.sum())}  # fmt: skip
+    return out
+
+
+def fit(args: argparse.Namespace) -> None:
+    """Heads with and without self-blends, chosen on val; temperature and fusion on val; test tables."""
+    from dfdetect.eval.calibrate import fit_temperature
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, clean, h264, _ = _data(args)
+    v2 = {k: _v2(k) for k in rows}
+    results: dict[str, Any] = {"sets": {k: len(v) for k, v in rows.items()}}
+    best = None
+    for variants in (("clean", "aug"), ("clean", "aug", "sbi")):
+        for name, fitted in fit_heads(rows, clean, variants).items():
+            results.setdefault("val", {})[f"{name}/{'+'.join(variants)}"] = fitted["val_auc"]
+            if best is None or fitted["val_auc"] > best[2]["val_auc"]:
+                best = (name, variants, fitted)
+    name, variants, fitted = best
+    model = fitted["model"]
+    va_rows, va_feats, _ = _split(rows, clean, "val")
+    from dfdetect.train.probe import clip_logits
+
+    yv, sv = np.array([r.label for r in va_rows]), clip_logits(model, va_feats)
+    ok = ~np.isnan(sv)
+    t = float(fit_temperature(sv[ok], yv[ok]))
+    names = _split(rows, clean, "val")[2]
+    old = np.array([v2[n].get((r.path, ""), np.nan) for r, n in zip(va_rows, names, strict=True)])
+    fusion = fit_fusion(yv, sv, old)
+    rule = abstain_rule(rows, clean)
+    results.update(
+        {"chosen": f"{name}/{'+'.join(variants)}", "temperature": t, "fusion": fusion, "rule": rule}
+    )
+    scores = scores_of(model, rows, clean, v2, "", t, fusion)
+    scores_h = scores_of(model, rows, h264, v2, "h264" + "30", t, fusion)
+    results["test"] = _table(scores, scores_h)
+    results["abstention"] = _abstention_table(scores, rule)
+    _save(out, model, name, variants, t, fusion, rule, results)
+    print(markdown(results))
+
+
+def _save(
+    out: Path, model: Any, name: str, variants: tuple, t: float, fusion: dict, rule: dict, results: dict
+):
+    import detect
+
+    from dfdetect.train.probe import probe_checkpoint
+
+    prepare, pre = detect.expert_configs()
+    scan_prepare = prepare.model_copy(update={"fps": 2.0, "detect_every": 2})
+    hidden = HEADS[name][0]
+    ckpt = probe_checkpoint(
+        model, {"encoder": model.encoder_name, "feature": model.feature, "hidden": hidden}, pre, scan_prepare,
+        {"temperature": t, "fitted_on": "val splits of bench/detect.py", "abstain": rule,
+         "fusion_v2": fusion},
+        metrics={"val_auc": results["val"], "chosen": results["chosen"]},
+        train_config={"recipe": "bench/detect.py fit", "variants": list(variants), "head": name},
+    )  # fmt: skip
+    ckpt.save(out / "clip-probe.pt")
+    serial = {k: v for k, v in results.items()}
+    (out / "results.json").write_text(json.dumps(serial, indent=1, default=float), encoding="utf-8")
+
+
+def _fmt(cell: dict, key: str = "auc") -> str:
+    if key not in cell or cell[key] is None:
+        return "-"
+    if key == "auc":
+        return f"{cell['auc']:.3f} [{cell['ci'][0]:.2f}, {cell['ci'][1]:.2f}] ({cell['n'][0]}+{cell['n'][1]})"
+    return f"{cell[key]:.3f}"
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        f"chosen head: {results['chosen']}, T = {results['temperature']:.3f}, fusion {results['fusion']}",
+        "| set | model | AUC [95 % CI] (reals+fakes) | TPR@5%FPR | reals called fake | h264 30 | "
+        "clean, same items | drop |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, c in results["test"].items():
+        k, m = key.split("/")
+        drop = c.get("clean_same_items") - c["h264"] if c.get("h264") and c.get("clean_same_items") else None
+        rf = c["reals_called_fake"]
+        d = "-" if drop is None else f"{drop:+.3f}"
+        cells = [k, m, _fmt(c), _fmt(c, "tpr@5%fpr"), f"{rf[0]}/{rf[1]}", _fmt(c, "h264")]
+        lines.append("| " + " | ".join([*cells, _fmt(c, "clean_same_items"), d]) + " |")
+    lines += ["", f"abstention rule {results['rule']}:", json.dumps(results["abstention"])]
+    return "\n".join(lines)
+
+
+def table(args: argparse.Namespace) -> None:
+    results = json.loads((Path(args.out) / "results.json").read_text(encoding="utf-8"))
+    print(markdown(results))
