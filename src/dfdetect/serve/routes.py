@@ -75,10 +75,11 @@ async def _upload(service: Service, request: Request, owner: str) -> list[dict[s
     try:
         explain = _explain_flag(received.fields, settings.explain)
         passes = _uncertainty_field(received.fields)
-        if wait := service.upload_limiter.take(owner, float(len(files)), rate):  # all or nothing
+        if wait := service.upload_limiter.wait(owner, float(len(files)), rate):  # one token a file
             raise _rate_limited(wait)
         jobs = [NewJob(f.id, f.filename, f.kind, f.size, f.stored, explain, passes) for f in files]
         await run_in_threadpool(service.store.add, owner, jobs, settings.max_queue, service.retry_after)
+        service.upload_limiter.take(owner, float(len(files)), rate)  # spent only once accepted
     except QueueFullError as e:
         _cleanup(service, files)
         raise ApiError(429, "queue_full", str(e), retry_after_header(e.retry_after)) from None
