@@ -175,6 +175,9 @@ def _install_service_routes(app: FastAPI, service: Service, principal: Any) -> N
             "limits": {
                 "max_file_bytes": s.limits.max_file_bytes,
                 "max_files": s.limits.max_files,
+                "max_request_bytes": s.limits.max_request_bytes,
+                "upload_timeout_seconds": s.limits.upload_timeout_s,
+                "scan_timeout_seconds": s.scan_timeout_s or None,
                 "max_queue": s.max_queue,
                 "retention_seconds": s.retention_s,
             },

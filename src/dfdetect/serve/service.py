@@ -51,9 +51,8 @@ class ServeSettings:
 
 
 def private_dir(path: Path, tighten: bool = True) -> None:
-    """Make ``path`` (and its parents) readable by this user only (0700) when creating it; an existing
-    folder is made 0700 only when ``tighten`` (the server's own ``uploads``, not a data dir the user
-    chose)."""
+    """Create ``path`` (with its parents) for this user only (0700); an existing folder is made 0700 only
+    when ``tighten`` (the server's own ``uploads``, not a data folder the user chose)."""
     if not path.is_dir():
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         tighten = True
