@@ -74,7 +74,14 @@ class Repositories:
 
     def __init__(self, root: str | os.PathLike, clone: bool = False, url: str = CLONE_URL) -> None:
         self.root, self.clone, self.url = Path(root), clone, url
-        self._checked: dict[tuple[str, str], dict[str, str | None]] = {}
+        self._specs: dict[str, set[str]] = defaultdict(set)  # repo -> "commit:path" the rows name
+        self._trees: dict[str, dict[str, str | None]] = {}  # git dir -> {"commit:path": blob id or None}
+
+    def expect(self, entries: Iterable[CatalogEntry]) -> None:
+        """Note the ``commit:path`` of rows to check, so each repository is asked once for all of them."""
+        for e in entries:
+            if e.commit:
+                self._specs[e.repo].add(f"{e.commit}:{e.path}")
 
     def git_dirs(self, repo: str) -> list[Path]:
         """Existing git directories of ``repo`` (mirror first, then clone)."""
@@ -102,19 +109,17 @@ class Repositories:
                 raise CatalogError("missing_repo", f"{repo}: `git clone {url}` failed: {done.stderr.strip()}")
         return target / ".git"
 
-    def tree_blobs(self, git_dir: Path, entries: list[CatalogEntry]) -> dict[str, str | None]:
-        """``{"commit:path": blob id or None}`` as the repository has them (one ``git cat-file`` run)."""
-        specs = sorted({f"{e.commit}:{e.path}" for e in entries if e.commit})
-        key = (str(git_dir), "\n".join(specs))
-        if key not in self._checked:
+    def tree_blob(self, git_dir: Path, entry: CatalogEntry) -> str | None:
+        """The blob id that ``entry``'s commit and path name in ``git_dir`` (None: not there)."""
+        spec = f"{entry.commit}:{entry.path}"
+        table = self._trees.setdefault(str(git_dir), {})
+        if spec not in table:
+            specs = sorted((self._specs[entry.repo] | {spec}) - set(table))
             done = _git(git_dir, ["cat-file", "--batch-check"], "".join(s + "\n" for s in specs))
-            lines = done.stdout.decode().splitlines()
-            out: dict[str, str | None] = {}
-            for spec, line in zip(specs, lines, strict=False):
+            for s, line in zip(specs, done.stdout.decode().splitlines(), strict=False):
                 parts = line.split()
-                out[spec] = parts[0] if len(parts) == 3 and parts[1] == "blob" else None
-            self._checked[key] = out
-        return self._checked[key]
+                table[s] = parts[0] if len(parts) == 3 and parts[1] == "blob" else None
+        return table.get(spec)
 
 
 def _git(git_dir: Path, args: list[str], stdin: str | None = None, **kw: Any) -> subprocess.CompletedProcess:
@@ -146,12 +151,10 @@ def extract_blob(entry: CatalogEntry, repos: Repositories, dst: Path) -> Path:
         msg = f"repository {entry.repo} is not under {repos.root}: {_fix(entry.repo, False)}"
         raise CatalogError("missing_repo", msg)
     for git_dir in git_dirs:
-        _check_tree(entry, repos, git_dir)
         if _cat_blob(git_dir, entry, dst):
             return dst
     if repos.clone:
         git_dir = repos.make_clone(entry.repo)
-        _check_tree(entry, repos, git_dir)
         if _cat_blob(git_dir, entry, dst):
             return dst
     why = "" if repos.clone else " (mirrors lack files of 4 MiB and more, and LFS content)"
@@ -160,14 +163,18 @@ def extract_blob(entry: CatalogEntry, repos: Repositories, dst: Path) -> Path:
     raise CatalogError("missing_blob", msg)
 
 
-def _check_tree(entry: CatalogEntry, repos: Repositories, git_dir: Path) -> None:
-    """Refuse a row whose commit and path name another blob (a catalogue error or a stale row)."""
-    spec = f"{entry.commit}:{entry.path}"
-    actual = repos.tree_blobs(git_dir, [entry]).get(spec) if entry.commit else None
-    if actual is not None and actual != entry.blob:
-        msg = (f"{entry.repo} has blob {actual} at {spec}, not the catalogue's {entry.blob}: "
-               f"fix the catalogue row ({entry.where})")  # fmt: skip
-        raise CatalogError("wrong_blob", msg)
+def check_tree(entry: CatalogEntry, repos: Repositories) -> None:
+    """Refuse a row whose commit and path name another blob than its own (a catalogue error or a stale row).
+
+    Raises:
+        CatalogError: ``wrong_blob``.
+    """
+    for git_dir in repos.git_dirs(entry.repo) if entry.commit else []:
+        actual = repos.tree_blob(git_dir, entry)
+        if actual is not None and actual != entry.blob:
+            msg = (f"{entry.repo} has blob {actual} at {entry.commit}:{entry.path}, not the catalogue's "
+                   f"{entry.blob}: fix the catalogue row ({entry.where})")  # fmt: skip
+            raise CatalogError("wrong_blob", msg)
 
 
 def _cat_blob(git_dir: Path, entry: CatalogEntry, dst: Path) -> bool:
@@ -247,6 +254,7 @@ def materialise(
     summary.left_out.update(e.excluded.split(":")[0].split(" ")[0] for e in planned if e.excluded)
     media.mkdir(parents=True, exist_ok=True)
     _clean_partial(media)
+    repos.expect(e for entries in by_blob.values() for e in entries)
     for entries in tqdm(by_blob.values(), desc="extract", unit="blob", disable=not progress,
                         dynamic_ncols=True):  # fmt: skip
         _materialise_blob(entries, repos, media, shapes, summary, max_seconds)
@@ -266,12 +274,14 @@ def _materialise_blob(
     todo = [e for e in entries if not Path(e.row.path).is_file() or Path(e.row.path) == full]
     if not todo:
         return  # every sample is a finished cut (cuts are renamed into place only once complete)
+    todo = [e for e in todo if _tree_ok(e, repos, summary)]
     try:
-        had = full.is_file()
-        extract_blob(entries[0], repos, full)
-        summary.extracted += not had
+        if todo:
+            had = full.is_file() and git_blob_id(full) == todo[0].blob
+            extract_blob(todo[0], repos, full)
+            summary.extracted += not had
     except CatalogError as err:
-        for e in entries:
+        for e in todo:
             summary.failed[e.row.path] = (err.status, str(err))
         return
     cuts = [e for e in todo if Path(e.row.path) != full]
@@ -285,6 +295,15 @@ def _materialise_blob(
         for e in cuts:
             message = f"cannot cut {e.crop!r} out of {e.repo}:{e.path}: {type(err).__name__}: {err}"
             summary.failed[e.row.path] = ("cut_failed", message)
+
+
+def _tree_ok(entry: CatalogEntry, repos: Repositories, summary: CatalogSummary) -> bool:
+    try:
+        check_tree(entry, repos)
+        return True
+    except CatalogError as err:
+        summary.failed[entry.row.path] = (err.status, str(err))
+        return False
 
 
 def _index_text(planned: list[CatalogEntry], failed: dict[str, tuple[str, str]]) -> str:
