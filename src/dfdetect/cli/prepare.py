@@ -28,6 +28,7 @@ _CONFIG_FLAGS = {
     "detect_size": "detect_size",
     "max_faces": "max_faces",
     "min_face_size": "min_face_size",
+    "detector": "detector",
 }
 
 
@@ -59,6 +60,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-size", type=int, help="longest side given to the detector (default 640)")
     p.add_argument("--max-faces", type=int, help="face tracks kept per video (default 3)")
     p.add_argument("--min-face-size", type=int, help="smallest face kept, pixels (default 40)")
+    p.add_argument("--detector", help="face detector: mtcnn (default) or yunet (faster, no torch)")
     p.add_argument("--align", action="store_true", help="rotate crops so the eyes are level")
     p.add_argument(
         "--workers",

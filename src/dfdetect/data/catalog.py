@@ -251,7 +251,7 @@ def materialise(
         if e.row is not None:
             by_blob[e.blob].append(e)
     summary = CatalogSummary(rows=len(planned), samples=sum(len(v) for v in by_blob.values()))
-    summary.left_out.update(e.excluded.split(":")[0].split(" ")[0] for e in planned if e.excluded)
+    summary.left_out.update(e.excluded.split(":")[0] for e in planned if e.excluded)
     media.mkdir(parents=True, exist_ok=True)
     _clean_partial(media)
     repos.expect(e for entries in by_blob.values() for e in entries)

@@ -172,15 +172,20 @@ def plan_entries(entries: list[CatalogEntry], media: Path, plan: SplitPlan) -> l
         try:
             path = str(media / media_name(e, shapes.get(e.blob)))
         except CropError as err:
-            out.append(replace(e, excluded=f"bad crop: {err}"))
+            out.append(replace(e, excluded=f"bad_crop: {err}"))
             continue
         if path in seen:
             first = seen[path]
-            why = "label disagrees with" if first.label != e.label else "same sample as"
+            why = (
+                "label_conflict: the label disagrees with"
+                if first.label != e.label
+                else "duplicate: same sample as"
+            )
             out.append(replace(e, excluded=f"{why} {first.where}"))
             continue
         if split is None:
-            out.append(replace(e, excluded=f"its group {group} is held out in another split than {unit}"))
+            why = f"split_conflict: its group {group} is in another split than its unit {unit}"
+            out.append(replace(e, excluded=why))
             continue
         label = FAKE if e.label == "fake" else REAL
         method = e.generator if label == FAKE else "real"
