@@ -155,10 +155,15 @@ def test_speech_companion_named_in_the_metadata_scores_the_voice(exported) -> No
     assert str(pred.status) == "ok" and "audio" in pred.modality
 
 
-def test_explain_and_uncertainty_with_an_onnx_model(exported, caplog: pytest.LogCaptureFixture) -> None:
+def test_explain_and_uncertainty_with_an_onnx_model(
+    exported, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
     from dfdetect.infer.uncertainty import plan_passes
 
-    detector = load_detector(exported["demo"][1], device="cpu", speech=None, max_duration=3.0)
+    alone = shutil.copy(exported["demo"][1], tmp_path / "demo.onnx")  # no .pt beside it: no gradients
+    detector = load_detector(alone, device="cpu", speech=None, max_duration=3.0)
     pred = detector.scan(media(IMAGE), explain=True, uncertainty=2)
     explain = pred.extras["explain"]
     assert explain["method"] == "attention" and ".pt checkpoint" in explain["note"]
@@ -170,6 +175,9 @@ def test_explain_and_uncertainty_with_an_onnx_model(exported, caplog: pytest.Log
         plan_passes(detector.model, 2, "dropout")
     with pytest.raises(CheckpointError, match="no training mode"):
         detector.model.train()
+    beside = load_detector(exported["demo"][1], device="cpu", speech=None, max_duration=3.0)  # demo.pt there
+    heat = beside.scan(media(IMAGE), explain=True).extras["explain"]
+    assert heat["method"] != "attention" and any(f["overlay"] is not None for f in heat["frames"])
 
 
 def test_cli_scan_with_an_onnx_model_and_a_bad_onnx_file(exported, tmp_path: Path, capsys) -> None:

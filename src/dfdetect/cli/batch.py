@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dfdetect.cli.options import add_threshold_band, threshold_band_error
+from dfdetect.cli.options import add_faces, add_threshold_band, threshold_band_error
 
 EXIT_OK = 0  # every input has its result (whatever the verdicts)
 EXIT_USAGE = 2  # bad arguments, no input, Ray or the model unavailable, output folder busy
@@ -76,6 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-speech", action="store_true", help="no speech model on a video's speech")
     p.add_argument("--max-duration", type=float, metavar="S", help="seconds read from each file")
     add_threshold_band(p)
+    add_faces(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(run=run)
 
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
         "thresholds": list(args.threshold_band),
         "max_duration": args.max_duration,
         "speech": None if args.no_speech else "auto",
+        "faces": args.faces,
     }
     try:
         options = BatchOptions(

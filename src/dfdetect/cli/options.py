@@ -25,3 +25,17 @@ def threshold_band_error(band: tuple[float, float] | list[float]) -> str | None:
     if not 0.0 <= low <= high <= 1.0:
         return f"--threshold-band needs 0 <= LOW <= HIGH <= 1, got {low} {high}"
     return None
+
+
+FACE_DETECTORS = ("auto", "yunet", "mtcnn")
+
+
+def add_faces(p: argparse.ArgumentParser) -> None:
+    """``--faces auto|yunet|mtcnn``: the face detector of a scan."""
+    p.add_argument(
+        "--faces",
+        choices=FACE_DETECTORS,
+        default="auto",
+        help="face detector: yunet (OpenCV, no torch), mtcnn (torch; what the models were trained on), "
+        "auto = the scan default (%(default)s: yunet)",
+    )

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from dfdetect.cli.options import add_threshold_band, threshold_band_error
+from dfdetect.cli.options import add_faces, add_threshold_band, threshold_band_error
 
 if TYPE_CHECKING:
     from dfdetect.types import Prediction
@@ -80,6 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto")
     p.add_argument("--max-duration", type=float, metavar="S", help="seconds read from each video")
     p.add_argument("--aggregation", choices=("mean", "max", "topk", "attention"), default="mean")
+    add_faces(p)
     p.add_argument(
         "--uncertainty",
         type=int,
@@ -165,14 +166,18 @@ def _load(args: argparse.Namespace) -> Any:
     from dfdetect.infer.pipeline import load_detector
 
     try:
+        # heatmaps (gradients) and dropout passes need the torch model: then a name gives its .pt
+        torch_model = bool(args.explain or args.explain_dir or getattr(args, "uncertainty", 0))
         detector = load_detector(
             args.model,
             device=args.device,
+            onnx=not torch_model,
             thresholds=tuple(args.threshold_band),
             aggregation=args.aggregation,
             max_duration=args.max_duration,
             speech=getattr(args, "speech", "auto"),
             uncertainty=getattr(args, "uncertainty", 0),
+            faces=getattr(args, "faces", "auto"),
         )
         detector.uncertainty_method = getattr(args, "uncertainty_method", "auto")
         if detector.uncertainty:

@@ -13,11 +13,10 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
 
 from dfdetect.config import PreprocessConfig
 from dfdetect.data.cache import (
@@ -25,6 +24,9 @@ from dfdetect.data.cache import (
 )
 from dfdetect.data.manifest import UNKNOWN
 from dfdetect.types import Clip, FaceCrops
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -302,7 +304,7 @@ def audio_windows(clip: Clip, pre: PreprocessConfig, overlap: float = 0.5) -> li
     return windows
 
 
-def _normalise(images: np.ndarray, pre: PreprocessConfig) -> torch.Tensor:
+def normalise_array(images: np.ndarray, pre: PreprocessConfig) -> np.ndarray:
     """``[T, H, W, 3]`` uint8 -> ``[T, 3, H, W]`` float32 ``(x / 255 - mean) / std`` via a lookup table."""
     levels = np.arange(256, dtype=np.float32) / 255
     lut = (levels[None] - np.array(pre.mean, np.float32)[:, None]) / np.array(pre.std, np.float32)[:, None]
@@ -310,22 +312,37 @@ def _normalise(images: np.ndarray, pre: PreprocessConfig) -> torch.Tensor:
     out = np.empty((t, 3, h, w), np.float32)
     for c in range(3):
         out[:, c] = lut[c][images[..., c]]
-    return torch.from_numpy(out)
+    return out
 
 
-def window_tensors(window: Window, pre: PreprocessConfig) -> dict[str, torch.Tensor]:
-    """Model inputs of one window.
+def _normalise(images: np.ndarray, pre: PreprocessConfig) -> torch.Tensor:
+    """:func:`normalise_array` as a torch tensor."""
+    import torch
+
+    return torch.from_numpy(normalise_array(images, pre))
+
+
+def window_arrays(window: Window, pre: PreprocessConfig) -> dict[str, np.ndarray]:
+    """Model inputs of one window as numpy arrays (what a model on onnxruntime takes; no torch).
 
     Returns:
         ``frames`` [T, 3, H, W] float32 and ``mouths`` [T, 3, m, m] float32, both normalised with
         ``pre.mean``/``pre.std``; ``audio`` [S] float32; ``audio_mask`` bool scalar.
     """
     return {
-        "frames": _normalise(window.frames, pre),
-        "audio": torch.from_numpy(np.ascontiguousarray(window.audio, dtype=np.float32)),
-        "audio_mask": torch.tensor(bool(window.audio_mask)),
-        "mouths": _normalise(window.mouths, pre),
+        "frames": normalise_array(window.frames, pre),
+        "audio": np.ascontiguousarray(window.audio, dtype=np.float32),
+        "audio_mask": np.asarray(bool(window.audio_mask)),
+        "mouths": normalise_array(window.mouths, pre),
     }
+
+
+def window_tensors(window: Window, pre: PreprocessConfig) -> dict[str, torch.Tensor]:
+    """:func:`window_arrays` as torch tensors (the same values)."""
+    import torch
+
+    return {k: torch.from_numpy(v) if k != "audio_mask" else torch.tensor(bool(v)) for k, v in
+            window_arrays(window, pre).items()}  # fmt: skip
 
 
 def segment_labels(label: int, n_real: int, pre: PreprocessConfig) -> np.ndarray:

@@ -8,9 +8,10 @@ shape limits (see :mod:`dfdetect.infer.onnx_export`). :class:`OnnxModel` reads i
 :class:`~dfdetect.checkpoint.Checkpoint` without weights, so ``load_detector("model.onnx")`` and
 ``dfdetect scan --model model.onnx`` need nothing else.
 
-The model's forward runs in onnxruntime; torch is not used for it. Decoding, face detection (MTCNN,
-facenet-pytorch) and window building still use torch in a scan. ONNX graphs have no gradients and no
-training mode: Grad-CAM heatmaps (``--explain``) and dropout-based uncertainty need the ``.pt`` checkpoint.
+The model's forward runs in onnxruntime and takes numpy arrays (``numpy_inputs``): with the YuNet face
+detector, silero-vad's ONNX model and a speech companion that is ONNX too, a scan imports no torch at all
+(``docs/onnx.md``). ONNX graphs have no gradients and no training mode: Grad-CAM heatmaps (``--explain``)
+and dropout-based uncertainty need the ``.pt`` checkpoint.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class OnnxModel:
 
     differentiable = False  # explain: no Grad-CAM (see explain_note)
     cam_layer = None
+    numpy_inputs = True  # the scan core builds numpy batches for it (no torch)
     _noted = False
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", threads: int | None = None) -> None:
@@ -209,8 +211,15 @@ class OnnxModel:
         return {k: v for k, v in feed.items() if k in self.inputs}
 
     def __call__(self, frames: Any, audio: Any = None, audio_mask: Any = None, mouths: Any = None) -> dict:
-        """Run one batch of windows (see the class docstring)."""
-        outs = self.session.run(self.outputs, self.feed(frames, audio, audio_mask, mouths))
+        """Run one batch of windows (see the class docstring); a graph exported for one window at a time
+        (``limits["batch"] == [1, 1]``) runs them in turn."""
+        feed = self.feed(frames, audio, audio_mask, mouths)
+        if (self.limits.get("batch") or [1, None])[1] == 1 and len(feed["frames"]) > 1:
+            rows = [self.session.run(self.outputs, {k: v[i : i + 1] for k, v in feed.items()})
+                    for i in range(len(feed["frames"]))]  # fmt: skip
+            outs = [np.concatenate(parts) for parts in zip(*rows, strict=True)]
+        else:
+            outs = self.session.run(self.outputs, feed)
         result = dict(zip(self.outputs, outs, strict=True))
         if hasattr(frames, "detach"):  # the scan core works on torch tensors: hand them back as such
             import torch
@@ -225,6 +234,8 @@ class OnnxCheckpoint(Checkpoint):
     :meth:`build_model` loads the graph into onnxruntime, so a :class:`~dfdetect.infer.pipeline.Detector`
     built from it scans like one built from the ``.pt``."""
 
+    runtime = "onnxruntime"  # what runs the model (a torch checkpoint's is torch)
+
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: Any = None) -> OnnxCheckpoint:
         """Read the metadata of the ONNX file at ``path`` (``map_location`` ignored)."""
@@ -237,6 +248,16 @@ class OnnxCheckpoint(Checkpoint):
     def build_model(self, device: str | Any = "cpu") -> OnnxModel:
         """An :class:`OnnxModel` of the file on ``device`` (an onnxruntime execution provider)."""
         return OnnxModel(self.path, device=str(device))
+
+
+def resolve_onnx_device(device: str = "auto") -> str:
+    """A dfdetect ``device`` for an onnxruntime model, without torch: ``auto`` -> ``cuda`` when this
+    onnxruntime has its CUDA provider, else ``cpu``; other values are kept (:func:`providers_for` falls
+    back to the CPU with a warning)."""
+    if device != "auto":
+        return device
+    ort = _require("onnxruntime")
+    return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

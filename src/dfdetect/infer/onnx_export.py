@@ -121,13 +121,14 @@ def _dynamic_shapes(names: tuple[str, ...], model: Any) -> tuple[dict[int, Any],
 
 
 def _limits(program: Any) -> dict[str, list[int | None]]:
-    """``{"time": [lo, hi], "samples": [lo, hi]}`` the exported program accepts (None = unbounded)."""
+    """``{"batch": [lo, hi], "time": [lo, hi], "samples": [lo, hi]}`` the exported program accepts (None =
+    unbounded)."""
     ep = program.exported_program
     shapes = {
         n.name: n.meta["val"].shape for n in ep.graph.nodes if n.op == "placeholder" and "val" in n.meta
     }
     limits: dict[str, list[int | None]] = {}
-    for name, axis, key in (("frames", 1, "time"), ("audio", 1, "samples")):
+    for name, axis, key in (("frames", 0, "batch"), ("frames", 1, "time"), ("audio", 1, "samples")):
         if name not in shapes:
             continue
         size = shapes[name][axis]
@@ -137,13 +138,21 @@ def _limits(program: Any) -> dict[str, list[int | None]]:
     return limits
 
 
-def _torch_export(model: Any, ckpt: Checkpoint) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
-    """(ONNXProgram, input names, output names) of ``model`` (float32, eval mode)."""
+def _torch_export(
+    model: Any, ckpt: Checkpoint, static: bool = False
+) -> tuple[Any, tuple[str, ...], tuple[str, ...]]:
+    """(ONNXProgram, input names, output names) of ``model`` (float32, eval mode); ``static``: one window
+    of the checkpoint's shape (batch 1, ``clip_frames`` frames, its audio samples), no dynamic axis."""
     import torch
 
     from dfdetect.infer.score import HEADS
 
-    example = _inputs(model, ckpt, 2, _example_frames(model, ckpt), seed=0)
+    if static:
+        example = _inputs(model, ckpt, 1, ckpt.preprocess.clip_frames, seed=0)
+        if "audio" in example:
+            example["audio"] = 0.1 * torch.randn(1, ckpt.preprocess.audio_samples)  # [1, S] a scan's window
+    else:
+        example = _inputs(model, ckpt, 2, _example_frames(model, ckpt), seed=0)
     with torch.inference_mode():
         probe = model(**example)
     names = tuple(k for k in INPUTS if k in example)
@@ -157,11 +166,26 @@ def _torch_export(model: Any, ckpt: Checkpoint) -> tuple[Any, tuple[str, ...], t
             opset_version=OPSET,
             input_names=list(names),
             output_names=list(outputs),
-            dynamic_shapes=_dynamic_shapes(names, model),
+            dynamic_shapes=None if static else _dynamic_shapes(names, model),
             custom_translation_table={builtins.round: _round},
+            optimize=False,  # batch norms kept apart: a float16 checkpoint's weights stay exact in float16
             verbose=False,
         )
     return program, names, outputs
+
+
+def _static_export(model: Any, ckpt: Checkpoint, cause: Exception) -> tuple[Any, tuple, tuple]:
+    """The export of an audio-only model whose graph torch.export specialises to its example's batch
+    (AASIST: its waveform framing and graph pooling are computed in Python from sizes): one window of
+    the scan's shape (an audio scan's windows all have ``pre.audio_samples``); :class:`OnnxModel` runs a
+    batch window by window."""
+    try:
+        return _torch_export(model, ckpt, static=True)
+    except Exception as e:  # noqa: BLE001
+        raise OnnxExportError(
+            f"cannot export model {ckpt.name!r} to ONNX, with dynamic axes ({_summary(cause)}) or for one "
+            f"window ({_summary(e)})"
+        ) from e
 
 
 def _check(path: Path, model: Any, ckpt: Checkpoint) -> dict[str, Any]:
@@ -170,10 +194,15 @@ def _check(path: Path, model: Any, ckpt: Checkpoint) -> dict[str, Any]:
     import torch
 
     session = OnnxModel(path, device="cpu")
+    static = session.limits.get("batch") == [1, 1]  # one window of the scan's shape (_static_export)
     shapes = [(3, ckpt.preprocess.clip_frames), (1, _example_frames(model, ckpt))]
+    if static:
+        shapes[1] = (1, ckpt.preprocess.clip_frames)
     diffs: dict[str, float] = {}
     for i, (batch, frames) in enumerate(shapes):
         x = _inputs(model, ckpt, batch, frames, seed=1 + i)
+        if "audio" in x and static:
+            x["audio"] = 0.1 * torch.randn(batch, ckpt.preprocess.audio_samples)  # [B, S]
         with torch.inference_mode():
             ref = model(**x)
         got = session(**{k: v.numpy() for k, v in x.items()})
@@ -235,6 +264,41 @@ def metadata(ckpt: Checkpoint, model: Any, names: tuple, outputs: tuple, limits:
     }
 
 
+def half_initializers(proto: Any, min_size: int = 1024) -> int:
+    """Store the float32 weights that float16 holds exactly (those of a float16 checkpoint, such as the
+    packaged ``default.pt``) as float16, each followed by a ``Cast`` back to float32: the graph computes
+    with the very same float32 values (onnxruntime folds the casts when it loads the file) and the file is
+    about half the size. Returns the number of initializers converted."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph, casts, converted = proto.graph, [], 0
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or int(np.prod(init.dims)) < min_size:
+            continue
+        value = numpy_helper.to_array(init)
+        half = value.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), value):  # not a float16 weight: kept as it is
+            continue
+        name = init.name
+        init.CopyFrom(numpy_helper.from_array(half, f"{name}__fp16"))
+        casts.append(onnx.helper.make_node("Cast", [f"{name}__fp16"], [name], to=onnx.TensorProto.FLOAT))
+        converted += 1
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return converted
+
+
+def strip_debug(proto: Any) -> None:
+    """Drop the exporter's per-node debugging records (source stack traces, names of the torch modules:
+    ~2 MB of the default model's file); the graph is unchanged."""
+    graph = proto.graph
+    for item in [*graph.node, *graph.value_info, *graph.input, *graph.output]:
+        del item.metadata_props[:]
+        item.doc_string = ""
+
+
 def _save(proto: Any, path: Path, meta: dict[str, Any]) -> Path:
     """Write ``proto`` with ``meta`` as ``metadata_props[dfdetect]``, atomically, as one file."""
     import onnx
@@ -266,9 +330,13 @@ def export_onnx(src: str | os.PathLike | Checkpoint, dst: str | os.PathLike) -> 
     try:
         program, names, outputs = _torch_export(model, ckpt)
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; say which model failed
-        raise OnnxExportError(f"cannot export model {ckpt.name!r} to ONNX: {_summary(e)}") from e
+        if set(model.modalities) != {"audio"}:
+            raise OnnxExportError(f"cannot export model {ckpt.name!r} to ONNX: {_summary(e)}") from e
+        program, names, outputs = _static_export(model, ckpt, e)
     meta = metadata(ckpt, model, names, outputs, _limits(program))
     proto = program.model_proto
+    meta["exported"]["float16_weights"] = half_initializers(proto)  # exact: see half_initializers
+    strip_debug(proto)
     onnx.checker.check_model(proto)
     path = _save(proto, Path(dst), meta)
     meta["check"] = _check(path, model, ckpt)

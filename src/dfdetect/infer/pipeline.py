@@ -24,6 +24,7 @@ from dfdetect.config import PrepareConfig, PreprocessConfig
 from dfdetect.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VERDICT_BAND
 from dfdetect.infer.lookup import resolve_device, resolve_model
 from dfdetect.infer.onnx import load_checkpoint
+from dfdetect.infer.runtime import for_inference, runtime_of, torch_twin, with_faces
 from dfdetect.io.files import expand_inputs
 from dfdetect.types import Clip, MediaKind, Prediction, Status
 
@@ -67,6 +68,8 @@ class Detector:
             checkpoint path to override it, or None to scan without it.
         uncertainty: ``N`` stochastic passes per scan (0: none; see :mod:`dfdetect.infer.uncertainty`);
             ``uncertainty_method`` (attribute): ``auto``, ``dropout`` or ``tta``.
+        faces: the face detector of scans: ``"auto"`` (:data:`dfdetect.faces.detect.SCAN_DETECTOR`), a
+            registered name (``yunet``, ``mtcnn``), or None for the one the checkpoint was prepared with.
     """
 
     def __init__(
@@ -79,12 +82,13 @@ class Detector:
         max_duration: float | None = None,
         speech: str | os.PathLike | None = "auto",
         uncertainty: int = 0,
+        faces: str | None = "auto",
     ) -> None:
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint.from_state(checkpoint)
-        device = resolve_device(device)
+        device = resolve_device(device, runtime_of(ckpt))
         self.checkpoint: Checkpoint | None = ckpt
         model = for_inference(ckpt.build_model(device))
-        self._setup(model, ckpt.preprocess, ckpt.prepare_config(max_duration), device)
+        self._setup(model, ckpt.preprocess, with_faces(ckpt.prepare_config(max_duration), faces), device)
         self.name = name or ckpt.name
         self.temperature = ckpt.temperature
         self._options(thresholds, aggregation, uncertainty)
@@ -118,6 +122,7 @@ class Detector:
     def _setup(self, model: Any, pre: PreprocessConfig, prepare: PrepareConfig, device: str) -> None:
         self.model, self.preprocess, self.prepare_config, self.device = model, pre, prepare, device
         self._face_detector: Any = None
+        self._twin: Any = None  # the model explanations run on (torch_twin), found on first use
 
     def _options(self, thresholds: tuple[float, float], aggregation: str, uncertainty: int = 0) -> None:
         low, high = float(thresholds[0]), float(thresholds[1])
@@ -378,7 +383,9 @@ class Detector:
             extras["waveform"] = waveform_envelope(scores.clip.audio, scores.clip.sample_rate)
         if explain and scores.decisive is not None and scores.clip.faces:
             t = time.perf_counter()
-            explanation = explain_scores(self.model, scores, self.preprocess, device=self.device)
+            if self._twin is None:  # an ONNX model: its .pt (when shipped) gives the heatmaps
+                self._twin = torch_twin(self.model, self.checkpoint, self.device)
+            explanation = explain_scores(self._twin, scores, self.preprocess, device=self.device)
             extras["explain"] = explanation.to_extras(out_dir)
             timings["explain"] = time.perf_counter() - t
         return dataclasses.replace(pred, extras=extras)
@@ -422,7 +429,7 @@ def load_speech_branch(
         return None
     spec = companion["model"] if speech == "auto" else os.fspath(speech)
     p0 = companion.get("p0") if companion is not None and spec == companion["model"] else None
-    path, name = resolve_model(spec)
+    path, name = resolve_model(spec, onnx=runtime_of(checkpoint) != "torch")  # the video model's runtime
     detector = Detector.from_checkpoint(path, name=name, device=device, speech=None, **kwargs)
     if detector.modalities != {"audio"}:
         raise CheckpointError(f"speech model {name!r} ({path}) is not an audio-only model")
@@ -435,20 +442,6 @@ def load_speech_branch(
     from dfdetect.infer.speech import SpeechBranch
 
     return SpeechBranch(detector, float(p0))
-
-
-def for_inference(model: Any) -> Any:
-    """A torch model made fast for scanning, same outputs: eval mode, batch norms folded into their
-    convolutions, convolution weights in channels-last order (oneDNN's fast CPU kernels: ~1.25x on the
-    default EfficientNet-Lite0 here); other models (ONNX sessions) unchanged."""
-    import torch
-
-    if not isinstance(model, torch.nn.Module):
-        return model
-    from dfdetect.models.fold import fold_batchnorm
-
-    fold_batchnorm(model.eval())
-    return model.to(memory_format=torch.channels_last)
 
 
 def _ordered(timings: dict[str, float]) -> dict[str, float]:
@@ -471,14 +464,21 @@ def _safe_stem(path: str) -> str:
 
 
 def load_detector(
-    name_or_path: str | os.PathLike | None = None, device: str = "auto", **kwargs: Any
+    name_or_path: str | os.PathLike | None = None, device: str = "auto", onnx: bool = True, **kwargs: Any
 ) -> Detector:
     """Load a :class:`Detector` by checkpoint path, model name, or ``None`` for the default model.
+
+    Args:
+        name_or_path: a checkpoint (``.pt``) or ONNX export (``.onnx``) path, a model name, or None.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        onnx: for a name with both forms, the ``.onnx`` (onnxruntime, no torch; the default) or, False,
+            the ``.pt`` (needed for Grad-CAM heatmaps and dropout uncertainty).
+        **kwargs: :class:`Detector` options.
 
     Raises:
         ModelNotFoundError: unknown name or missing file (the message lists the available names).
         dfdetect.checkpoint.CheckpointError: the file is not a readable dfdetect checkpoint.
     """
-    path, name = resolve_model(name_or_path)
+    path, name = resolve_model(name_or_path, onnx=onnx)
     kwargs.setdefault("name", name)
     return Detector.from_checkpoint(path, device=device, **kwargs)

@@ -12,6 +12,7 @@ second forward pass over the windows.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +49,8 @@ HEADS = (
 
 def model_inputs(chunk: list[Any], pre: PreprocessConfig, device: str, mask: str | None, no_audio: bool):
     """Batched, normalised tensors of ``chunk`` windows with the modality ``mask`` applied."""
+    if device == "numpy":
+        return _array_inputs(chunk, pre, mask, no_audio)
     import torch
 
     from dfdetect.data.windows import window_tensors
@@ -65,10 +68,30 @@ def model_inputs(chunk: list[Any], pre: PreprocessConfig, device: str, mask: str
     return {"frames": frames, "audio": audio, "audio_mask": amask, "mouths": mouths}
 
 
+def _array_inputs(chunk: list[Any], pre: PreprocessConfig, mask: str | None, no_audio: bool) -> dict:
+    """:func:`model_inputs` as numpy arrays, for a model that takes them (``numpy_inputs``; no torch)."""
+    from dfdetect.data.windows import window_arrays
+
+    arrays = [window_arrays(w, pre) for w in chunk]
+    x = {k: np.stack([a[k] for a in arrays]) for k in ("frames", "audio", "audio_mask", "mouths")}
+    if no_audio or mask == "video":
+        x["audio_mask"], x["audio"] = np.zeros_like(x["audio_mask"]), np.zeros_like(x["audio"])
+    if mask == "audio":
+        x["frames"], x["mouths"] = np.zeros_like(x["frames"]), np.zeros_like(x["mouths"])
+    return x
+
+
 def _call(model: Any, x: dict[str, Any]) -> dict[str, np.ndarray]:
     """One forward pass of a batch of model inputs; numpy outputs per head in :data:`HEADS`."""
     out = model(x["frames"], audio=x["audio"], audio_mask=x["audio_mask"], mouths=x["mouths"])
-    return {k: out[k].detach().float().cpu().numpy() for k in HEADS if out.get(k) is not None}
+    return {k: _numpy(out[k]) for k in HEADS if out.get(k) is not None}
+
+
+def _numpy(value: Any) -> np.ndarray:
+    """A model output (torch tensor or numpy array) as a float32 numpy array."""
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float32, copy=False)
+    return value.detach().float().cpu().numpy()
 
 
 def forward_passes(
@@ -84,16 +107,22 @@ def forward_passes(
     """Per batch of ``windows``: ``[outputs of the model as it is, then one per pass of plan]``.
 
     Each batch's inputs are built once and shared by every pass (see :mod:`dfdetect.infer.uncertainty`).
+    A model with ``numpy_inputs`` (one on onnxruntime) gets numpy arrays, and torch is not imported.
     """
-    import torch
-
-    with torch.inference_mode():
+    arrays = getattr(model, "numpy_inputs", False) and plan is None
+    with contextlib.nullcontext() if arrays else _inference_mode():
         for b, i in enumerate(range(0, len(windows), batch_size)):
-            x = model_inputs(windows[i : i + batch_size], pre, device, mask, no_audio)
+            x = model_inputs(windows[i : i + batch_size], pre, "numpy" if arrays else device, mask, no_audio)
             outs = [_call(model, x)]
             if plan is not None:
                 outs += stochastic_outputs(model, _call, x, plan, b, pre)
             yield outs
+
+
+def _inference_mode() -> Any:
+    import torch
+
+    return torch.inference_mode()
 
 
 def _streams(clip: Clip, pre: PreprocessConfig, mouths: bool = True) -> list[StreamOutputs]:
