@@ -279,3 +279,18 @@ def test_a_second_run_does_nothing_and_partial_files_are_never_used(corpus: dict
         corpus["catalog"], out, corpus["root"], config=CONFIG, workers=1, progress=False
     )
     assert (catalog.extracted, catalog.cut, summary.done, summary.skipped) == (0, 0, 0, 5)
+
+
+def test_command_line(corpus: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from dfdetect.cli import main
+
+    out = tmp_path / "out"
+    base = ["prepare", "catalog", str(corpus["catalog"].parent), "--out", str(out)]
+    assert main(base) == 2  # no --git-root
+    assert "--git-root" in capsys.readouterr().err
+    assert main(["prepare", "folder", "a", "b", "--out", str(out)]) == 2  # only catalog takes several roots
+    flags = ["--git-root", str(corpus["root"]), "--workers", "1", "--fps", "5", "--max-duration", "1"]
+    assert main([*base, *flags, "--detector", "yunet", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "failed 3 (missing_blob: 1, missing_repo: 1, wrong_blob: 1)" in printed
+    assert len(read_manifest(out / "manifest.csv")) == 8 and (out / "catalog_index.csv").is_file()

@@ -86,7 +86,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="source option, repeatable (e.g. --option compressions=c23,c40 for ffpp)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    c = p.add_argument_group("catalog (corpus catalogues of git blobs)")
+    _add_catalog_args(p)
+    p.set_defaults(run=run)
+
+
+def _add_catalog_args(parser: argparse.ArgumentParser) -> None:
+    c = parser.add_argument_group("catalog (corpus catalogues of git blobs)")
     c.add_argument("--git-root", default=None, help="where repositories are: OWNER+NAME/repo")
     c.add_argument("--clone", action="store_true", help="blobless-clone what the root lacks")
     c.add_argument(
@@ -94,7 +99,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="split file naming test/val families and real sources (default: splits.yaml beside or above "
         "the first catalogue, e.g. corpus/splits.yaml)",
     )  # fmt: skip
-    p.set_defaults(run=run)
 
 
 def _source_options(pairs: list[str]) -> dict[str, str]:
