@@ -182,7 +182,7 @@ def _video_stream(out, vin, rect: tuple[int, int, int, int]):  # noqa: ANN001, A
     vout = out.add_stream("libx264", rate=vin.average_rate or vin.guessed_rate or Fraction(25))
     vout.width, vout.height, vout.pix_fmt = x1 - x0, y1 - y0, "yuv420p"
     vout.time_base = vin.time_base
-    vout.options = {"crf": str(CUT_CRF), "preset": "superfast"}
+    vout.options = {"crf": str(CUT_CRF), "preset": "ultrafast"}
     return vout
 
 
