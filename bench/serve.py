@@ -82,6 +82,22 @@ def baseline(model: str | None, files: list[Path], workload: list[Path]) -> tupl
     return per_clip, time.perf_counter() - t
 
 
+async def poll(http, url: str, rec: dict) -> dict:
+    """GET a job, retrying twice on a dropped connection: a reused keep-alive connection that the server
+    closed as the request left (uvicorn closes idle ones after 5 s) is the client's to retry, as browsers
+    do for idempotent requests; the uploads (POST) are never retried. Retries are counted."""
+    import httpx
+
+    for attempt in range(3):
+        try:
+            return (await http.get(url)).json()
+        except (httpx.RemoteProtocolError, httpx.ReadError):
+            if attempt == 2:
+                raise
+            rec["poll_retries"] = rec.get("poll_retries", 0) + 1
+    raise AssertionError("unreachable")
+
+
 async def client(http, url: str, path: Path, deadline: float, out: list[dict]) -> None:
     import httpx
 
@@ -94,7 +110,7 @@ async def client(http, url: str, path: Path, deadline: float, out: list[dict]) -
         job_id = res.json()["jobs"][0]["id"]
         rec["id"] = job_id
         while True:
-            job = (await http.get(f"{url}/v1/scans/{job_id}")).json()
+            job = await poll(http, f"{url}/v1/scans/{job_id}", rec)
             if job["state"] in ("done", "failed"):
                 break
             if time.monotonic() > deadline:
@@ -180,6 +196,7 @@ def summarise(records: list[dict], per_clip: dict[str, float], wall: float, batc
         "server_files_per_s": round(n / wall, 3),
         "batch_files_per_s": round(n / batch, 3),
         "throughput_ratio": round(batch / wall, 2),
+        "poll_retries": sum(r.get("poll_retries", 0) for r in records),
         "first_errors": [r["error"] for r in records if r["error"]][:3],
     }
 
