@@ -26,6 +26,7 @@ from tests.conftest import media
 
 CLIP_A = "real/pcavs_Audio_Source_00015.mp4"  # 224 x 224, 25 fps, speech
 CLIP_B = "real/pcavs_Input_00098.mp4"
+VOICE = "videoretalking_audio_1.wav"
 SECONDS = 1.0  # what the test clips keep: fast tests
 HEADER = "repo,commit,path,blob,bytes,label,generator,crop,note,licence"
 CONFIG = PrepareConfig(fps=5.0, max_duration=SECONDS, detect_every=2, detector="yunet")
@@ -82,6 +83,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
         [np.hstack([x, y]) for x, y in zip(a[:n], b[:n], strict=True)],
         CLIP_A,
     )
+    (work / "clips/voice.wav").write_bytes(media(VOICE).read_bytes())
     _git(work, "init", "-q")
     _git(work, "add", ".")
     _git(work, "commit", "-q", "-m", "clips")
@@ -91,6 +93,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     second = _git(work, "rev-parse", "HEAD")
     blob = {p: _git(work, "rev-parse", f"{first}:clips/{p}") for p in ("a.mp4", "b.mp4", "side_by_side.mp4")}
     blob["a2.mp4"] = _git(work, "rev-parse", f"{second}:clips/a.mp4")
+    blob["voice.wav"] = _git(work, "rev-parse", f"{first}:clips/voice.wav")
     sbs = f"test/clips,{first},clips/side_by_side.mp4,{blob['side_by_side.mp4']},1"
     rows = [
         f"test/clips,{first},clips/a.mp4,{blob['a.mp4']},1,real,,,,CC0",
@@ -294,3 +297,18 @@ def test_command_line(corpus: dict, tmp_path: Path, capsys: pytest.CaptureFixtur
     printed = capsys.readouterr().out
     assert "failed 3 (missing_blob: 1, missing_repo: 1, wrong_blob: 1)" in printed
     assert len(read_manifest(out / "manifest.csv")) == 8 and (out / "catalog_index.csv").is_file()
+
+
+def test_speech_catalogue(corpus: dict, tmp_path: Path) -> None:
+    """Audio rows become audio-only entries grouped by speaker; a second run skips them as they are."""
+    catalog = tmp_path / "speech.csv"
+    head = "repo,commit,path,blob,bytes,label,generator,speaker,language,licence"
+    blob = corpus["blob"]["voice.wav"]
+    row = f"test/clips,{corpus['first']},clips/voice.wav,{blob},1,real,ground truth,Spk,en,CC0"
+    catalog.write_text(f"{head}\n{row}\n")
+    out = tmp_path / "out"
+    for run in range(2):
+        summary, _ = prepare_catalog(catalog, out, corpus["root"], config=CONFIG, workers=1, progress=False)
+        assert summary.counts == {"ok": 1} and summary.skipped == run
+    (row,) = read_manifest(out / "manifest.csv")
+    assert row.path.endswith(".wav") and row.label == 0 and row.source == "test/clips"

@@ -166,7 +166,9 @@ def _up_to_date(meta: dict[str, Any] | None, config: PrepareConfig) -> bool:
 def _skipped(path: str, meta: dict[str, Any]) -> VideoResult:
     n_faces = int(meta.get("n_faces", 0))
     audio_status = AudioStatus(meta.get("audio_status", AudioStatus.NO_STREAM))
-    if n_faces == 0:
+    if meta.get("kind") == MediaKind.AUDIO:  # an audio-only entry (speech sets) has no faces to look for
+        status = Status.OK if audio_status is AudioStatus.OK and meta.get("speech") else Status.NO_SPEECH
+    elif n_faces == 0:
         status = Status.NO_FACE
     else:
         status = Status.OK if audio_status is AudioStatus.OK else Status.NO_AUDIO
