@@ -37,10 +37,14 @@ CONDITIONS = ("clean", "mp3_64k", "telephone_8k")
 AASIST_SECONDS = 64600 / 16000
 
 
-def rows_of(cfg, split: str, which: str) -> list:  # noqa: ANN001
+def rows_of(cfg, split: str, which: str, per_family: int | None = None) -> list:  # noqa: ANN001
+    """The rows of ``split`` in set ``which``; at most ``per_family`` files of every generator family and
+    real source (the fixed choice of :func:`dfdetect.train.speech_head.cap_per_family`), if given."""
     from dfdetect.train.speech import speech_splits
+    from dfdetect.train.speech_head import cap_per_family
 
     rows = speech_splits(cfg.data)[split]
+    rows = cap_per_family(rows, per_family) if per_family else rows
     if which == "shared":
         return [r for r in rows if r.dataset == "folder"]
     if which == "corpus":
@@ -190,13 +194,13 @@ def main() -> None:
     p.add_argument("--set", default="all", choices=["shared", "corpus", "all"])
     p.add_argument("--split", default="test")
     p.add_argument("--condition", nargs="*", default=list(CONDITIONS))
-    p.add_argument("--limit", type=int, default=None, help="at most this many files (a quick look)")
+    p.add_argument("--per-family", type=int, default=None, help="at most N files per family / real source")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--scores", default="runs/speech_eval_scores")
     p.add_argument("--out", default=None)
     args = p.parse_args()
     cfg = load_speech_config(args.config)
-    rows = rows_of(cfg, args.split, args.set)[: args.limit]
+    rows = rows_of(cfg, args.split, args.set, args.per_family)
     print(f"{args.set} {args.split}: {len(rows)} files ({sum(r.label == 0 for r in rows)} real)")
     scores = {}
     for spec in args.model:

@@ -62,7 +62,10 @@ class SpeechConfig(StrictModel):
         default_factory=lambda: ["clean", "mp3", "aac", "opus", "telephone", "room"],
         description="training variants of every file (see data.speech.VARIANTS)",
     )
-    per_family: int = Field(30, ge=1, description="most clips a generator family (or real source) weighs")
+    variants_per_clip: int = Field(3, ge=1, description="variants per training file: clean + others")
+    per_family: int = Field(
+        20, ge=1, description="most files of a generator family (or real source) per split (frozen encoder)"
+    )
     feature_cache: str = Field("runs/speech-features", description="cached pooled features (npz per clip)")
 
 
@@ -106,7 +109,20 @@ def reencode(
         raise ValueError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)} or none")
     name, container = CODECS[codec]
     out = decode_bytes(_encode(np.clip(audio, -1, 1), sample_rate, name, container, bitrate), sample_rate)
+    if codec == "aac":  # ADTS carries no priming length: the decoder's output starts late
+        out = out[_lag(audio, out) :]
     return fit_length(out, audio.size)
+
+
+def _lag(ref: np.ndarray, out: np.ndarray, most: int = 4096) -> int:
+    """Samples by which ``out`` lags ``ref`` (cross-correlation over the first second, 0..``most``)."""
+    from scipy.signal import correlate
+
+    n = min(ref.size, SAMPLE_RATE)
+    if n < 64 or out.size < n + most:
+        return 0
+    c = correlate(out[: n + most], ref[:n], mode="valid")  # [most + 1]
+    return int(np.argmax(c))
 
 
 def fit_length(audio: np.ndarray, n: int) -> np.ndarray:

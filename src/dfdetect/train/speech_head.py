@@ -17,6 +17,7 @@ and the ceiling; ``metrics.json`` holds every candidate's validation AUC.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections import Counter
@@ -32,11 +33,43 @@ log = logging.getLogger(__name__)
 
 
 def family_of(row: ManifestRow) -> str:
-    """The balancing unit of a row: its generator family for a fake, its source for a real."""
+    """The balancing unit of a row: its generator family for a fake (the catalogue's ``family``, else the
+    method), its source for a real (the catalogue's ``source`` repository, else its group: the speaker)."""
     if row.label == 1:
-        return f"fake:{row.method}"
-    source = getattr(row, "source", "") or row.dataset
-    return f"real:{source}:{row.method}" if row.method not in ("", "real") else f"real:{source}"
+        return f"fake:{row.family or row.method}"
+    return f"real:{row.source}" if row.source else f"real:{row.dataset}:{row.group}"
+
+
+def _rank(text: str) -> str:
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
+def cap_per_family(rows: list[ManifestRow], cap: int) -> list[ManifestRow]:
+    """At most ``cap`` rows of every family (:func:`family_of`), a fixed pseudo-random choice by path."""
+    kept, seen = [], Counter()
+    for row in sorted(rows, key=lambda r: _rank(r.path)):
+        if seen[family_of(row)] < cap:
+            seen[family_of(row)] += 1
+            kept.append(row)
+    return kept
+
+
+def training_variants(row: ManifestRow, variants: list[str], per_clip: int) -> list[str]:
+    """The variants a training file is used in: the first of ``variants`` (``clean``) and ``per_clip - 1``
+    of the others, a fixed pseudo-random choice by path (every file sees a different mix of codecs)."""
+    first, others = variants[:1], sorted(variants[1:], key=lambda v: _rank(f"{row.path}|{v}"))
+    return first + others[: max(per_clip - 1, 0)]
+
+
+def feature_jobs(cfg: Any, splits: dict[str, list[ManifestRow]]) -> list[tuple[str, str]]:
+    """Every (path, variant) the fit reads: training files in their variants, validation files in
+    ``fit.val_variants`` (clean first, so an interrupted extraction leaves the most useful part done)."""
+    d = cfg.data
+    jobs = [
+        (r.path, v) for r in splits["train"] for v in training_variants(r, d.variants, d.variants_per_clip)
+    ]
+    val = [(r.path, v) for v in cfg.fit.val_variants for r in splits["val"]]
+    return jobs + val
 
 
 def family_weights(rows: list[ManifestRow], per_family: int) -> np.ndarray:
@@ -180,15 +213,13 @@ def fit_speech_head(cfg: Any, run: Path) -> Path:
     from dfdetect.train.speech import checkpoint_meta, speech_splits
 
     kwargs = cfg.model.kwargs()
-    splits = speech_splits(cfg.data)
     d = cfg.data
+    splits = {k: cap_per_family(v, d.per_family) for k, v in speech_splits(d).items()}
     encoder = kwargs.get("encoder", "whisper-tiny-en")
     cache = FeatureCache(
         d.feature_cache, encoder, d.feature_seconds, d.max_seconds, cfg.train.threads or None
     )
-    jobs = [(r.path, v) for r in splits["train"] for v in cfg.data.variants]
-    jobs += [(r.path, v) for r in splits["val"] for v in cfg.fit.val_variants]
-    feats = extract_features(cache, jobs)
+    feats = extract_features(cache, feature_jobs(cfg, splits))
     head, record, records = select_head(cfg, splits, feats)
     ceiling = real_voice_ceiling(splits["val"], feats, head, cfg.fit.ceiling_quantile)
     meta = checkpoint_meta(cfg)
