@@ -13,6 +13,14 @@
 
 Without ``--onnx`` the checkpoint is exported first (``dfdetect export --onnx``, a minute or two).
 Prints ratios torch / onnxruntime (> 1: onnxruntime is faster).
+
+3. **Parity** (``--parity``): every file of ``../shared/media`` (videos, images, voice recordings) scanned by
+   the packaged default on both runtimes, each with its speech judge in the same runtime (``default.onnx`` +
+   ``aasist-l-ft.onnx`` against ``default.pt`` + ``aasist-l-ft.pt``), the same face detector (YuNet), the
+   first ``--max-duration`` seconds: verdicts and statuses that differ, and the largest |p_fake| and
+   modality differences (goal: identical verdicts, p_fake within 1e-3).
+
+    python bench/onnx.py --parity [--max-duration 8]
 """
 
 from __future__ import annotations
@@ -119,10 +127,37 @@ def ratio_line(times: dict[str, float], digits: int = 2) -> str:
     return f"  torch {t:.{digits}f} s   onnxruntime {o:.{digits}f} s   ratio {t / o:.2f}x"
 
 
+def parity(max_duration: float | None) -> None:
+    """Scan every file of ../shared/media on both runtimes and print what differs (see the docstring)."""
+    from dfdetect.infer.pipeline import load_detector
+    from dfdetect.io.files import expand_inputs
+
+    options = {"device": "cpu", "faces": "yunet", "max_duration": max_duration}
+    fast, slow = load_detector(None, onnx=True, **options), load_detector(None, onnx=False, **options)
+    assert fast.checkpoint.path.suffix == ".onnx" and slow.checkpoint.path.suffix == ".pt"
+    files, _ = expand_inputs([str(MEDIA)])
+    worst, differ, scored = 0.0, [], 0
+    for path in files:
+        a, b = fast.scan(path), slow.scan(path)
+        gaps = [abs(a.p_fake - b.p_fake)] if a.p_fake is not None and b.p_fake is not None else []
+        gaps += [abs(a.modality[k] - b.modality[k]) for k in set(a.modality) & set(b.modality)]
+        worst, scored = max([worst, *gaps]), scored + (a.p_fake is not None)
+        same = a.status == b.status and a.verdict == b.verdict and set(a.modality) == set(b.modality)
+        if not same:
+            differ.append(Path(path).name)
+        print(f"  {Path(path).name[:44]:44} {a.status!s:9} {a.verdict!s:9} onnx {a.p_fake} torch {b.p_fake}"
+              f"{'' if same else '  DIFFERENT'}", flush=True)  # fmt: skip
+    print(f"parity on {len(files)} files of {MEDIA} ({scored} scored): {len(files) - len(differ)} identical "
+          f"statuses and verdicts, different: {differ or 'none'}; largest |p_fake or modality difference| "
+          f"{worst:.1e}")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--parity", action="store_true", help="ONNX vs torch scans of all ../shared/media")
+    parser.add_argument("--max-duration", type=float, default=None, help="--parity: seconds read per file")
     parser.add_argument(
         "--checkpoint", type=Path, default=ROOT / "src" / "dfdetect" / "weights" / "default.pt"
     )
@@ -131,6 +166,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of both runtimes")
     args = parser.parse_args()
+    if args.parity:
+        return parity(args.max_duration)
     clip = MEDIA / args.clip
     onnx_path = args.onnx or Path(tempfile.mkdtemp()) / f"{args.checkpoint.stem}.onnx"
     if args.onnx is None:

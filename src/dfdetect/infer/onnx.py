@@ -238,16 +238,31 @@ class OnnxCheckpoint(Checkpoint):
 
     @classmethod
     def load(cls, path: str | os.PathLike, map_location: Any = None) -> OnnxCheckpoint:
-        """Read the metadata of the ONNX file at ``path`` (``map_location`` ignored)."""
+        """Read the metadata of the ONNX file at ``path`` (``map_location`` ignored).
+
+        The metadata is read by loading the graph into onnxruntime on the CPU (importing ``onnx`` costs
+        more than that: ~1 s here); :meth:`build_model` then hands out that session for a CPU device.
+        """
         if not Path(path).is_file():
             raise CheckpointError(f"ONNX model not found: {path}")
-        state = {"model_state": {}, **read_metadata(path)["checkpoint"]}
-        ckpt = Checkpoint.from_state(state, path)
+        model = OnnxModel(path, device="cpu")
+        _LOADED[_key(path)] = model
+        ckpt = model.checkpoint
         return cls(**{f: getattr(ckpt, f) for f in ckpt.__dataclass_fields__})
 
     def build_model(self, device: str | Any = "cpu") -> OnnxModel:
         """An :class:`OnnxModel` of the file on ``device`` (an onnxruntime execution provider)."""
+        loaded = _LOADED.pop(_key(self.path), None)
+        if loaded is not None and providers_for(str(device)) == ["CPUExecutionProvider"]:
+            return loaded
         return OnnxModel(self.path, device=str(device))
+
+
+_LOADED: dict[str, OnnxModel] = {}  # sessions opened by OnnxCheckpoint.load, until build_model takes them
+
+
+def _key(path: str | os.PathLike) -> str:
+    return os.fspath(Path(path).resolve())
 
 
 def resolve_onnx_device(device: str = "auto") -> str:

@@ -67,7 +67,8 @@ def _graph(model: Any, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> Any
             self, frames: Any, audio: Any = None, audio_mask: Any = None, mouths: Any = None
         ) -> tuple:
             out = self.model(frames, audio=audio, audio_mask=audio_mask, mouths=mouths)
-            return tuple(out[k] for k in outputs)
+            # a copy each: heads that are one tensor (logit and video_logit) stay separate graph outputs
+            return tuple(out[k].clone() for k in outputs)
 
     return Graph().eval()
 
@@ -194,6 +195,8 @@ def _check(path: Path, model: Any, ckpt: Checkpoint) -> dict[str, Any]:
     import torch
 
     session = OnnxModel(path, device="cpu")
+    if set(session.outputs) != set(session.meta["outputs"]):
+        raise OnnxExportError(f"the ONNX graph has outputs {session.outputs}, not {session.meta['outputs']}")
     static = session.limits.get("batch") == [1, 1]  # one window of the scan's shape (_static_export)
     shapes = [(3, ckpt.preprocess.clip_frames), (1, _example_frames(model, ckpt))]
     if static:
