@@ -28,11 +28,13 @@ import hashlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 SHARED = Path(os.environ.get("DFDETECT_SHARED", "../shared"))
 CORPUS = Path(os.environ.get("DFDETECT_CORPUS", "/work/prepared/corpus-video"))
+CORPUS_TRAIN_CAP = {0: 120, 1: 12}  # corpus training clips kept: reals in all, fakes per family
 FEATS = Path(os.environ.get("DFDETECT_FEATS", "runs/features"))
 V2 = "src/dfdetect/weights/default.pt"
 TEST_PERTURB = ("h264", 30.0)
@@ -65,11 +67,21 @@ def shared_rows() -> dict[str, list[Any]]:
 
 
 def corpus_rows() -> list[Any]:
-    """Rows of the prepared video corpus (its manifest's leave-generator-out split), or [] if not built."""
+    """Rows of the video corpus (its manifest's leave-generator-out split) whose media file is extracted,
+    or [] if not built; the train split capped per generator family and for reals (CPU budget), by hash."""
+    from collections import Counter
+
     from dfdetect.data.manifest import read_manifest
 
     manifest = CORPUS / "manifest.csv"
-    return read_manifest(manifest) if manifest.is_file() else []
+    rows = read_manifest(manifest) if manifest.is_file() else []
+    kept, seen = [], Counter()
+    for r in sorted(rows, key=lambda r: _hash01(r.path)):
+        family = getattr(r, "family", "") or r.method
+        seen[family] += r.split == "train"
+        if r.split != "train" or seen[family] <= CORPUS_TRAIN_CAP[r.label]:
+            kept.append(r)
+    return [r for r in kept if Path(r.path).is_file()]
 
 
 def expert_configs() -> tuple[Any, Any]:
@@ -84,8 +96,7 @@ def expert_configs() -> tuple[Any, Any]:
 
 
 def _loader(prepare: Any) -> Any:
-    """row -> Clip: a corpus row from its prepared cache, a ../shared/data file decoded as a scan does."""
-    from dfdetect.data.cache import read_entry
+    """row -> Clip: the media file decoded as a scan decodes it (the corpus's own cache is not needed)."""
     from dfdetect.data.extract import extract_clip
     from dfdetect.faces.detect import detector_from_config
     from dfdetect.types import MediaKind
@@ -93,18 +104,9 @@ def _loader(prepare: Any) -> Any:
     faces = detector_from_config(prepare)
 
     def load(row: Any) -> Any:
-        if row.dataset == "catalog" or _in_corpus(row):
-            return read_entry(CORPUS / "cache", row.path)
         return extract_clip(row.path, prepare, faces, kinds=(MediaKind.VIDEO, MediaKind.IMAGE))
 
     return load
-
-
-_CORPUS_PATHS: set[str] = set()
-
-
-def _in_corpus(row: Any) -> bool:
-    return row.path in _CORPUS_PATHS
 
 
 def all_rows(sets: list[str] | None = None) -> dict[str, list[Any]]:
@@ -113,7 +115,6 @@ def all_rows(sets: list[str] | None = None) -> dict[str, list[Any]]:
     corpus = corpus_rows()
     if corpus:
         rows["corpus"] = corpus
-        _CORPUS_PATHS.update(r.path for r in corpus)
     return {k: v for k, v in rows.items() if not sets or k in sets}
 
 
@@ -122,12 +123,13 @@ def _plan(sets: list[str] | None) -> list[tuple[str, list[Any], bool]]:
     re-encoded test sets (the corpus last: it is built while this runs)."""
     rows = all_rows(sets)
     rows = {k: rows[k] for k in ("corpus", "talking_heads", "ffpp", "face_images") if k in rows}
-    order = {k: sorted(v, key=lambda r: ({"val": 0, "test": 1}.get(r.split, 2), _hash01(r.path)))
+    first = {"val": 0, "test": 1}  # the corpus in hash order (whatever is done is a fair sample)
+    order = {k: sorted(v, key=lambda r: (0 if k == "corpus" else first.get(r.split, 2), _hash01(r.path)))
              for k, v in rows.items()}  # fmt: skip
     clean = [(k, v, False) for k, v in order.items()]
     test = {k: [r for r in v if r.split == "test"] for k, v in order.items()}
-    if "face_images" in test:  # the re-encoded face images: a third of the test subsample (CPU budget)
-        test["face_images"] = [r for r in test["face_images"] if _hash01("h264:" + r.path) < 1 / 3]
+    for k in ("face_images", "corpus"):  # re-encoded: a third of these test sets (CPU budget)
+        test[k] = [r for r in test.get(k, []) if _hash01("h264:" + r.path) < 1 / 3]
     return clean + [(k, v, True) for k, v in test.items()]
 
 
@@ -145,20 +147,39 @@ def features(args: argparse.Namespace) -> None:
     import torch
 
     from dfdetect.models.probe import FeatureProbe
-    from dfdetect.train.probe import FeatureSettings, extract_features
+    from dfdetect.train.probe import FeatureSettings
 
     torch.set_num_threads(args.threads)
     prepare, pre = expert_configs()
     model = FeatureProbe(args.encoder, args.feature, threads=args.threads)
     settings = FeatureSettings(encoder=args.encoder, feature=args.feature, tag=prepare.model_dump_json())
     load = _loader(prepare)
+    for i in range(args.passes):  # the corpus grows while its media are extracted: passes pick new files up
+        if not _features_pass(args, model, pre, settings, load) and i + 1 < args.passes:
+            time.sleep(60)
+
+
+def _features_pass(args: argparse.Namespace, model: Any, pre: Any, settings: Any, load: Any) -> int:
+    """One pass over the plan; the number of clips computed."""
+    from dfdetect.train.probe import extract_features
+
+    computed = 0
     for name, rows, perturbed in _plan(args.sets):
+        rows = [r for r in rows if not args.splits or r.split in args.splits]
+        if computed and args.chunk:  # new clips first: plan again before the re-encoded sets
+            break
         transform = (PERTURBED, _perturb) if perturbed else None
-        for fitted in (True, False):  # variants (self-blends, re-encodings) only where a head learns
+        for fitted in (False, True):  # variants (self-blends, re-encodings) only where a head learns
             part = [r for r in rows if (r.split != "test") == fitted]
+            if args.chunk:  # at most this many new clips per pass (the corpus grows meanwhile)
+                tag = PERTURBED if perturbed else ""
+                part = [r for r in part if not (FEATS / name / f"{settings.key(r.path, tag)}.npz").is_file()]
+                part = part[: max(0, args.chunk - computed)]
             variants = ("clean", "sbi", "aug") if fitted and not perturbed else ("clean",)
             counts = extract_features(part, FEATS / name, load, model, pre, settings, variants, transform)
             print(name, PERTURBED if perturbed else "clean", counts, flush=True)
+            computed += counts["done"] + counts["no_face"]
+    return computed
 
 
 def v2_scores(args: argparse.Namespace) -> None:
@@ -171,12 +192,21 @@ def v2_scores(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     prepare, _ = expert_configs()
     load, v2 = _loader(prepare), Detector.from_checkpoint(V2, speech=None, device="cpu")
+    for i in range(args.passes):
+        if not _v2_pass(args, load, v2) and i + 1 < args.passes:
+            time.sleep(60)
+
+
+def _v2_pass(args: argparse.Namespace, load: Any, v2: Any) -> int:
+    """One pass of :func:`v2_scores`; the number of clips scored."""
+    scored = 0
     for name, rows, perturbed in _plan(args.sets):
         out = FEATS / name / "v2.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
         done = {tuple(json.loads(x)[k] for k in ("path", "transform")) for x in _lines(out)}
         tag = PERTURBED if perturbed else ""
-        for row in [r for r in rows if r.split != "train" and (r.path, tag) not in done]:
+        todo = [r for r in rows if r.split != "train" and (r.path, tag) not in done]
+        for row in sorted(todo, key=lambda r: r.split != "test")[: args.chunk or None]:
             try:
                 clip = load(row)
                 logit = v2.score(_perturb(clip) if perturbed else clip, speech=False).logit
@@ -185,11 +215,69 @@ def v2_scores(args: argparse.Namespace) -> None:
                 logit = None
             with out.open("a", encoding="utf-8") as f:
                 f.write(json.dumps({"path": row.path, "transform": tag, "logit": logit}) + "\n")
+            scored += 1
         print("v2", name, tag or "clean", "done", flush=True)
+        if scored and args.chunk:  # plan again: new corpus clips come first
+            break
+    return scored
 
 
 def _lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+
+
+def make_720p(src: Path, dst: Path, seconds: float = 10.0) -> Path:
+    """``src`` (looped to ``seconds``) upscaled into a 1280x720 H.264 frame (CRF 20), no audio."""
+    from fractions import Fraction
+
+    import av
+    import cv2
+    import numpy as np
+
+    with av.open(str(src)) as inp:
+        fps = float(inp.streams.video[0].average_rate or 25)
+        frames = [f.to_ndarray(format="rgb24") for f in inp.decode(video=0)]
+    with av.open(str(dst), "w") as out:
+        vs = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001), options={"crf": "20"})
+        vs.width, vs.height, vs.pix_fmt = 1280, 720, "yuv420p"
+        for i in range(round(seconds * fps)):
+            canvas = np.zeros((720, 1280, 3), np.uint8)
+            canvas[:, 280:1000] = cv2.resize(
+                frames[i % len(frames)], (720, 720), interpolation=cv2.INTER_CUBIC
+            )
+            out.mux(vs.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")))
+        out.mux(vs.encode())
+    return dst
+
+
+def scan_time(args: argparse.Namespace) -> None:
+    """Seconds of an in-process scan (model loaded, best of ``--repeats``) of a 10 s 720p clip, per model,
+    with the PyAV decode of the whole clip as the yardstick (``scan / decode`` ratio)."""
+    import tempfile
+
+    import torch
+
+    from dfdetect.infer.pipeline import Detector
+    from dfdetect.io.video import decode_all
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_720p(SHARED / "media" / "real" / "liveportrait_d10.mp4", Path(tmp) / "clip720.mp4")
+        decode = min(_timed(lambda: decode_all(str(clip))) for _ in range(args.repeats))
+        for model in args.models:
+            det = Detector.from_checkpoint(model, speech=None, device="cpu")
+            det.scan(clip)  # warm-up: sessions, detector
+            best = min(_timed(lambda d=det: d.scan(clip)) for _ in range(args.repeats))
+            print(
+                f"{model}: scan {best:.2f} s, decode_all {decode:.2f} s, ratio {best / decode:.2f}",
+                flush=True,
+            )
+
+
+def _timed(fn: Any) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -200,9 +288,18 @@ def main() -> None:
     f.add_argument("--encoder", default="clip-vit-b16-int8")
     f.add_argument("--feature", default="embeds")
     f.add_argument("--threads", type=int, default=2)
+    f.add_argument("--passes", type=int, default=1, help="repeat (new corpus files are picked up)")
+    f.add_argument("--chunk", type=int, default=0, help="at most this many new clips per pass (0: all)")
+    f.add_argument("--splits", nargs="*", help="only these splits (e.g. train, for a second process)")
     v = sub.add_parser("v2", help="score val/test clips with the v2 default (resumable)")
     v.add_argument("--sets", nargs="*")
     v.add_argument("--threads", type=int, default=1)
+    v.add_argument("--passes", type=int, default=1)
+    v.add_argument("--chunk", type=int, default=0, help="at most this many clips per set and pass (0: all)")
+    s = sub.add_parser("scan-time", help="in-process scan of a 10 s 720p clip, per model")
+    s.add_argument("models", nargs="+")
+    s.add_argument("--threads", type=int, default=2)
+    s.add_argument("--repeats", type=int, default=2)
     for name in ("fit", "table"):
         p = sub.add_parser(name)
         p.add_argument("--out", default="runs/v3")
@@ -211,6 +308,8 @@ def main() -> None:
         features(args)
     elif args.cmd == "v2":
         v2_scores(args)
+    elif args.cmd == "scan-time":
+        scan_time(args)
     else:
         from detect_fit import fit, table  # sibling module of bench/
 

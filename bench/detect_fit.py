@@ -35,13 +35,23 @@ def _data(args: argparse.Namespace) -> tuple[dict, dict, dict, Any]:
     return rows, clean, h264, settings
 
 
+def _v2_temperature() -> float:
+    import detect
+
+    from dfdetect.checkpoint import Checkpoint
+
+    return Checkpoint.load(detect.V2).temperature
+
+
 def _v2(name: str) -> dict[tuple[str, str], float]:
+    """v2's logits of a set's clips, divided by v2's own temperature (its calibrated scale)."""
     import detect
 
     path = detect.FEATS / name / "v2.jsonl"
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     recs = [json.loads(x) for x in lines]
-    return {(r["path"], r["transform"]): r["logit"] for r in recs if r["logit"] is not None}
+    t = _v2_temperature()
+    return {(r["path"], r["transform"]): r["logit"] / t for r in recs if r["logit"] is not None}
 
 
 def _split(rows: dict, feats: dict, split: str) -> tuple[list, list, list[str]]:
@@ -132,6 +142,64 @@ def _table(scores: dict, scores_h264: dict) -> dict:
     return table
 
 
+V1_WINDOWS_PER_S = 2.9  # v1's training throughput on these 2 cores (docs/model_card_default.md)
+
+
+def speed(fitted: dict, model: Any) -> dict[str, float]:
+    """Training throughput of the chosen head on cached features (windows seen per second, all epochs) and
+    against the whole model's own forward + backward of a window (tower forward, measured here now, as
+    a lower bound: a backward through the tower would cost more), both as ratios to v1's 2.9 windows/s."""
+    import time
+
+    hidden = model.head.net[0].out_features if len(model.head.net) > 2 else 0
+    seen = fitted["frames"] * (30 if hidden else 1)  # MLP: 30 epochs; logistic regression: one solve
+    head_rate = seen / max(fitted["fit_seconds"], 1e-6)
+    x = np.random.default_rng(0).normal(size=(4, 1, 3, 224, 224)).astype(np.float32)
+    model.encode(x[:1])  # load the tower
+    start = time.perf_counter()
+    model.encode(x)
+    tower_rate = 4 / (time.perf_counter() - start)
+    return {"head_windows_per_s": head_rate, "head_vs_v1": head_rate / V1_WINDOWS_PER_S,
+            "tower_windows_per_s": tower_rate, "tower_vs_v1": tower_rate / V1_WINDOWS_PER_S,
+            "head_vs_tower": head_rate / tower_rate}  # fmt: skip
+
+
+def _test_aucs(model: Any, rows: dict, clean: dict) -> dict[str, float]:
+    """Test AUC per set of one head (the with / without self-blends comparison)."""
+    from dfdetect.train.probe import clip_logits
+
+    out = {}
+    for k in rows:
+        test = [(r, f) for r, f in zip(rows[k], clean[k], strict=True) if r.split == "test" and f is not None]
+        y = np.array([r.label for r, _ in test])
+        if len(set(y.tolist())) == 2:
+            out[k] = auc(y, clip_logits(model, [f for _, f in test]))
+    return out
+
+
+def per_family(scores: dict, rows: dict) -> dict[str, dict[str, Any]]:
+    """Corpus test: each fake family against all test reals (AUC per model), and per real source the share
+    of its clips called fake by the expert at the default band."""
+    if "corpus" not in scores:
+        return {}
+    s = scores["corpus"]
+    meta = {r.path: r for r in rows["corpus"]}
+    fam = np.array([getattr(meta[p], "family", "") or meta[p].method for p in s["paths"]])
+    src = np.array([getattr(meta[p], "source", "") for p in s["paths"]])
+    out: dict[str, dict[str, Any]] = {}
+    reals = s["y"] == 0
+    for f in sorted(set(fam[~reals])):
+        pick = reals | (fam == f)
+        out[f"fake:{f}"] = {m: _cell(s["y"][pick], np.nan_to_num(s[m][pick], nan=0.0)).get("auc")
+                            for m in ("v2", "expert", "fusion")}  # fmt: skip
+        out[f"fake:{f}"]["n"] = int((fam == f).sum())
+    for source in sorted(set(src[reals])):
+        pick = reals & (src == source)
+        p = 1 / (1 + np.exp(-s["expert"][pick]))
+        out[f"real:{source}"] = {"called_fake": int((p >= BAND_HIGH).sum()), "n": int(pick.sum())}
+    return out
+
+
 def abstain_rule(rows: dict, clean: dict) -> dict[str, float]:
     """The abstention rule's thresholds, from the training clips (never test): a clip whose main face is
     smaller than the 5th percentile of training faces (and never above 64 px), or blurrier/more compressed
@@ -169,19 +237,27 @@ def _abstention_table(scores: dict, rule: dict) -> dict:
 
 def fit(args: argparse.Namespace) -> None:
     """Heads with and without self-blends, chosen on val; temperature and fusion on val; test tables."""
+    import torch
+
     from dfdetect.eval.calibrate import fit_temperature
 
+    torch.set_num_threads(1)  # a head of a few thousand weights: more threads only contend
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, clean, h264, _ = _data(args)
     v2 = {k: _v2(k) for k in rows}
-    results: dict[str, Any] = {"sets": {k: len(v) for k, v in rows.items()}}
+    results: dict[str, Any] = {"sets": {k: len(v) for k, v in rows.items()}, "without_sbi": {}}
     best = None
     for variants in (("clean", "aug"), ("clean", "aug", "sbi")):
+        top = None
         for name, fitted in fit_heads(rows, clean, variants).items():
             results.setdefault("val", {})[f"{name}/{'+'.join(variants)}"] = fitted["val_auc"]
-            if best is None or fitted["val_auc"] > best[2]["val_auc"]:
-                best = (name, variants, fitted)
+            if top is None or fitted["val_auc"] > top[2]["val_auc"]:
+                top = (name, variants, fitted)
+        results["without_sbi" if "sbi" not in variants else "with_sbi"] = _test_aucs(
+            top[2]["model"], rows, clean
+        )
+        best = top if best is None or top[2]["val_auc"] > best[2]["val_auc"] else best
     name, variants, fitted = best
     model = fitted["model"]
     va_rows, va_feats, _ = _split(rows, clean, "val")
@@ -201,6 +277,8 @@ def fit(args: argparse.Namespace) -> None:
     scores_h = scores_of(model, rows, h264, v2, "h264" + "30", t, fusion)
     results["test"] = _table(scores, scores_h)
     results["abstention"] = _abstention_table(scores, rule)
+    results["speed"] = speed(fitted, model)
+    results["corpus_detail"] = per_family(scores, rows)
     _save(out, model, name, variants, t, fusion, rule, results)
     print(markdown(results))
 
@@ -250,6 +328,10 @@ def markdown(results: dict) -> str:
         cells = [k, m, _fmt(c), _fmt(c, "tpr@5%fpr"), f"{rf[0]}/{rf[1]}", _fmt(c, "h264")]
         lines.append("| " + " | ".join([*cells, _fmt(c, "clean_same_items"), d]) + " |")
     lines += ["", f"abstention rule {results['rule']}:", json.dumps(results["abstention"])]
+    lines += ["", f"speed: {results.get('speed')}"]
+    lines += ["", "corpus detail:"] + [f"  {k}: {v}" for k, v in (results.get("corpus_detail") or {}).items()]
+    lines += ["", f"test AUC of the best head with self-blends {results.get('with_sbi')}",
+              f"without {results.get('without_sbi')}"]  # fmt: skip
     return "\n".join(lines)
 
 

@@ -242,13 +242,13 @@ def fit_head(
     y: np.ndarray,
     w: np.ndarray,
     c: float = 0.05,
-    epochs: int = 60,
+    epochs: int = 30,
     lr: float = 1e-3,
     seed: int = 0,
 ) -> dict[str, float]:
     """Fit ``model.head`` on frame features ``x [M, D]``, labels ``y [M]``, weights ``w [M]`` (balanced
     per class): logistic regression (scikit-learn, ``C = c``) for a linear head, else AdamW on weighted
-    BCE with weight decay ``1 / c`` scaled to the data (full batch, ``epochs`` steps of 16 mini-batches).
+    BCE with weight decay ``0.01 / c`` (``epochs`` passes in mini-batches of 256 frames).
 
     Returns:
         ``{"frames": M, "fit_seconds": ...}``.
@@ -289,7 +289,7 @@ def _fit_mlp(
     head.train()
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
-        for idx in torch.randperm(len(z), generator=gen).chunk(16):
+        for idx in torch.randperm(len(z), generator=gen).split(256):
             logits = head.net(z[idx]).squeeze(-1)  # [b]
             loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, target[idx], weight=wt[idx])
             opt.zero_grad()
