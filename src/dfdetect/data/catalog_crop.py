@@ -181,7 +181,7 @@ def _video_stream(out, vin, rect: tuple[int, int, int, int]):  # noqa: ANN001, A
     x0, y0, x1, y1 = rect
     vout = out.add_stream("libx264", rate=vin.average_rate or vin.guessed_rate or Fraction(25))
     vout.width, vout.height, vout.pix_fmt = x1 - x0, y1 - y0, "yuv420p"
-    vout.time_base = vin.time_base
+    vout.time_base = vout.codec_context.time_base = vin.time_base  # frames keep their own timestamps
     vout.options = {"crf": str(CUT_CRF), "preset": "ultrafast"}
     return vout
 
