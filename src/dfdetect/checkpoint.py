@@ -39,7 +39,7 @@ def versions() -> dict[str, str]:
 
     return {
         "dfdetect": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: torch-free readers can unpickle it
         "timm": timm.__version__,
         "python": platform.python_version(),
     }
@@ -266,17 +266,51 @@ class Checkpoint:
         return replace(self, training_state={}, model_state=state)
 
 
-def read_state(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load a checkpoint file as a dict (training resumes from it); checked like :meth:`Checkpoint.load`."""
-    import torch
+def _read_without_torch(path: Path) -> dict[str, Any] | None:
+    """A checkpoint that holds no tensors (a frozen-encoder model's numpy head) read without importing
+    torch: ``torch.save`` wrote a zip whose ``data.pkl`` is then a plain pickle. None for anything else."""
+    import pickle
+    import zipfile
 
+    class _Plain(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if module.split(".")[0] == "torch":
+                raise pickle.UnpicklingError("holds torch objects")
+            return super().find_class(module, name)
+
+        def persistent_load(self, pid: Any) -> Any:  # a tensor storage
+            raise pickle.UnpicklingError("holds tensors")
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith("/data.pkl")]
+            if len(names) != 1 or any("/data/" in n for n in z.namelist()):
+                return None
+            with z.open(names[0]) as f:
+                return _Plain(f).load()
+    except (zipfile.BadZipFile, pickle.UnpicklingError, OSError, AttributeError, ImportError, EOFError):
+        return None
+
+
+def read_state(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load a checkpoint file as a dict (training resumes from it); checked like :meth:`Checkpoint.load`.
+    A checkpoint without tensors is read without importing torch (see :func:`_read_without_torch`)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    state = _read_without_torch(path)
+    if state is not None:
+        return _checked(state, path)
+    import torch
+
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}; is it a dfdetect .pt file?") from e
+    return _checked(state, path)
+
+
+def _checked(state: Any, path: Path) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} is not a dfdetect checkpoint (not a dict)")
     missing = [k for k in REQUIRED_KEYS if k not in state]

@@ -141,3 +141,18 @@ def test_model_forward_imports_no_torch(encoder_ready: None, tmp_path: Path) -> 
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"torch": False, "logit": 0.0}
+
+
+def test_numpy_checkpoint_loads_without_torch(tmp_path: Path) -> None:
+    """The head checkpoint holds no tensors, so reading it imports no torch (a torch-free scan path)."""
+    path = _checkpoint(tmp_path)
+    code = (
+        "import sys, json\n"
+        "from dfdetect.checkpoint import Checkpoint\n"
+        f"c = Checkpoint.load({str(path)!r})\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'name': c.name, 'p0': c.real_voice_ceiling,"
+        " 'b': float(c.model_state['b'])}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"torch": False, "name": "whisper-speech", "p0": 0.7, "b": pytest.approx(0.1)}
