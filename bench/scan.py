@@ -70,7 +70,7 @@ def row(name: str, clip: Path, dets: dict, repeats: int) -> dict[str, float]:
     """Print one table row; returns decode and scan seconds per path."""
     from dfdetect.io.video import decode_all
 
-    base, _, _ = _best(lambda: decode_all(clip), repeats)
+    base, base_cpu, _ = _best(lambda: decode_all(clip), repeats)
     runs = {k: [] for k in dets}
     for _ in range(repeats):
         for k, det in dets.items():
@@ -82,9 +82,12 @@ def row(name: str, clip: Path, dets: dict, repeats: int) -> dict[str, float]:
     for k in dets:
         wall, cpu, pred = best[k]
         stages = " · ".join(f"{pred.timings.get(s, 0.0):.2f}" for s in STAGES)
-        cells.append(f"{wall:.2f} s = **{wall / base:.2f}x** ({stages}; p {pred.p_fake})")
+        cells.append(
+            f"{wall:.2f} s = **{wall / base:.2f}x** (CPU {cpu / base_cpu:.2f}x; {stages}; p {pred.p_fake})"
+        )
     print(f"| {name} | {base:.2f} s | " + " | ".join(cells) + " |", flush=True)
-    return {"decode": base, **{k: best[k][0] for k in dets}}
+    cpus = {f"{k}_cpu": best[k][1] for k in dets}
+    return {"decode": base, "decode_cpu": base_cpu, **{k: best[k][0] for k in dets}, **cpus}
 
 
 def main() -> None:
@@ -110,17 +113,18 @@ def main() -> None:
         clips += [(p.name[:36], p) for p in short_clips(args.short)]
         for det in dets.values():
             det.scan(clips[-1][1])  # warm-up: models and face detector loaded once per detector
-        print(f"threads {args.threads}, best of {args.repeats}; cells: wall = wall / decode_all "
-              f"({' · '.join(STAGES)} s; p_fake)")  # fmt: skip
+        print(f"threads {args.threads}, best of {args.repeats}; cells: wall = wall / decode_all (CPU / "
+              f"decode CPU; {' · '.join(STAGES)} s; p_fake)")  # fmt: skip
         print("| clip | decode_all | " + " | ".join(f"scan, {k} path" for k in dets) + " |")
         print("|---|---|" + "---|" * len(dets))
         rows = [row(name, clip, dets, args.repeats) for name, clip in clips]
     short = rows[1:]
     for k in dets:
-        total = sum(r[k] for r in short) / max(sum(r["decode"] for r in short), 1e-9)
-        print(
-            f"{k} path: 1080p {rows[0][k] / rows[0]['decode']:.2f}x decode; short clips summed {total:.2f}x"
-        )
+        ratio = {u: sum(r[k + u] for r in short) / max(sum(r["decode" + u] for r in short), 1e-9)
+                 for u in ("", "_cpu")}  # fmt: skip
+        first = {u: rows[0][k + u] / rows[0]["decode" + u] for u in ("", "_cpu")}
+        print(f"{k} path: 1080p {first['']:.2f}x decode (CPU {first['_cpu']:.2f}x); short clips summed "
+              f"{ratio['']:.2f}x (CPU {ratio['_cpu']:.2f}x)")  # fmt: skip
     print(f"load average at the end: {os.getloadavg()}")
 
 

@@ -1,6 +1,7 @@
-"""Scans without torch: the packaged ONNX default and its ONNX speech judge, YuNet faces, silero-vad's ONNX
-model. ``import dfdetect`` and ``dfdetect scan --help`` import no torch; a whole scan (video with speech)
-in a fresh process imports none either; the ONNX path and the torch path give the same verdicts."""
+"""Scans without torch: the packaged ONNX default and its ONNX speech judge, YuNet faces (``faces="yunet"``,
+``--faces yunet``), silero-vad's ONNX model. ``import dfdetect`` and ``dfdetect scan --help`` import no
+torch; a whole scan (video with speech) in a fresh process imports none either; the ONNX path and the torch
+path give the same verdicts."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ def test_import_and_scan_help_import_no_torch() -> None:
 def test_a_whole_scan_imports_no_torch() -> None:
     code = (
         "import sys, json, dfdetect\n"
-        "detector = dfdetect.load_detector(device='cpu', max_duration=3.0)\n"
+        "detector = dfdetect.load_detector(device='cpu', max_duration=3.0, faces='yunet')\n"
         "p = detector.scan(sys.argv[1])\n"
         "print(json.dumps({'torch': 'torch' in sys.modules, 'status': str(p.status), 'p': p.p_fake,\n"
         "    'speech': detector.speech and detector.speech.name, 'audio': p.modality.get('audio'),\n"
