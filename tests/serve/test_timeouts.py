@@ -136,5 +136,9 @@ def test_the_watchdog_and_delete_stop_a_scan_in_its_process(tiny_ckpt: Path, tmp
         assert client.delete(f"/v1/scans/{job['id']}").json()["state"] == "running"
         wait_gone([stuck], 10)  # the scan was stopped, not left to run for nobody
         assert client.get(f"/v1/scans/{job['id']}").status_code == 404
+        pool = client.app.state.service.pool
+        while pool.running:  # the worker is done with the deleted job
+            assert time.monotonic() < deadline + 30
+            time.sleep(0.05)
         metrics = client.get("/metrics").text
         assert 'dfdetect_scans_total{status="failed"} 1' in metrics, "the deleted job is not counted"

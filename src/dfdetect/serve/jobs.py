@@ -483,14 +483,15 @@ class WorkerPool:
         return scrub_paths(result, names), scrub_paths(error, names)
 
     def _record(self, job: Job, result: dict | None, error: str | None, seconds: float, path: Path) -> None:
+        kept = gone = False
         try:
             kept = self.store.finish(job, result, error, seconds)
-        except sqlite3.Error:
+            gone = not kept and self.store.get(job.id, with_result=False) is None
+        except sqlite3.Error:  # also a store closed by a shutdown that did not wait for this scan
             log.exception("could not record job %s", job.id)
-            kept = False
         finally:
             self.running.pop(job.id, None)
-        if kept or not self.store.get(job.id, with_result=False):
+        if kept or gone:
             path.unlink(missing_ok=True)
         if kept and self._on_finish is not None:
             self._on_finish(job, result, error, seconds)
