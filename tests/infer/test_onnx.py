@@ -1,8 +1,9 @@
 """ONNX export and scanning on onnxruntime: the shipped default model and the demo model (audio, lip sync).
 
-Both models are exported once, by ``dfdetect export ... --onnx`` in two processes side by side (the
-exporter traces on one core). Parity: onnxruntime and torch outputs on windows of real clips agree within
-1e-4 at several batch sizes and window lengths, and full scans give the same verdicts.
+The default model's export is the shipped ``default.onnx`` (checked to come from the shipped ``default.pt``);
+the demo model is exported once by ``dfdetect export ... --onnx``. Parity: onnxruntime and torch outputs on
+windows of real clips agree within 1e-4 at several batch sizes and window lengths, and full scans give the
+same verdicts.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ IMAGE = "images/obama.jpg"
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    """``{"default": (pt, onnx), "demo": (pt, onnx)}``, exported by the CLI in two parallel processes."""
+    """``{"default": (pt, onnx), "demo": (pt, onnx)}``: the packaged default's shipped export (checked to be
+    the export of the shipped .pt by test_shipped_onnx_files_are_exports_of_the_shipped_checkpoints), and
+    the demo model exported by the CLI."""
     root = tmp_path_factory.mktemp("onnx")
-    pts = {"default": WEIGHTS_DIR / "default.pt", "demo": make_checkpoint(root / "demo.pt")}
+    pts = {"demo": make_checkpoint(root / "demo.pt")}
     jobs = {}
     for name, pt in pts.items():
         cmd = [sys.executable, "-m", "dfdetect", "export", str(pt), "--onnx", str(root / f"{name}.onnx")]
@@ -45,7 +48,21 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
         out = job.communicate(timeout=600)[0]
         assert job.returncode == 0, out
         assert "max |diff|" in out, out
-    return {name: (pt, root / f"{name}.onnx") for name, pt in pts.items()}
+    shipped = {"default": (WEIGHTS_DIR / "default.pt", WEIGHTS_DIR / "default.onnx")}
+    return shipped | {name: (pt, root / f"{name}.onnx") for name, pt in pts.items()}
+
+
+@pytest.mark.parametrize("name", ["default", "aasist-l-ft"])
+def test_shipped_onnx_files_are_exports_of_the_shipped_checkpoints(name: str) -> None:
+    import hashlib
+
+    meta = read_metadata(WEIGHTS_DIR / f"{name}.onnx")
+    pt = hashlib.sha256((WEIGHTS_DIR / f"{name}.pt").read_bytes()).hexdigest()
+    assert meta["exported"]["source_sha256"] == pt, (
+        f"{name}.onnx is stale: run `dfdetect export src/dfdetect/weights/{name}.pt --onnx "
+        f"src/dfdetect/weights/{name}.onnx` (docs/onnx.md)"
+    )
+    assert max(meta["check"]["max_abs_diff"].values()) < ATOL and set(meta["outputs"]) >= {"logit"}
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +206,7 @@ def test_cli_scan_with_an_onnx_model_and_a_bad_onnx_file(exported, tmp_path: Pat
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx graph")
     assert main(["scan", clip, "--model", str(bad), "--no-progress"]) == 2
-    assert "cannot read ONNX file" in capsys.readouterr().err
+    assert "cannot load ONNX model" in capsys.readouterr().err
     assert main(["export", str(exported["demo"][0])]) == 2  # neither OUT nor --onnx
     assert "--onnx" in capsys.readouterr().out
 
