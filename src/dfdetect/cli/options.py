@@ -36,6 +36,7 @@ def add_faces(p: argparse.ArgumentParser) -> None:
         "--faces",
         choices=FACE_DETECTORS,
         default="auto",
-        help="face detector: yunet (OpenCV, no torch), mtcnn (torch; what the models were trained on), "
-        "auto = the scan default (%(default)s: yunet)",
+        help="face detector: yunet (OpenCV, no torch: with an ONNX model the scan imports no torch), "
+        "mtcnn (torch; what the packaged models were trained on), auto = the scan default, mtcnn "
+        "(default: %(default)s)",
     )
