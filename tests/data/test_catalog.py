@@ -18,9 +18,9 @@ import pytest
 from dfdetect.config import PrepareConfig
 from dfdetect.data.catalog import Repositories, git_blob_id, materialise, prepare_catalog
 from dfdetect.data.catalog_crop import Crop, CropError, parse_crop
-from dfdetect.data.catalog_split import SplitPlan, load_plan, normalise_family
 from dfdetect.data.manifest import read_manifest
 from dfdetect.data.sources.catalog import catalog_entries
+from dfdetect.data.sources.catalog_split import SplitPlan, load_plan, normalise_family
 from dfdetect.data.splits import check_no_leak
 from tests.conftest import media
 

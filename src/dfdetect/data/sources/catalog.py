@@ -5,7 +5,7 @@ and (video) the ``crop`` that is the sample in a composite or (speech) the speak
 catalogues only: the media paths it gives are where :mod:`dfdetect.data.catalog` extracts and cuts the
 files (``MEDIA/<blob><ext>``, or ``MEDIA/<blob>.<crop><ext>`` for a cut), content-addressed so every
 catalogue file that names a blob shares one copy. Families, groups and the leave-generator-out split:
-:mod:`dfdetect.data.catalog_split`.
+:mod:`dfdetect.data.sources.catalog_split`.
 
 Manifest rows: ``dataset`` = ``catalog``, ``method`` = the generator (``real`` for reals), ``family``,
 ``group``, ``split``, ``source`` = the repository, ``licence``.
@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from dfdetect.data.catalog_crop import CropError, grid_cell, grid_shape, parse_crop
-from dfdetect.data.catalog_split import SplitPlan, group_ids, load_plan, resolve, unit_of, unit_splits
 from dfdetect.data.manifest import FAKE, REAL, ManifestRow
 from dfdetect.data.sources._common import SOURCES, DatasetLayoutError, abs_root
+from dfdetect.data.sources.catalog_split import SplitPlan, group_ids, load_plan, resolve, unit_of, unit_splits
 
 log = logging.getLogger(__name__)
 
