@@ -14,6 +14,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from dfdetect.config import PrepareConfig
 from dfdetect.data.catalog import Repositories, git_blob_id, materialise, prepare_catalog
@@ -84,6 +85,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
         CLIP_A,
     )
     (work / "clips/voice.wav").write_bytes(media(VOICE).read_bytes())
+    Image.fromarray(np.hstack([a[0], b[0]])).save(work / "clips/still.png")
     _git(work, "init", "-q")
     _git(work, "add", ".")
     _git(work, "commit", "-q", "-m", "clips")
@@ -94,6 +96,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
     blob = {p: _git(work, "rev-parse", f"{first}:clips/{p}") for p in ("a.mp4", "b.mp4", "side_by_side.mp4")}
     blob["a2.mp4"] = _git(work, "rev-parse", f"{second}:clips/a.mp4")
     blob["voice.wav"] = _git(work, "rev-parse", f"{first}:clips/voice.wav")
+    blob["still.png"] = _git(work, "rev-parse", f"{first}:clips/still.png")
     sbs = f"test/clips,{first},clips/side_by_side.mp4,{blob['side_by_side.mp4']},1"
     rows = [
         f"test/clips,{first},clips/a.mp4,{blob['a.mp4']},1,real,,,,CC0",
@@ -312,3 +315,19 @@ def test_speech_catalogue(corpus: dict, tmp_path: Path) -> None:
         assert summary.counts == {"ok": 1} and summary.skipped == run
     (row,) = read_manifest(out / "manifest.csv")
     assert row.path.endswith(".wav") and row.label == 0 and row.source == "test/clips"
+
+
+def test_still_image_panels(corpus: dict, tmp_path: Path) -> None:
+    """A composite still is cut into PNG panels; they are one-frame clips, ok without audio on every run."""
+    catalog = tmp_path / "stills.csv"
+    blob = corpus["blob"]["still.png"]
+    rows = [f"test/clips,{corpus['first']},clips/still.png,{blob},1,{label},{gen},{crop},,CC0"
+            for label, gen, crop in (("real", "", "panel1/2"), ("fake", "FLUX", "panel2/2"))]  # fmt: skip
+    catalog.write_text(HEADER + "\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    for run in range(2):
+        summary, _ = prepare_catalog(catalog, out, corpus["root"], config=CONFIG, workers=1, progress=False)
+        assert summary.counts == {"ok": 2} and summary.skipped == 2 * run
+    left = _frames(CLIP_A, 0.05)[0].astype(int)
+    (real,) = [r for r in read_manifest(out / "manifest.csv") if r.label == 0]
+    assert real.path.endswith(".c1of2.png") and np.abs(np.asarray(Image.open(real.path)) - left).mean() < 1

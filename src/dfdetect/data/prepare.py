@@ -170,8 +170,9 @@ def _skipped(path: str, meta: dict[str, Any]) -> VideoResult:
         status = Status.OK if audio_status is AudioStatus.OK and meta.get("speech") else Status.NO_SPEECH
     elif n_faces == 0:
         status = Status.NO_FACE
-    else:
-        status = Status.OK if audio_status is AudioStatus.OK else Status.NO_AUDIO
+    else:  # a still image has no audio to miss (as clip_status says when the entry is made)
+        image = meta.get("kind") == MediaKind.IMAGE
+        status = Status.OK if audio_status is AudioStatus.OK or image else Status.NO_AUDIO
     return VideoResult(path, str(status), "cache entry up to date", 0.0, n_faces, str(audio_status), True)
 
 
