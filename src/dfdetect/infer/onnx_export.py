@@ -169,7 +169,7 @@ def _torch_export(
             output_names=list(outputs),
             dynamic_shapes=None if static else _dynamic_shapes(names, model),
             custom_translation_table={builtins.round: _round},
-            optimize=False,  # batch norms kept apart: a float16 checkpoint's weights stay exact in float16
+            optimize=False,  # optimize_keeping_half instead: a float16 checkpoint's weights stay float16
             verbose=False,
         )
     return program, names, outputs
@@ -293,6 +293,25 @@ def half_initializers(proto: Any, min_size: int = 1024) -> int:
     return converted
 
 
+def optimize_keeping_half(proto: Any) -> Any:
+    """onnxscript's graph optimiser (constant folding, rewrites, dead code), which the export skips, run
+    after :func:`half_initializers` without folding their casts: the float16 weights stay (and so do the
+    batch norms after them, which onnxruntime fuses when it loads the file). Without it the graph runs
+    ~2.4x slower on onnxruntime (unfolded ``CastLike`` / shape arithmetic); with it, as fast as the
+    optimised float32 export, with the same outputs."""
+    import onnx_ir as ir
+    from onnxscript.optimizer import optimize_ir
+
+    def keep_half(node: Any) -> bool | None:
+        source = node.inputs[0] if node.inputs else None
+        half = node.op_type == "Cast" and source is not None and (source.name or "").endswith("__fp16")
+        return False if half else None
+
+    model = ir.from_proto(proto)
+    optimize_ir(model, should_fold=keep_half)
+    return ir.to_proto(model)
+
+
 def strip_debug(proto: Any) -> None:
     """Drop the exporter's per-node debugging records (source stack traces, names of the torch modules:
     ~2 MB of the default model's file); the graph is unchanged."""
@@ -339,6 +358,7 @@ def export_onnx(src: str | os.PathLike | Checkpoint, dst: str | os.PathLike) -> 
     meta = metadata(ckpt, model, names, outputs, _limits(program))
     proto = program.model_proto
     meta["exported"]["float16_weights"] = half_initializers(proto)  # exact: see half_initializers
+    proto = optimize_keeping_half(proto)
     strip_debug(proto)
     onnx.checker.check_model(proto)
     path = _save(proto, Path(dst), meta)
