@@ -9,8 +9,8 @@ input image's pixel coordinates. Both backends downscale each image so its longe
   real clips (docs/benchmarks.md). Scans take it with ``--faces yunet`` (``load_detector(faces="yunet")``).
 - ``mtcnn`` (:class:`MTCNNDetector`): facenet-pytorch's MTCNN (torch), batching images of the same size;
   what the packaged models were trained on, and the scan default (:data:`SCAN_DETECTOR`): with YuNet's
-  crops the default model's AUC fell on the held-out talking heads and FF++ clips (by ~0.1, small sets),
-  above the 0.01 that issue 23 allows before a retraining on YuNet crops.
+  crops the default model's AUC fell on the held-out talking heads (-0.078 [-0.149, -0.025]; -0.011
+  pooled over three sets), above the 0.01 that issue 23 allows, until it is retrained on YuNet crops.
 """
 
 from __future__ import annotations
