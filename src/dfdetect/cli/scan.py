@@ -40,6 +40,7 @@ examples:
   dfdetect scan videos/ "more/**/*.mov" --jsonl > results.jsonl
   dfdetect scan clip.mp4 --explain --report report.html
   dfdetect scan clip.mp4 --uncertainty 8     # p_fake ± its spread over 8 Monte-Carlo dropout passes
+  dfdetect scan clip.mp4 --faces yunet       # YuNet faces: with the packaged ONNX models, no torch at all
 """
 
 _SCORED = frozenset({"ok", "no_audio"})
