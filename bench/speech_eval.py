@@ -18,7 +18,8 @@ Each file: 16 kHz mono, the first ``--seconds`` (30) -> condition (``clean``, ``
 - a waveform model (``aasist-l``, ``aasist``, ``aasist-l-ft`` or a ``.pt``) scores its first window only
   (64600 samples, through the checkpoint's one codec, as the official protocol), to bound CPU time.
 
-Clip score = mean window logit. Scores are cached per model in ``--scores`` (JSON lines; re-runs resume).
+Clip score = mean window logit. Scores are cached per model (and checkpoint content) in ``--scores`` (JSON
+lines; re-runs resume).
 Prints AUC and EER with 95 % bootstrap CIs (files resampled, 1000 times), overall and per generator
 family, and an ``average`` row (mean of the models' per-model z-scored logits, z-scores from ``--split``
 itself, so only choose it on val). ``--out`` writes everything as JSON.
@@ -82,6 +83,7 @@ class WaveformScorer:
 
         torch.set_num_threads(threads)
         path, _ = resolve_model(spec)
+        path = path.with_suffix(".pt") if path.with_suffix(".pt").is_file() else path  # not the ONNX export
         ckpt = Checkpoint.load(path)
         self.model, self.codec = ckpt.build_model("cpu"), ckpt.input_codec
 
@@ -166,9 +168,9 @@ def report(rows: list, scores: dict[str, dict], conditions, per_family: bool) ->
                     g: keep & ((methods == g) | (labels == 0)) for g in sorted(set(methods[labels == 1]))
                 }
             out[name][cond] = {}
-            for sub, k in subsets.items():
-                out[name][cond][sub] = m = summary(labels[k], s[k])
-                print(_line(Path(name).name, cond, sub, m))
+            for sub, k in subsets.items():  # per family: 200 resamples (40 families x models)
+                out[name][cond][sub] = m = summary(labels[k], s[k], 1000 if sub == "all" else 200)
+                print(_line(Path(name).name, cond, sub, m), flush=True)
     return out
 
 
@@ -186,6 +188,7 @@ def average(scores: dict[str, dict], rows: list, conditions) -> dict:
 
 
 def main() -> None:
+    from dfdetect.data.speech_features import content_hash
     from dfdetect.train.speech import load_speech_config
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -208,7 +211,8 @@ def main() -> None:
 
         whisper = spec.endswith(".pt") and Checkpoint.load(spec).name == "whisper-speech"
         scorer = WhisperScorer(spec, cfg) if whisper else WaveformScorer(spec, args.threads)
-        tag = spec.replace("/", "_")
+        tag = spec.replace("/", "_")  # a checkpoint file: its content too, so a refit is scored afresh
+        tag += f"-{content_hash(spec)[:10]}" if spec.endswith(".pt") else ""
         scores[spec] = score_all(spec, scorer, rows, args.condition, Path(args.scores) / f"{tag}.jsonl")
     if len(scores) > 1:
         scores["average"] = average(scores, rows, args.condition)

@@ -181,7 +181,7 @@ def train_speech(
     if cfg.model.name in FROZEN_ENCODER_MODELS:
         from dfdetect.train.speech_head import fit_speech_head
 
-        return fit_speech_head(cfg, run)
+        return fit_speech_head(cfg, run, speech_splits(cfg.data), checkpoint_meta(cfg))
     return _train_waveform_model(cfg, run, resume)
 
 
@@ -192,8 +192,7 @@ def _train_waveform_model(cfg: SpeechExperimentConfig, run: Path, resume: bool |
     from dfdetect.data.dataset import collate
     from dfdetect.data.speech import SpeechDataset
     from dfdetect.models.factory import create_model
-    from dfdetect.train.loop import Trainer, seed_everything
-    from dfdetect.train.run import stages_of
+    from dfdetect.train.loop import Stage, Trainer, seed_everything
     from dfdetect.train.task import DeepfakeTask
 
     if cfg.train.threads:
@@ -212,7 +211,11 @@ def _train_waveform_model(cfg: SpeechExperimentConfig, run: Path, resume: bool |
     log.info(
         "speech training %s: %d train / %d val samples -> %s", cfg.name, len(train_set), len(val_set), run
     )
-    summary = trainer.fit(stages_of(cfg), resume=resume)  # type: ignore[arg-type]
+    stages = [
+        Stage(s.name, s.epochs, list(s.trainable), s.lr, {"head": s.head})
+        for s in cfg.train.resolved_stages()
+    ]
+    summary = trainer.fit(stages, resume=resume)
     log.info("done at step %d: best val AUC %s", summary["step"], summary["best"].get("auc"))
     return run
 

@@ -205,16 +205,20 @@ def real_voice_ceiling(rows: list[ManifestRow], feats: dict, head: dict, q: floa
     return {"p0": min(value, 0.999), "n_real": int(p.size), "quantile": q, "sources": sources}
 
 
-def fit_speech_head(cfg: Any, run: Path) -> Path:
-    """Fit and write ``run/checkpoints/best.pt`` (see the module docstring); returns ``run``."""
+def fit_speech_head(cfg: Any, run: Path, splits: dict[str, list[ManifestRow]], meta: dict[str, Any]) -> Path:
+    """Fit and write ``run/checkpoints/best.pt`` (see the module docstring); returns ``run``.
+
+    Args:
+        cfg: the speech experiment. run: the run dir. splits: its ``train``/``val``/``test`` rows (the
+            test rows are never read). meta: the checkpoint's metadata (model config, preprocess, config).
+    """
     from dfdetect.checkpoint import Checkpoint
     from dfdetect.data.speech_features import FeatureCache, extract_features
     from dfdetect.io.files import atomic_write_text
-    from dfdetect.train.speech import checkpoint_meta, speech_splits
 
     kwargs = cfg.model.kwargs()
     d = cfg.data
-    splits = {k: cap_per_family(v, d.per_family) for k, v in speech_splits(d).items()}
+    splits = {k: cap_per_family(v, d.per_family) for k, v in splits.items() if k != "test"}
     encoder = kwargs.get("encoder", "whisper-tiny-en")
     cache = FeatureCache(
         d.feature_cache, encoder, d.feature_seconds, d.max_seconds, cfg.train.threads or None
@@ -222,8 +226,7 @@ def fit_speech_head(cfg: Any, run: Path) -> Path:
     feats = extract_features(cache, feature_jobs(cfg, splits))
     head, record, records = select_head(cfg, splits, feats)
     ceiling = real_voice_ceiling(splits["val"], feats, head, cfg.fit.ceiling_quantile)
-    meta = checkpoint_meta(cfg)
-    meta["model_config"] |= {"hidden": record["hidden"]}
+    meta = {**meta, "model_config": {**meta["model_config"], "hidden": record["hidden"]}}
     state = {**meta, "model_state": head, "metrics": {"val": record["val_auc"], "c": record["c"]}}
     ckpt = Checkpoint.from_state(state).with_real_voice_ceiling(ceiling.pop("p0"), ceiling)
     ckpt.save(run / "checkpoints" / "best.pt")
