@@ -34,7 +34,9 @@ from typing import Any
 
 SHARED = Path(os.environ.get("DFDETECT_SHARED", "../shared"))
 CORPUS = Path(os.environ.get("DFDETECT_CORPUS", "/work/prepared/corpus-video"))
-CORPUS_TRAIN_CAP = {0: 120, 1: 12}  # corpus training clips kept: reals in all, fakes per family
+# corpus clips kept per (split, label) and family (reals: one family), by hash; CPU budget of this machine
+CORPUS_CAP = {("train", 0): 80, ("train", 1): 8, ("val", 0): 40, ("val", 1): 8}
+CORPUS_CAP.update({("test", 0): 80, ("test", 1): 15})
 FEATS = Path(os.environ.get("DFDETECT_FEATS", "runs/features"))
 V2 = "src/dfdetect/weights/default.pt"
 TEST_PERTURB = ("h264", 30.0)
@@ -68,7 +70,7 @@ def shared_rows() -> dict[str, list[Any]]:
 
 def corpus_rows() -> list[Any]:
     """Rows of the video corpus (its manifest's leave-generator-out split) whose media file is extracted,
-    or [] if not built; the train split capped per generator family and for reals (CPU budget), by hash."""
+    or [] if not built; capped per split, label and generator family by :data:`CORPUS_CAP` (by hash)."""
     from collections import Counter
 
     from dfdetect.data.manifest import read_manifest
@@ -77,11 +79,14 @@ def corpus_rows() -> list[Any]:
     rows = read_manifest(manifest) if manifest.is_file() else []
     kept, seen = [], Counter()
     for r in sorted(rows, key=lambda r: _hash01(r.path)):
+        if not Path(r.path).is_file():
+            continue
         family = getattr(r, "family", "") or r.method
-        seen[family] += r.split == "train"
-        if r.split != "train" or seen[family] <= CORPUS_TRAIN_CAP[r.label]:
+        seen[r.split, family] += 1
+        cap = CORPUS_CAP.get((r.split, r.label))
+        if cap is None or seen[r.split, family] <= cap:
             kept.append(r)
-    return [r for r in kept if Path(r.path).is_file()]
+    return kept
 
 
 def expert_configs() -> tuple[Any, Any]:
@@ -165,7 +170,7 @@ def _features_pass(args: argparse.Namespace, model: Any, pre: Any, settings: Any
 
     computed = 0
     for name, rows, perturbed in _plan(args.sets):
-        rows = [r for r in rows if not args.splits or r.split in args.splits]
+        rows = [r for r in rows if (not args.splits or r.split in args.splits) and _in_shard(r, args.shard)]
         if computed and args.chunk:  # new clips first: plan again before the re-encoded sets
             break
         transform = (PERTURBED, _perturb) if perturbed else None
@@ -198,28 +203,45 @@ def v2_scores(args: argparse.Namespace) -> None:
 
 
 def _v2_pass(args: argparse.Namespace, load: Any, v2: Any) -> int:
-    """One pass of :func:`v2_scores`; the number of clips scored."""
-    scored = 0
+    """One pass of :func:`v2_scores` (at most ``--chunk`` clips): clean test clips first, then clean val
+    clips (the fusion is fitted on them), then the re-encoded test clips; the number of clips scored."""
+    tasks = []
     for name, rows, perturbed in _plan(args.sets):
         out = FEATS / name / "v2.jsonl"
-        out.parent.mkdir(parents=True, exist_ok=True)
         done = {tuple(json.loads(x)[k] for k in ("path", "transform")) for x in _lines(out)}
         tag = PERTURBED if perturbed else ""
-        todo = [r for r in rows if r.split != "train" and (r.path, tag) not in done]
-        for row in sorted(todo, key=lambda r: r.split != "test")[: args.chunk or None]:
-            try:
-                clip = load(row)
-                logit = v2.score(_perturb(clip) if perturbed else clip, speech=False).logit
-            except Exception as e:  # noqa: BLE001 - a bad clip is recorded, the batch goes on
-                print(f"v2 {row.path}: {type(e).__name__}: {e}", file=sys.stderr)
-                logit = None
-            with out.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"path": row.path, "transform": tag, "logit": logit}) + "\n")
-            scored += 1
-        print("v2", name, tag or "clean", "done", flush=True)
-        if scored and args.chunk:  # plan again: new corpus clips come first
-            break
-    return scored
+        rank = 2 if perturbed else {"test": 0, "val": 1}.get
+        tasks += [((rank if perturbed else rank(r.split, 3)), name, r, tag) for r in rows
+                  if r.split != "train" and (r.path, tag) not in done]  # fmt: skip
+    tasks.sort(key=lambda t: t[0])
+    for _, name, row, tag in tasks[: args.chunk or None]:
+        try:
+            clip = load(row)
+            logit = v2.score(_perturb(clip) if tag else clip, speech=False).logit
+        except Exception as e:  # noqa: BLE001 - a bad clip is recorded, the batch goes on
+            print(f"v2 {row.path}: {type(e).__name__}: {e}", file=sys.stderr)
+            logit = None
+        out = FEATS / name / "v2.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"path": row.path, "transform": tag, "logit": logit}) + "\n")
+    print(
+        "v2 pass:",
+        min(len(tasks), args.chunk or len(tasks)),
+        "clips scored,",
+        len(tasks),
+        "were left",
+        flush=True,
+    )
+    return min(len(tasks), args.chunk or len(tasks))
+
+
+def _in_shard(row: Any, shard: str | None) -> bool:
+    """``shard`` "I/N": the rows whose hash falls in the I-th of N equal parts (parallel processes)."""
+    if not shard:
+        return True
+    i, n = (int(x) for x in shard.split("/"))
+    return int(_hash01("shard:" + row.path) * n) == i
 
 
 def _lines(path: Path) -> list[str]:
@@ -291,6 +313,7 @@ def main() -> None:
     f.add_argument("--passes", type=int, default=1, help="repeat (new corpus files are picked up)")
     f.add_argument("--chunk", type=int, default=0, help="at most this many new clips per pass (0: all)")
     f.add_argument("--splits", nargs="*", help="only these splits (e.g. train, for a second process)")
+    f.add_argument("--shard", help="I/N: only the I-th of N hash parts (for parallel processes)")
     v = sub.add_parser("v2", help="score val/test clips with the v2 default (resumable)")
     v.add_argument("--sets", nargs="*")
     v.add_argument("--threads", type=int, default=1)

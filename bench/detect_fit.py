@@ -123,22 +123,31 @@ def scores_of(model: Any, rows: dict, feats: dict, v2: dict, transform: str, t: 
     return out
 
 
+def _model_cell(s: dict, h: dict | None, m: str, ok: np.ndarray) -> dict:
+    """One model's cell on the items ``ok`` of a set: AUC, CI, TPR, reals called fake, and after H.264 on
+    the re-encoded items that are also in ``ok`` (with the clean AUC of the same items)."""
+    cell = _cell(s["y"][ok], s[m][ok])
+    reals = s[m][ok][s["y"][ok] == 0]
+    cell["reals_called_fake"] = [int((1 / (1 + np.exp(-reals)) >= BAND_HIGH).sum()), len(reals)]
+    if h is not None:
+        chosen = set(np.array(s["paths"])[ok])
+        okh = ~np.isnan(h[m]) & np.array([p in chosen for p in h["paths"]], dtype=bool)
+        cell["h264"] = _cell(h["y"][okh], h[m][okh]).get("auc")
+        same = ok & np.array([p in set(np.array(h["paths"])[okh]) for p in s["paths"]], dtype=bool)
+        cell["clean_same_items"] = _cell(s["y"][same], s[m][same]).get("auc")
+    return cell
+
+
 def _table(scores: dict, scores_h264: dict) -> dict:
+    """Per set: v2, the expert and the fusion on the clips all three scored (side by side), and the
+    expert alone on every clip it scored (``expert-all``)."""
     table = {}
     for k, s in scores.items():
+        both = ~np.isnan(s["v2"]) & ~np.isnan(s["expert"])
+        h = scores_h264.get(k)
         for m in ("v2", "expert", "fusion"):
-            ok = ~np.isnan(s[m])
-            cell = _cell(s["y"][ok], s[m][ok])
-            reals = s[m][ok][s["y"][ok] == 0]
-            cell["reals_called_fake"] = [int((1 / (1 + np.exp(-reals)) >= BAND_HIGH).sum()), len(reals)]
-            if k in scores_h264:
-                h = scores_h264[k]
-                okh = ~np.isnan(h[m])
-                cell["h264"] = _cell(h["y"][okh], h[m][okh]).get("auc")
-                same = [p in set(np.array(h["paths"])[okh]) for p in s["paths"]]
-                ys, ss = s["y"][ok & np.array(same)], s[m][ok & np.array(same)]
-                cell["clean_same_items"] = _cell(ys, ss).get("auc")
-            table[f"{k}/{m}"] = cell
+            table[f"{k}/{m}"] = _model_cell(s, h, m, both)
+        table[f"{k}/expert-all"] = _model_cell(s, h, "expert", ~np.isnan(s["expert"]))
     return table
 
 
@@ -190,9 +199,9 @@ def per_family(scores: dict, rows: dict) -> dict[str, dict[str, Any]]:
     reals = s["y"] == 0
     for f in sorted(set(fam[~reals])):
         pick = reals | (fam == f)
-        out[f"fake:{f}"] = {m: _cell(s["y"][pick], np.nan_to_num(s[m][pick], nan=0.0)).get("auc")
-                            for m in ("v2", "expert", "fusion")}  # fmt: skip
-        out[f"fake:{f}"]["n"] = int((fam == f).sum())
+        out[f"fake:{f}"] = {m: _cell(s["y"][pick & ~np.isnan(s[m])], s[m][pick & ~np.isnan(s[m])]).get("auc")
+                            for m in ("v2", "expert")}  # fmt: skip
+        out[f"fake:{f}"]["n"] = int((fam == f).sum())  # v2: on the clips it scored so far
     for source in sorted(set(src[reals])):
         pick = reals & (src == source)
         p = 1 / (1 + np.exp(-s["expert"][pick]))

