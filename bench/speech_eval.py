@@ -193,6 +193,7 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("config")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted config overrides")
     p.add_argument("--model", action="append", required=True, help="name or checkpoint (.pt)")
     p.add_argument("--set", default="all", choices=["shared", "corpus", "all"])
     p.add_argument("--split", default="test")
@@ -202,7 +203,7 @@ def main() -> None:
     p.add_argument("--scores", default="runs/speech_eval_scores")
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    cfg = load_speech_config(args.config)
+    cfg = load_speech_config(args.config, args.overrides)
     rows = rows_of(cfg, args.split, args.set, args.per_family)
     print(f"{args.set} {args.split}: {len(rows)} files ({sum(r.label == 0 for r in rows)} real)")
     scores = {}

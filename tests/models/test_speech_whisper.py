@@ -33,11 +33,13 @@ def _voice(seconds: float = 6.0) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def encoder_ready() -> None:
+    pytest.importorskip(
+        "ctranslate2", reason="the Whisper judge needs ctranslate2: pip install 'dfdetect[audio]'"
+    )
     try:
         W.encoder_dir()
     except W.WhisperError as e:
         pytest.skip(f"the Whisper encoder wheel cannot be had here (no hub cache, no registry): {e}")
-    pytest.importorskip("ctranslate2", reason="pip install ctranslate2 (dfdetect[audio])")
 
 
 def test_log_mel_equals_whisper_feature_extractor() -> None:

@@ -177,7 +177,7 @@ class WhisperEncoder:
             import ctranslate2
         except ImportError as e:
             raise WhisperError(
-                f"the Whisper speech judge needs ctranslate2 ({e}): pip install ctranslate2"
+                f"the Whisper speech judge needs ctranslate2 ({e}): pip install 'dfdetect[audio]'"
             ) from e
         folder = encoder_dir(name)
         threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 2)
