@@ -38,8 +38,10 @@ def main() -> None:
     from dfdetect.infer.pipeline import load_detector
 
     torch.set_num_threads(args.threads)
-    detector = load_detector(None, device="cpu", max_duration=args.max_duration, speech=None)
-    detector.uncertainty_method = "tta" if args.tta else "auto"
+    method = "tta" if args.tta else "auto"
+    detector = load_detector(
+        None, device="cpu", max_duration=args.max_duration, speech=None, uncertainty_method=method
+    )
     print(f"model {detector.name}, {args.threads} thread(s), {args.max_duration:g} s per clip, median of "
           f"{args.repeat}\n")  # fmt: skip
     head = "clip | N | method | model s | model ratio | total s | total ratio | p_fake | std | 90 % interval"

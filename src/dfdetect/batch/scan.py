@@ -28,7 +28,7 @@ from dfdetect.batch.cluster import (
     worker_count,
 )
 from dfdetect.batch.results import BatchSummary, ResultStore, sha256_file
-from dfdetect.constants import VERDICT_BAND
+from dfdetect.infer.options import ScanOptions
 from dfdetect.infer.pipeline import Extraction, kind_of_name
 from dfdetect.types import Prediction, Status
 
@@ -47,19 +47,15 @@ class BatchOptions:
     retries: int = 2  # tries after a worker dies on a file
     shard_size: int = 1000  # records per Parquet shard
     progress: bool = True
-    scan: dict[str, Any] = field(default_factory=dict)  # Detector options: thresholds, speech, ...
+    scan: ScanOptions = field(default_factory=ScanOptions)  # how each file is scanned
 
     def __post_init__(self) -> None:
         if self.cpu_workers and self.extract_workers:
             raise ValueError("--cpu-workers and --extract-workers are two layouts: choose one")
 
     def scan_options(self) -> dict[str, Any]:
-        """The options that change a prediction (part of what resume compares), JSON-ready."""
-        opts: dict[str, Any] = {"thresholds": list(VERDICT_BAND), "aggregation": "mean"}
-        opts.update(max_duration=None, speech="auto")
-        opts.update(self.scan)
-        opts["thresholds"] = [float(x) for x in opts["thresholds"]]
-        return opts
+        """The scan options, JSON-ready: what the workers load with, and part of what resume compares."""
+        return self.scan.to_dict()
 
 
 class ScanWorker:
@@ -76,8 +72,7 @@ class ScanWorker:
         torch.set_num_threads(max(1, threads))
         path, _ = resolve_model(model)
         self.model_hash = sha256_file(path)
-        opts = {**options, "thresholds": tuple(options["thresholds"])}
-        self.detector = load_detector(model, device=device, **opts)
+        self.detector = load_detector(model, device=device, options=ScanOptions.from_dict(options))
         if extracts and self.detector.modalities & {"video", "frequency"}:
             _ = self.detector.face_detector  # built now: start-up, not the first file, pays for it
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dfdetect.cli.options import add_faces, add_threshold_band, threshold_band_error
+from dfdetect.cli.options import UsageError, add_faces, add_threshold_band, scan_options
 
 EXIT_OK = 0  # every input has its result (whatever the verdicts)
 EXIT_USAGE = 2  # bad arguments, no input, Ray or the model unavailable, output folder busy
@@ -94,8 +94,15 @@ def run(args: argparse.Namespace) -> int:
     from dfdetect.data.manifest import ManifestError
     from dfdetect.infer.lookup import ModelNotFoundError
 
-    if problem := threshold_band_error(args.threshold_band):
-        return _error(problem)
+    try:
+        scan = scan_options(
+            thresholds=tuple(args.threshold_band),
+            max_duration=args.max_duration,
+            speech=None if args.no_speech else "auto",
+            faces=args.faces,
+        )
+    except UsageError as e:
+        return _error(str(e))
     if min(args.retries, args.num_gpus, args.cpu_workers, args.extract_workers) < 0:
         return _error("--retries, --num-gpus, --cpu-workers and --extract-workers >= 0 please")
     if args.num_cpus <= 0 or args.shard_size < 1:
@@ -108,12 +115,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"dfdetect batch: warning: nothing found for {m!r}", file=sys.stderr)
     if not paths:
         return _error(f"no input found for: {' '.join(args.inputs)}")
-    scan = {
-        "thresholds": list(args.threshold_band),
-        "max_duration": args.max_duration,
-        "speech": None if args.no_speech else "auto",
-        "faces": args.faces,
-    }
     try:
         options = BatchOptions(
             model=args.model, address=args.ray_address, workers=args.workers, num_cpus=args.num_cpus,

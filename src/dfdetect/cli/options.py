@@ -1,10 +1,13 @@
-"""Command-line options shared by several commands (one definition, one check)."""
+"""Command-line options shared by several commands: one definition, checked once by
+:class:`~dfdetect.infer.options.ScanOptions`."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from dfdetect.constants import VERDICT_BAND
+from dfdetect.infer.options import ScanOptions, ScanOptionsError
 
 
 def add_threshold_band(p: argparse.ArgumentParser) -> None:
@@ -19,12 +22,33 @@ def add_threshold_band(p: argparse.ArgumentParser) -> None:
     )
 
 
-def threshold_band_error(band: tuple[float, float] | list[float]) -> str | None:
-    """What is wrong with a ``--threshold-band`` value (None: nothing)."""
-    low, high = band
-    if not 0.0 <= low <= high <= 1.0:
-        return f"--threshold-band needs 0 <= LOW <= HIGH <= 1, got {low} {high}"
-    return None
+# the flag of each ScanOptions field, for usage errors that name what the user typed
+FLAGS = {
+    "thresholds": "--threshold-band",
+    "aggregation": "--aggregation",
+    "max_duration": "--max-duration",
+    "speech": "--speech",
+    "uncertainty": "--uncertainty",
+    "uncertainty_method": "--uncertainty-method",
+    "faces": "--faces",
+    "explain": "--explain",
+}
+
+
+class UsageError(ValueError):
+    """A bad command-line value (the command prints it and exits with its usage-error code, 2)."""
+
+
+def scan_options(**fields: Any) -> ScanOptions:
+    """The :class:`~dfdetect.infer.options.ScanOptions` of parsed arguments (``fields`` by option name).
+
+    Raises:
+        UsageError: a bad value; the message names the command-line flag.
+    """
+    try:
+        return ScanOptions(**fields)
+    except ScanOptionsError as e:
+        raise UsageError(f"{FLAGS.get(e.field, e.field)}: {e.problem}") from e
 
 
 FACE_DETECTORS = ("auto", "yunet", "mtcnn")

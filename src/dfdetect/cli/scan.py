@@ -7,9 +7,10 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from dfdetect.cli.options import add_faces, add_threshold_band, threshold_band_error
+from dfdetect.cli.options import UsageError, add_faces, add_threshold_band, scan_options
 
 if TYPE_CHECKING:
+    from dfdetect.infer.options import ScanOptions
     from dfdetect.types import Prediction
 
 EXIT_OK = 0  # every input scanned, none judged fake
@@ -161,31 +162,34 @@ def _summary(predictions: list[Prediction]) -> str:
     return f"scanned {len(predictions)} file(s): {parts}"
 
 
-def _load(args: argparse.Namespace) -> Any:
+def _options(args: argparse.Namespace) -> ScanOptions:
+    """The scan options of the arguments.
+
+    Raises:
+        UsageError: a bad value (the message names the flag).
+    """
+    return scan_options(
+        thresholds=tuple(args.threshold_band),
+        aggregation=args.aggregation,
+        max_duration=args.max_duration,
+        speech=args.speech,
+        uncertainty=args.uncertainty,
+        uncertainty_method=args.uncertainty_method,
+        faces=args.faces,
+        explain=bool(args.explain or args.explain_dir),
+        thumbnails=bool(args.report),
+    )
+
+
+def _load(args: argparse.Namespace, options: ScanOptions) -> Any:
     from dfdetect.checkpoint import CheckpointError
     from dfdetect.infer.lookup import ModelNotFoundError
     from dfdetect.infer.pipeline import load_detector
 
     try:
         # heatmaps (gradients) and dropout passes need the torch model: then a name gives its .pt
-        torch_model = bool(args.explain or args.explain_dir or getattr(args, "uncertainty", 0))
-        detector = load_detector(
-            args.model,
-            device=args.device,
-            onnx=not torch_model,
-            thresholds=tuple(args.threshold_band),
-            aggregation=args.aggregation,
-            max_duration=args.max_duration,
-            speech=getattr(args, "speech", "auto"),
-            uncertainty=getattr(args, "uncertainty", 0),
-            faces=getattr(args, "faces", "auto"),
-        )
-        detector.uncertainty_method = getattr(args, "uncertainty_method", "auto")
-        if detector.uncertainty:
-            from dfdetect.infer.uncertainty import plan_passes
-
-            plan_passes(detector.model, detector.uncertainty, detector.uncertainty_method)  # checks it
-        return detector
+        torch_model = options.explain or bool(options.uncertainty)
+        return load_detector(args.model, device=args.device, onnx=not torch_model, options=options)
     except (ModelNotFoundError, CheckpointError, ValueError) as e:
         print(f"dfdetect scan: error: {e}", file=sys.stderr)
         return None
@@ -194,8 +198,10 @@ def _load(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     from dfdetect.io.files import expand_inputs
 
-    if problem := threshold_band_error(args.threshold_band):
-        print(f"dfdetect scan: error: {problem}", file=sys.stderr)
+    try:
+        options = _options(args)
+    except UsageError as e:
+        print(f"dfdetect scan: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     found, missing = expand_inputs(args.paths)
     if not found:
@@ -203,17 +209,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for m in missing:
         print(f"dfdetect scan: warning: nothing found for {m!r}", file=sys.stderr)
-    detector = _load(args)
+    detector = _load(args, options)
     if detector is None:
         return EXIT_USAGE
     predictions: list[Prediction] = []
-    scans = detector.scan_many(
-        args.paths,
-        explain=args.explain or bool(args.explain_dir),
-        explain_dir=args.explain_dir,
-        progress=not args.no_progress,
-        thumbnails=bool(args.report),
-    )
+    scans = detector.scan_many(args.paths, explain_dir=args.explain_dir, progress=not args.no_progress)
     for pred in scans:
         predictions.append(pred)
         if args.jsonl:
@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         from dfdetect.infer.report import write_report
 
-        path = write_report(args.report, predictions, thresholds=tuple(args.threshold_band))
+        path = write_report(args.report, predictions, thresholds=options.thresholds)
         print(f"report written to {path}", file=sys.stderr)
     print(_summary(predictions), file=sys.stderr)
     return exit_code(predictions)

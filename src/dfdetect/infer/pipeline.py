@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from dfdetect.checkpoint import Checkpoint, CheckpointError
 from dfdetect.config import PrepareConfig, PreprocessConfig
-from dfdetect.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS, VERDICT_BAND
+from dfdetect.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from dfdetect.infer.lookup import resolve_device, resolve_model
 from dfdetect.infer.onnx import load_checkpoint
+from dfdetect.infer.options import ScanOptions
 from dfdetect.infer.runtime import for_inference, runtime_of, torch_twin, with_faces
 from dfdetect.io.files import expand_inputs
 from dfdetect.types import Clip, MediaKind, Prediction, Status
@@ -60,16 +61,12 @@ class Detector:
         checkpoint: a :class:`~dfdetect.checkpoint.Checkpoint` (or a checkpoint dict, validated).
         name: model name shown in predictions and reports.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
-        thresholds: ``(low, high)``: p_fake <= low is real, >= high is fake, between is uncertain.
-        aggregation: how window scores become a track score (see :mod:`dfdetect.infer.aggregate`).
-        max_duration: seconds read from each file (default: the checkpoint's prepare setting).
-        speech: the speech model that also scores a video's speech (see :mod:`dfdetect.infer.speech`):
-            ``"auto"`` = the companion the checkpoint names (none if it names none), a model name or
-            checkpoint path to override it, or None to scan without it.
-        uncertainty: ``N`` stochastic passes per scan (0: none; see :mod:`dfdetect.infer.uncertainty`);
-            ``uncertainty_method`` (attribute): ``auto``, ``dropout`` or ``tta``.
-        faces: the face detector of scans: ``"auto"`` (:data:`dfdetect.faces.detect.SCAN_DETECTOR`), a
-            registered name (``yunet``, ``mtcnn``), or None for the one the checkpoint was prepared with.
+        options: the :class:`~dfdetect.infer.options.ScanOptions` (band, aggregation, max_duration, speech
+            model, uncertainty, faces, ...; default: the defaults), kept as ``detector.options``.
+        **overrides: fields of ``options`` to change (``thresholds=(0.2, 0.8)``, ``speech=None``, ...).
+
+    Raises ``ValueError``: a bad option (:class:`~dfdetect.infer.options.ScanOptionsError`), or an
+    uncertainty method the model cannot run (``dropout`` without dropout).
     """
 
     def __init__(
@@ -77,23 +74,20 @@ class Detector:
         checkpoint: Checkpoint | dict[str, Any],
         name: str = "",
         device: str = "auto",
-        thresholds: tuple[float, float] = VERDICT_BAND,
-        aggregation: str = "mean",
-        max_duration: float | None = None,
-        speech: str | os.PathLike | None = "auto",
-        uncertainty: int = 0,
-        faces: str | None = "auto",
+        options: ScanOptions | None = None,
+        **overrides: Any,
     ) -> None:
+        opts = ScanOptions.of(options, **overrides)
         ckpt = checkpoint if isinstance(checkpoint, Checkpoint) else Checkpoint.from_state(checkpoint)
         device = resolve_device(device, runtime_of(ckpt))
         self.checkpoint: Checkpoint | None = ckpt
         model = for_inference(ckpt.build_model(device))
-        self._setup(model, ckpt.preprocess, with_faces(ckpt.prepare_config(max_duration), faces), device)
+        prepare = with_faces(ckpt.prepare_config(opts.max_duration), opts.faces)
+        self._setup(model, ckpt.preprocess, prepare, device, opts)
         self.name = name or ckpt.name
         self.temperature = ckpt.temperature
-        self._options(thresholds, aggregation, uncertainty)
         sees = bool(self.modalities & {"video", "frequency"})
-        self.speech = load_speech_branch(speech, ckpt, device, thresholds=thresholds) if sees else None
+        self.speech = load_speech_branch(opts.speech, ckpt, device, opts) if sees else None
 
     @classmethod
     def from_model(
@@ -104,34 +98,40 @@ class Detector:
         temperature: float = 1.0,
         prepare: PrepareConfig | None = None,
         device: str = "cpu",
-        thresholds: tuple[float, float] = VERDICT_BAND,
-        aggregation: str = "mean",
         speech: SpeechBranch | None = None,
-        uncertainty: int = 0,
+        options: ScanOptions | None = None,
+        **overrides: Any,
     ) -> Detector:
-        """A detector around a model already built (stand-ins in tests, a model being trained)."""
+        """A detector around a model already built (stand-ins in tests, a model being trained); the
+        speech branch is given built, ``options`` and ``overrides`` as in :class:`Detector` (their
+        ``max_duration``, ``speech`` and ``faces`` unused: ``prepare`` says how files are read)."""
         self = cls.__new__(cls)
         same = {k: getattr(preprocess, k) for k in ("fps", "size", "margin", "sample_rate")}
         self.checkpoint = None
-        self._setup(model, preprocess, prepare or PrepareConfig(**same), device)
+        self._setup(
+            model, preprocess, prepare or PrepareConfig(**same), device, ScanOptions.of(options, **overrides)
+        )
         self.name, self.temperature = name, float(temperature)
-        self._options(thresholds, aggregation, uncertainty)
         self.speech = speech
         return self
 
-    def _setup(self, model: Any, pre: PreprocessConfig, prepare: PrepareConfig, device: str) -> None:
+    def _setup(
+        self, model: Any, pre: PreprocessConfig, prepare: PrepareConfig, device: str, options: ScanOptions
+    ) -> None:
         self.model, self.preprocess, self.prepare_config, self.device = model, pre, prepare, device
+        self.options = options
         self._face_detector: Any = None
         self._twin: Any = None  # the model explanations run on (torch_twin), found on first use
+        if options.uncertainty:  # the method must suit the model (dropout needs dropout modules)
+            from dfdetect.infer.uncertainty import plan_passes
 
-    def _options(self, thresholds: tuple[float, float], aggregation: str, uncertainty: int = 0) -> None:
-        low, high = float(thresholds[0]), float(thresholds[1])
-        if not 0.0 <= low <= high <= 1.0:
-            raise ValueError(f"thresholds must satisfy 0 <= low <= high <= 1, got {thresholds}")
-        if int(uncertainty) < 0 or int(uncertainty) == 1:
-            raise ValueError(f"uncertainty needs 0 (off) or at least 2 passes, got {uncertainty}")
-        self.thresholds, self.aggregation = (low, high), aggregation
-        self.uncertainty, self.uncertainty_method = int(uncertainty), "auto"
+            plan_passes(model, options.uncertainty, options.uncertainty_method)
+
+    # read-only views of ``options``, the one source
+    thresholds = property(lambda self: self.options.thresholds)
+    aggregation = property(lambda self: self.options.aggregation)
+    uncertainty = property(lambda self: self.options.uncertainty)
+    uncertainty_method = property(lambda self: self.options.uncertainty_method)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs: Any) -> Detector:
@@ -166,9 +166,9 @@ class Detector:
     def scan(
         self,
         path: str | os.PathLike,
-        explain: bool = False,
+        explain: bool | None = None,
         explain_dir: str | os.PathLike | None = None,
-        thumbnails: bool = False,
+        thumbnails: bool | None = None,
         uncertainty: int | None = None,
     ) -> Prediction:
         """Scan one file; never raises for a bad file (the status and message say what happened).
@@ -177,6 +177,9 @@ class Detector:
         audio file from audio alone when the model can hear, else by its speech companion (else
         ``no_video``).
 
+        ``explain``, ``thumbnails`` and ``uncertainty`` override ``options`` for this file (None: keep
+        them); a bad value raises :class:`~dfdetect.infer.options.ScanOptionsError` before any work.
+
         Args:
             path: the video, image or audio file.
             explain: add Grad-CAM heatmaps, attention and sync curves to ``extras["explain"]`` (from the
@@ -184,12 +187,19 @@ class Detector:
             explain_dir: write explanation images there (paths in extras) instead of inline base64.
             thumbnails: add a thumbnail per face track to ``extras["thumbnails"]`` and the waveform of
                 scored speech to ``extras["waveform"]`` (for reports; implied by explain).
-            uncertainty: ``N`` stochastic passes for ``Prediction.uncertainty`` (default: the detector's).
+            uncertainty: ``N`` stochastic passes for ``Prediction.uncertainty``.
 
         Returns:
             The :class:`Prediction`, with ``timings`` in seconds per stage.
         """
-        return self.judge(self.extract(path), explain, explain_dir, thumbnails, uncertainty)
+        call = self._for_call(explain, thumbnails, uncertainty)
+        return self.judge(self.extract(path), call.explain, explain_dir, call.thumbnails, call.uncertainty)
+
+    def _for_call(self, explain: Any, thumbnails: Any, uncertainty: Any) -> ScanOptions:
+        """``options`` with one scan's overrides (None: keep), checked by :meth:`ScanOptions.replace`."""
+        given = {"explain": explain, "thumbnails": thumbnails, "uncertainty": uncertainty}
+        changed = {k: v for k, v in given.items() if v is not None and v != getattr(self.options, k)}
+        return self.options.replace(**changed)
 
     def extract(self, path: str | os.PathLike) -> Extraction:
         """The first stage of :meth:`scan`: decode, find faces, read the audio; no model runs.
@@ -212,30 +222,30 @@ class Detector:
     def judge(
         self,
         extraction: Extraction,
-        explain: bool = False,
+        explain: bool | None = None,
         explain_dir: str | os.PathLike | None = None,
-        thumbnails: bool = False,
+        thumbnails: bool | None = None,
         uncertainty: int | None = None,
     ) -> Prediction:
         """The second stage of :meth:`scan`: the model (and the speech companion) on what :meth:`extract`
         read; arguments as in :meth:`scan`. ``timings["total"]`` adds the seconds of both stages."""
+        call = self._for_call(explain, thumbnails, uncertainty)
         if extraction.by_speech:
-            n = self.uncertainty if uncertainty is None else uncertainty
-            own = dataclasses.replace(extraction, by_speech=False)
-            return self.speech.detector.judge(own, explain, explain_dir, thumbnails, n)
+            own, speech = dataclasses.replace(extraction, by_speech=False), self.speech.detector
+            return speech.judge(own, call.explain, explain_dir, call.thumbnails, call.uncertainty)
         if extraction.failure is not None:
             return extraction.failure
         timings = dict(extraction.timings)
         start = time.perf_counter() - extraction.seconds  # as if one process did both stages
         try:
             clip = extraction.clip
-            scores = self._timed(timings, "model", self.score, clip, None, 8, None, False, uncertainty)
+            scores = self._timed(timings, "model", self.score, clip, None, 8, None, False, call.uncertainty)
             if self.speech is not None:
                 scores = self._timed(timings, "speech", self._hear, scores, None)
             pred = dataclasses.replace(scores.prediction(self.thresholds, self.name), kind=extraction.kind)
             pred = self._abstain(pred, clip)
-            if explain or thumbnails:
-                pred = self._illustrate(scores, pred, explain, explain_dir, timings)
+            if call.explain or call.thumbnails:
+                pred = self._illustrate(scores, pred, call.explain, explain_dir, timings)
         except Exception as e:  # noqa: BLE001 - a bad file becomes a status, never a crash
             return self._failure(extraction.path, e, timings, start)
         timings["total"] = time.perf_counter() - start
@@ -311,12 +321,13 @@ class Detector:
     def scan_many(
         self,
         paths: Iterable[str | os.PathLike],
-        explain: bool = False,
+        explain: bool | None = None,
         explain_dir: str | os.PathLike | None = None,
         progress: bool = True,
-        thumbnails: bool = False,
+        thumbnails: bool | None = None,
     ) -> Iterator[Prediction]:
-        """Scan files, folders and glob patterns one by one (a tqdm bar on stderr).
+        """Scan files, folders and glob patterns one by one (a tqdm bar on stderr); arguments as in
+        :meth:`scan`.
 
         Arguments that match nothing yield an ``unreadable`` prediction saying so.
         """
@@ -409,7 +420,10 @@ _STAGES = ("decode", "detect", "track_crop", "audio", "prepare", "model", "speec
 
 
 def load_speech_branch(
-    speech: str | os.PathLike | None, checkpoint: Checkpoint | None, device: str = "cpu", **kwargs: Any
+    speech: str | os.PathLike | None,
+    checkpoint: Checkpoint | None,
+    device: str = "cpu",
+    options: ScanOptions | None = None,
 ) -> SpeechBranch | None:
     """The speech companion to use with ``checkpoint``.
 
@@ -418,7 +432,7 @@ def load_speech_branch(
             model name or checkpoint path (overrides the checkpoint's), or None (no speech branch).
         checkpoint: the video model's checkpoint (None for a model built in memory).
         device: where to run the speech model.
-        **kwargs: more :class:`Detector` options (thresholds).
+        options: the video detector's options (the speech model shares their verdict band).
 
     Raises:
         ModelNotFoundError: the speech model is not installed.
@@ -430,7 +444,8 @@ def load_speech_branch(
     spec = companion["model"] if speech == "auto" else os.fspath(speech)
     p0 = companion.get("p0") if companion is not None and spec == companion["model"] else None
     path, name = resolve_model(spec, onnx=runtime_of(checkpoint) != "torch")  # the video model's runtime
-    detector = Detector.from_checkpoint(path, name=name, device=device, speech=None, **kwargs)
+    only = ScanOptions((options or ScanOptions()).thresholds, speech=None)  # the band is shared
+    detector = Detector.from_checkpoint(path, name=name, device=device, options=only)
     if detector.modalities != {"audio"}:
         raise CheckpointError(f"speech model {name!r} ({path}) is not an audio-only model")
     p0 = p0 if p0 is not None else detector.checkpoint.real_voice_ceiling
@@ -473,7 +488,8 @@ def load_detector(
         device: ``auto``, ``cpu`` or ``cuda``.
         onnx: for a name with both forms, the ``.onnx`` (onnxruntime, no torch; the default) or, False,
             the ``.pt`` (needed for Grad-CAM heatmaps and dropout uncertainty).
-        **kwargs: :class:`Detector` options.
+        **kwargs: :class:`Detector` arguments: ``name``, ``options`` (a
+            :class:`~dfdetect.infer.options.ScanOptions`) and its fields as overrides (``thresholds=``...).
 
     Raises:
         ModelNotFoundError: unknown name or missing file (the message lists the available names).

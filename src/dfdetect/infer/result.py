@@ -373,10 +373,9 @@ class ClipScores:
 
 
 def verdict_for(p_fake: float, thresholds: tuple[float, float] = VERDICT_BAND) -> Verdict:
-    """``real`` at or below ``thresholds[0]``, ``fake`` at or above ``thresholds[1]``, else ``uncertain``."""
+    """``real`` at or below ``thresholds[0]``, ``fake`` at or above ``thresholds[1]``, else ``uncertain``
+    (a band :class:`~dfdetect.infer.options.ScanOptions` checked)."""
     lo, hi = thresholds
-    if not 0 <= lo <= hi <= 1:
-        raise ValueError(f"thresholds must satisfy 0 <= lo <= hi <= 1, got {thresholds}")
     if p_fake >= hi:
         return Verdict.FAKE
     if p_fake <= lo:

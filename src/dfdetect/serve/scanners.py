@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from dfdetect.constants import VERDICT_BAND
@@ -58,7 +58,7 @@ class InProcessScanner:
         self.info = _info(detector)
 
     def scan(self, path: str, explain: bool, uncertainty: int = 0) -> dict[str, Any]:
-        return self.detector.scan(path, explain=explain, thumbnails=True, **_passes(uncertainty)).to_dict()
+        return self.detector.scan(path, **job_options(explain, uncertainty)).to_dict()
 
     def close(self) -> None:
         pass
@@ -69,16 +69,20 @@ class InProcessScanner:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a child process loads: ``dfdetect.load_detector(model, device=device)``."""
+    """What a child process loads: ``dfdetect.load_detector(model, device=device, options=...)``."""
 
     model: str | None = None
     device: str = "auto"
     threads: int = 1  # torch intra-op threads in the child
+    options: dict[str, Any] = field(default_factory=dict)  # ScanOptions.to_dict() (empty: the defaults)
 
 
-def _passes(uncertainty: int) -> dict[str, int]:
-    """``Detector.scan`` keyword for ``uncertainty`` stochastic passes (none when 0)."""
-    return {"uncertainty": int(uncertainty)} if uncertainty else {}
+def job_options(explain: bool, uncertainty: int) -> dict[str, Any]:
+    """One job's :class:`~dfdetect.infer.options.ScanOptions` overrides, as ``Detector.scan`` keywords
+    (it checks them with ``options.replace``): the job's ``explain`` and ``uncertainty`` passes (left
+    out when 0: the detector's own), and thumbnails always (the job's report shows them)."""
+    job: dict[str, Any] = {"explain": bool(explain), "thumbnails": True}
+    return {**job, "uncertainty": int(uncertainty)} if uncertainty else job
 
 
 def _exit_with_parent(parent: int, every: float = 0.5) -> None:
@@ -94,17 +98,19 @@ def _exit_with_parent(parent: int, every: float = 0.5) -> None:
 
 
 def _child(conn: Any, spec: ModelSpec) -> None:
-    """Child process: load the model once, then answer ``(path, explain, uncertainty)`` requests until
-    EOF / None."""
+    """Child process: load the model once, then answer ``(path, job options)`` requests
+    (:func:`job_options`) until EOF / None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the server, which stops the children
     _exit_with_parent(os.getppid())
     try:
         import torch
 
         import dfdetect
+        from dfdetect.infer.options import ScanOptions
 
         torch.set_num_threads(max(1, spec.threads))
-        detector = dfdetect.load_detector(spec.model, device=spec.device)
+        options = ScanOptions.from_dict(spec.options)
+        detector = dfdetect.load_detector(spec.model, device=spec.device, options=options)
         getattr(detector, "face_detector", None)  # build the lazily made face detector before the first job
     except Exception as e:  # noqa: BLE001 - reported to the parent, which refuses to start
         conn.send(("error", f"cannot load the model: {e}"))
@@ -117,9 +123,9 @@ def _child(conn: Any, spec: ModelSpec) -> None:
             return  # the server is gone
         if msg is None:
             return
-        path, explain, uncertainty = msg
+        path, job = msg
         try:
-            pred = detector.scan(path, explain=explain, thumbnails=True, **_passes(uncertainty))
+            pred = detector.scan(path, **job)
             reply = ("ok", pred.to_dict())
         except Exception as e:  # noqa: BLE001 - one file never stops the worker
             reply = ("error", f"{type(e).__name__}: {e}")
@@ -214,7 +220,7 @@ class ProcessScanner:
         if not self._alive():
             log.warning("restarting a scanner process")
             self._start()
-        self._conn.send((os.fspath(path), bool(explain), int(uncertainty)))
+        self._conn.send((os.fspath(path), job_options(explain, uncertainty)))
         kind, payload = self._wait(self.scan_timeout, "scan")
         if kind != "ok":
             raise RuntimeError(payload)
