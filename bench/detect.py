@@ -291,7 +291,7 @@ def scan_time(args: argparse.Namespace) -> None:
             det.scan(clip)  # warm-up: sessions, detector
             best = min(_timed(lambda d=det: d.scan(clip)) for _ in range(args.repeats))
             print(
-                f"{model}: scan {best:.2f} s, decode_all {decode:.2f} s, ratio {best / decode:.2f}",
+                f"{model}: scan {best:.2f} s, decode_all {decode:.2f} s, scan/decode {best / decode:.2f}",
                 flush=True,
             )
 

@@ -151,6 +151,26 @@ def _table(scores: dict, scores_h264: dict) -> dict:
     return table
 
 
+def paired_difference(scores: dict, a: str = "expert", b: str = "v2", n_boot: int = 1000) -> dict:
+    """Per set, AUC(a) - AUC(b) on the clips both scored, with a 95 % paired bootstrap CI (same resampled
+    clips for both models)."""
+    out = {}
+    rng = np.random.default_rng(0)
+    for k, s in scores.items():
+        ok = ~np.isnan(s[a]) & ~np.isnan(s[b])
+        y, x1, x2 = s["y"][ok], s[a][ok], s[b][ok]
+        if len(set(y.tolist())) < 2:
+            continue
+        diffs = []
+        for _ in range(n_boot):
+            i = rng.integers(0, len(y), len(y))
+            if len(set(y[i].tolist())) == 2:
+                diffs.append(auc(y[i], x1[i]) - auc(y[i], x2[i]))
+        out[k] = {"diff": auc(y, x1) - auc(y, x2), "ci": [float(np.percentile(diffs, 2.5)),
+                  float(np.percentile(diffs, 97.5))]}  # fmt: skip
+    return out
+
+
 V1_WINDOWS_PER_S = 2.9  # v1's training throughput on these 2 cores (docs/model_card_default.md)
 
 
@@ -288,6 +308,7 @@ def fit(args: argparse.Namespace) -> None:
     results["abstention"] = _abstention_table(scores, rule)
     results["speed"] = speed(fitted, model)
     results["corpus_detail"] = per_family(scores, rows)
+    results["expert_minus_v2"] = paired_difference(scores)
     _save(out, model, name, variants, t, fusion, rule, results)
     print(markdown(results))
 
@@ -337,7 +358,7 @@ def markdown(results: dict) -> str:
         cells = [k, m, _fmt(c), _fmt(c, "tpr@5%fpr"), f"{rf[0]}/{rf[1]}", _fmt(c, "h264")]
         lines.append("| " + " | ".join([*cells, _fmt(c, "clean_same_items"), d]) + " |")
     lines += ["", f"abstention rule {results['rule']}:", json.dumps(results["abstention"])]
-    lines += ["", f"speed: {results.get('speed')}"]
+    lines += ["", f"speed: {results.get('speed')}", f"expert - v2 (paired): {results.get('expert_minus_v2')}"]
     lines += ["", "corpus detail:"] + [f"  {k}: {v}" for k, v in (results.get("corpus_detail") or {}).items()]
     lines += ["", f"test AUC of the best head with self-blends {results.get('with_sbi')}",
               f"without {results.get('without_sbi')}"]  # fmt: skip
