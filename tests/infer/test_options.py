@@ -98,3 +98,11 @@ def test_the_detector_keeps_its_options_and_checks_per_call_overrides(tiny_check
     assert same.options == det.options
     with pytest.raises(ScanOptionsError, match="uncertainty"):
         det.scan(media("images/obama.jpg"), uncertainty=1)  # refused before any work
+
+
+def test_with_options_copies_the_detector_without_touching_it(detector) -> None:
+    strict = detector.with_options(thresholds=(0.1, 0.9), aggregation="max")
+    assert strict.options == detector.options.replace(thresholds=(0.1, 0.9), aggregation="max")
+    assert strict.model is detector.model and detector.options.thresholds == VERDICT_BAND
+    with pytest.raises(ScanOptionsError, match="fixed when a detector loads"):
+        detector.with_options(max_duration=2.0)

@@ -439,8 +439,7 @@ def _detector(checkpoint: str | os.PathLike | Detector, device: str, aggregation
     from dfdetect.infer.pipeline import Detector
 
     if isinstance(checkpoint, Detector):
-        checkpoint.aggregation = aggregation
-        return checkpoint
+        return checkpoint.with_options(aggregation=aggregation)
     return load_for_eval(checkpoint, device, aggregation)
 
 

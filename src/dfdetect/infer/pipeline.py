@@ -11,6 +11,7 @@ alone when the model can hear. It never raises for a bad file: the returned
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -24,7 +25,7 @@ from dfdetect.config import PrepareConfig, PreprocessConfig
 from dfdetect.constants import AUDIO_EXTENSIONS, IMAGE_EXTENSIONS
 from dfdetect.infer.lookup import resolve_device, resolve_model
 from dfdetect.infer.onnx import load_checkpoint
-from dfdetect.infer.options import ScanOptions
+from dfdetect.infer.options import LOAD_FIELDS, ScanOptions, ScanOptionsError
 from dfdetect.infer.runtime import for_inference, runtime_of, torch_twin, with_faces
 from dfdetect.io.files import expand_inputs
 from dfdetect.types import Clip, MediaKind, Prediction, Status
@@ -102,15 +103,12 @@ class Detector:
         options: ScanOptions | None = None,
         **overrides: Any,
     ) -> Detector:
-        """A detector around a model already built (stand-ins in tests, a model being trained); the
-        speech branch is given built, ``options`` and ``overrides`` as in :class:`Detector` (their
-        ``max_duration``, ``speech`` and ``faces`` unused: ``prepare`` says how files are read)."""
-        self = cls.__new__(cls)
+        """A detector around a model already built (stand-ins in tests, a model being trained), with its
+        speech branch built; ``options`` as in :class:`Detector` (``prepare`` says how files are read)."""
+        self, opts = cls.__new__(cls), ScanOptions.of(options, **overrides)
         same = {k: getattr(preprocess, k) for k in ("fps", "size", "margin", "sample_rate")}
         self.checkpoint = None
-        self._setup(
-            model, preprocess, prepare or PrepareConfig(**same), device, ScanOptions.of(options, **overrides)
-        )
+        self._setup(model, preprocess, prepare or PrepareConfig(**same), device, opts)
         self.name, self.temperature = name, float(temperature)
         self.speech = speech
         return self
@@ -127,11 +125,18 @@ class Detector:
 
             plan_passes(model, options.uncertainty, options.uncertainty_method)
 
+    def with_options(self, **changes: Any) -> Detector:
+        """A copy sharing this model, with ``options.replace(**changes)``; the load-time options
+        (:data:`~dfdetect.infer.options.LOAD_FIELDS`) cannot change (:class:`ScanOptionsError`)."""
+        if fixed := sorted(set(changes) & set(LOAD_FIELDS)):
+            raise ScanOptionsError(fixed[0], "is fixed when a detector loads: load another one to change it")
+        twin = copy.copy(self)
+        twin.options = self.options.replace(**changes)
+        return twin
+
     # read-only views of ``options``, the one source
     thresholds = property(lambda self: self.options.thresholds)
     aggregation = property(lambda self: self.options.aggregation)
-    uncertainty = property(lambda self: self.options.uncertainty)
-    uncertainty_method = property(lambda self: self.options.uncertainty_method)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, **kwargs: Any) -> Detector:
@@ -285,8 +290,8 @@ class Detector:
             device=self.device,
             modality_mask=modality_mask,
             batch_size=batch_size,
-            uncertainty=self.uncertainty if uncertainty is None else uncertainty,
-            uncertainty_method=self.uncertainty_method,
+            uncertainty=self.options.uncertainty if uncertainty is None else uncertainty,
+            uncertainty_method=self.options.uncertainty_method,
         )
         return self._hear(scores, modality_mask) if speech else scores
 
@@ -326,21 +331,14 @@ class Detector:
         progress: bool = True,
         thumbnails: bool | None = None,
     ) -> Iterator[Prediction]:
-        """Scan files, folders and glob patterns one by one (a tqdm bar on stderr); arguments as in
-        :meth:`scan`.
-
-        Arguments that match nothing yield an ``unreadable`` prediction saying so.
-        """
+        """Scan files, folders and glob patterns one by one (a tqdm bar on stderr; arguments as in
+        :meth:`scan`); arguments that match nothing yield an ``unreadable`` prediction saying so."""
         from tqdm import tqdm
 
         found, missing = expand_inputs(paths)
         for text in missing:
-            yield Prediction(
-                path=text,
-                status=Status.UNREADABLE,
-                message="no such file, or no media files matched; check the path or pattern",
-                model=self.name,
-            )
+            message = "no such file, or no media files matched; check the path or pattern"
+            yield Prediction(path=text, status=Status.UNREADABLE, message=message, model=self.name)
         bar = tqdm(found, desc="scan", unit="file", disable=not progress, dynamic_ncols=True)
         for item in bar:
             bar.set_postfix_str(Path(item).name[-40:])
