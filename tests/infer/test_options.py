@@ -106,3 +106,16 @@ def test_with_options_copies_the_detector_without_touching_it(detector) -> None:
     assert strict.model is detector.model and detector.options.thresholds == VERDICT_BAND
     with pytest.raises(ScanOptionsError, match="fixed when a detector loads"):
         detector.with_options(max_duration=2.0)
+
+
+def test_a_scanner_process_loads_the_service_options(tiny_checkpoint) -> None:
+    from dfdetect.serve.scanners import ModelSpec, ProcessScanner, job_options
+
+    options = ScanOptions(thresholds=(0.2, 0.8), speech=None)
+    scanner = ProcessScanner(ModelSpec(str(tiny_checkpoint), "cpu", 1, options.to_dict()))
+    try:
+        assert scanner.info["thresholds"] == [0.2, 0.8]
+    finally:
+        scanner.close()
+    assert job_options(True, 0) == {"explain": True, "thumbnails": True}
+    assert job_options(False, 4) == {"explain": False, "thumbnails": True, "uncertainty": 4}

@@ -124,7 +124,7 @@ def _scanner_factory(settings: ServeSettings, load: Any) -> Any:
     if load is not None:
         return lambda: InProcessScanner(load())
     threads = max(1, (os.cpu_count() or 1) // settings.workers)
-    spec = ModelSpec(settings.model, settings.device, threads)
+    spec = ModelSpec(settings.model, settings.device, threads, settings.options.to_dict())
     return lambda: ProcessScanner(spec, scan_timeout=settings.scan_timeout_s or None)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import Depends, Request
 
+from dfdetect.infer.options import ScanOptions
 from dfdetect.serve.auth import ApiKey, RateLimiter, hash_key, key_from_headers, retry_after_header
 from dfdetect.serve.errors import ApiError
 from dfdetect.serve.jobs import Job, JobStore, WorkerPool
@@ -46,6 +47,8 @@ class ServeSettings:
     cors_origins: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = LOCAL_HOSTS  # names the server answers to (Host header); "*": any
     explain: bool = True  # default for uploads that do not say
+    options: ScanOptions = field(default_factory=ScanOptions)  # what scanners load with; jobs override
+    # explain and uncertainty per scan (dfdetect.serve.scanners.job_options)
     max_attempts: int = 3
     scan_timeout_s: float = 600.0  # watchdog: a scan running longer is stopped (its scanner restarted)
 
