@@ -2,12 +2,12 @@
 
 Runs ``python -m dfdetect scan CLIP --jsonl`` in a fresh process, reads the prediction's ``timings.total``
 (the in-process scan of the clip) and prints what is left: interpreter start, imports, model loading and
-output. Two paths, interleaved: **fast** (``dfdetect scan CLIP --faces yunet``: the packaged ONNX default
-and speech judge, YuNet; no torch) and **torch** (``--model src/dfdetect/weights/default.pt --faces
-mtcnn``: the scan before issue 23). On a shared machine wall time swings with the load, so it also prints
-the CPU seconds (user + sys) of a process doing the same start-up without the scan: parse the command
-line, load the default detector, import the extraction code, build the face detector; and whether torch
-was imported.
+output. Two paths, interleaved: **fast** (``dfdetect scan CLIP --model v2 --faces yunet``: the packaged
+ONNX EfficientNet model and speech judge, YuNet; no torch) and **torch** (``--model
+src/dfdetect/weights/v2.pt --faces mtcnn``: the scan before issue 23). On a shared machine wall time swings
+with the load, so it also prints the CPU seconds (user + sys) of a process doing the same start-up without
+the scan: parse the command line, load the detector, import the extraction code, build the face detector;
+and whether torch was imported.
 
     python bench/cli_startup.py [--repeats 3] [--clip real/pcavs_Audio_Source_00015.mp4]
 """
@@ -27,8 +27,8 @@ MEDIA = Path(os.environ.get("DFDETECT_MEDIA", ROOT.parent / "shared" / "media"))
 
 
 PATHS = {
-    "fast": ["--faces", "yunet"],
-    "torch": ["--model", str(ROOT / "src" / "dfdetect" / "weights" / "default.pt"), "--faces", "mtcnn"],
+    "fast": ["--model", "v2", "--faces", "yunet"],
+    "torch": ["--model", str(ROOT / "src" / "dfdetect" / "weights" / "v2.pt"), "--faces", "mtcnn"],
 }
 
 

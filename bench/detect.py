@@ -38,7 +38,7 @@ CORPUS = Path(os.environ.get("DFDETECT_CORPUS", "/work/prepared/corpus-video"))
 CORPUS_CAP = {("train", 0): 80, ("train", 1): 8, ("val", 0): 40, ("val", 1): 8}
 CORPUS_CAP.update({("test", 0): 80, ("test", 1): 15})
 FEATS = Path(os.environ.get("DFDETECT_FEATS", "runs/features"))
-V2 = "src/dfdetect/weights/default.pt"
+V2 = "src/dfdetect/weights/v2.pt"
 TEST_PERTURB = ("h264", 30.0)
 FACE_PER_CLASS = {"train": 80, "val": 40, "test": 100}  # face-image subsamples per class (CPU budget)
 

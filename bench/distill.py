@@ -13,7 +13,7 @@
    same extracted real clips of ../shared/media; the "model" stage of each scan (cutting and resizing
    windows included) summed per repeat, and the ratio.
 
-    python bench/distill.py --teacher src/dfdetect/weights/default.pt --student runs/student/student.pt \
+    python bench/distill.py --teacher src/dfdetect/weights/v2.pt --student runs/student/student.pt \
         --run runs/default --teacher-out runs/bench --out runs/bench-student
 """
 
@@ -177,7 +177,7 @@ def _stats(times: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teacher", default="src/dfdetect/weights/default.pt")
+    parser.add_argument("--teacher", default="src/dfdetect/weights/v2.pt")
     parser.add_argument("--student", default="runs/student/student.pt")
     parser.add_argument("--run", default="runs/default", help="the teacher's training run (data/<set>.csv)")
     parser.add_argument("--teacher-out", default="runs/bench", help="bench/detect.py output of the teacher "

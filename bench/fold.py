@@ -6,7 +6,7 @@ into the convolutions, channels-last weights) and one with channels-last weights
 "model" stage seconds of each per repeat, their ratio (best and median) and the largest p_fake
 difference (the folding must not change what is scored).
 
-    python bench/fold.py [--model default] [--clips 8] [--repeats 4] [--threads 2]
+    python bench/fold.py [--model v2] [--clips 8] [--repeats 4] [--threads 2]
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def clips(n: int) -> list[Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="default", help="model name or checkpoint (default: default)")
+    parser.add_argument("--model", default="v2", help="model name or checkpoint (default: v2)")
     parser.add_argument("--clips", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--threads", type=int, default=2)

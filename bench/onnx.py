@@ -8,15 +8,15 @@
    seconds (user + sys) of a fresh process that only imports dfdetect and loads the detector (steadier
    than wall time on a shared machine).
 
-    python bench/onnx.py [--checkpoint src/dfdetect/weights/default.pt] [--onnx model.onnx]
+    python bench/onnx.py [--checkpoint src/dfdetect/weights/v2.pt] [--onnx model.onnx]
                          [--clip real/pcavs_Audio_Source_00015.mp4] [--repeats 5] [--threads 1]
 
 Without ``--onnx`` the checkpoint is exported first (``dfdetect export --onnx``, a minute or two).
 Prints ratios torch / onnxruntime (> 1: onnxruntime is faster).
 
 3. **Parity** (``--parity``): every file of ``../shared/media`` (videos, images, voice recordings) scanned by
-   the packaged default on both runtimes, each with its speech judge in the same runtime (``default.onnx`` +
-   ``aasist-l-ft.onnx`` against ``default.pt`` + ``aasist-l-ft.pt``), the same face detector (YuNet), the
+   the packaged default on both runtimes, each with its speech judge in the same runtime (``v2.onnx`` +
+   ``aasist-l-ft.onnx`` against ``v2.pt`` + ``aasist-l-ft.pt``), the same face detector (YuNet), the
    first ``--max-duration`` seconds: verdicts and statuses that differ, and the largest |p_fake| and
    modality differences (goal: identical verdicts, p_fake within 1e-3).
 
@@ -158,9 +158,7 @@ def main() -> None:
     )
     parser.add_argument("--parity", action="store_true", help="ONNX vs torch scans of all ../shared/media")
     parser.add_argument("--max-duration", type=float, default=None, help="--parity: seconds read per file")
-    parser.add_argument(
-        "--checkpoint", type=Path, default=ROOT / "src" / "dfdetect" / "weights" / "default.pt"
-    )
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "src" / "dfdetect" / "weights" / "v2.pt")
     parser.add_argument("--onnx", type=Path, help="the exported model (default: export the checkpoint)")
     parser.add_argument("--clip", default="real/pcavs_Audio_Source_00015.mp4", help="under ../shared/media")
     parser.add_argument("--repeats", type=int, default=5)

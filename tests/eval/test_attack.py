@@ -4,7 +4,8 @@ Two real face videos and their held-back self-blended pseudo-fakes, one 2-frame 
 model is a linear probe on pooled pixels, fitted here to separate those four windows: for a linear model a
 sign-gradient step provably moves every sample toward the other class, so each assertion holds for any
 correct attack (the budget holds, the loss rises, the report shows the drop), whatever the shipped weights
-happen to do. The transfer test still scores with the packaged default model (it asserts no particular score).
+happen to do. The transfer test still scores with the packaged EfficientNet model, v2 (it asserts no
+particular score).
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ PRE = PreprocessConfig(fps=5.0, size=160, clip_frames=2, mouth_size=32)
 
 @pytest.fixture(scope="module")
 def default() -> Detector:
-    """The packaged default detector, without its speech companion (the transfer test's target)."""
-    return Detector.from_checkpoint(WEIGHTS_DIR / "default.pt", device="cpu", speech=None)
+    """The packaged EfficientNet detector (v2), without its speech companion (the transfer test's target)."""
+    return Detector.from_checkpoint(WEIGHTS_DIR / "v2.pt", device="cpu", speech=None)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,7 @@
-"""ONNX export and scanning on onnxruntime: the shipped default model and the demo model (audio, lip sync).
+"""ONNX export and scanning on onnxruntime: the shipped EfficientNet model (v2) and the demo model (audio,
+lip sync).
 
-The default model's export is the shipped ``default.onnx`` (checked to come from the shipped ``default.pt``);
+The EfficientNet model's export is the shipped ``v2.onnx`` (checked to come from the shipped ``v2.pt``);
 the demo model is exported once by ``dfdetect export ... --onnx``. Parity: onnxruntime and torch outputs on
 windows of real clips agree within 1e-4 at several batch sizes and window lengths, and full scans give the
 same verdicts.
@@ -32,9 +33,9 @@ IMAGE = "images/obama.jpg"
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    """``{"default": (pt, onnx), "demo": (pt, onnx)}``: the packaged default's shipped export (checked to be
-    the export of the shipped .pt by test_shipped_onnx_files_are_exports_of_the_shipped_checkpoints), and
-    the demo model exported by the CLI."""
+    """``{"v2": (pt, onnx), "demo": (pt, onnx)}``: the packaged EfficientNet model's shipped export
+    (checked to be the export of the shipped .pt by
+    test_shipped_onnx_files_are_exports_of_the_shipped_checkpoints), and the demo model the CLI exports."""
     root = tmp_path_factory.mktemp("onnx")
     pts = {"demo": make_checkpoint(root / "demo.pt")}
     jobs = {}
@@ -48,11 +49,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
         out = job.communicate(timeout=600)[0]
         assert job.returncode == 0, out
         assert "max |diff|" in out, out
-    shipped = {"default": (WEIGHTS_DIR / "default.pt", WEIGHTS_DIR / "default.onnx")}
+    shipped = {"v2": (WEIGHTS_DIR / "v2.pt", WEIGHTS_DIR / "v2.onnx")}
     return shipped | {name: (pt, root / f"{name}.onnx") for name, pt in pts.items()}
 
 
-@pytest.mark.parametrize("name", ["default", "aasist-l-ft"])
+@pytest.mark.parametrize("name", ["v2", "aasist-l-ft"])
 def test_shipped_onnx_files_are_exports_of_the_shipped_checkpoints(name: str) -> None:
     import hashlib
 
@@ -79,7 +80,7 @@ def clips(torch_detectors) -> dict:
     from dfdetect.data.extract import extract_clip
 
     out = {}
-    for name, rel in [("default", TALKING), ("default", FAKE), ("demo", TALKING), ("demo", IMAGE)]:
+    for name, rel in [("v2", TALKING), ("v2", FAKE), ("demo", TALKING), ("demo", IMAGE)]:
         det = torch_detectors[name]
         out[name, rel] = extract_clip(media(rel), det.prepare_config, det.face_detector, {}, kinds=det.kinds)
     return out
@@ -112,7 +113,7 @@ def _longer(batch: dict, t: int) -> dict:
     return out
 
 
-@pytest.mark.parametrize("name", ["default", "demo"])
+@pytest.mark.parametrize("name", ["v2", "demo"])
 def test_onnx_matches_torch_on_real_windows_at_any_batch_and_length(
     exported, torch_detectors, clips, name
 ) -> None:
@@ -132,8 +133,8 @@ def test_onnx_matches_torch_on_real_windows_at_any_batch_and_length(
         assert max(diffs.values()) < ATOL, (t, diffs)
 
 
-def test_default_model_onnx_describes_itself(exported) -> None:
-    pt, onnx_path = exported["default"]
+def test_v2_model_onnx_describes_itself(exported) -> None:
+    pt, onnx_path = exported["v2"]
     ckpt, meta = Checkpoint.load(pt), read_metadata(onnx_path)
     described = load_detector(onnx_path, device="cpu", speech=None).checkpoint
     assert meta["name"] == ckpt.name == "visual"
@@ -149,7 +150,7 @@ def test_default_model_onnx_describes_itself(exported) -> None:
     assert {"audio_logit", "sync_logit", "frame_sync_logits"} <= set(demo["outputs"])
 
 
-@pytest.mark.parametrize(("name", "rel"), [("default", FAKE), ("demo", TALKING), ("demo", IMAGE)])
+@pytest.mark.parametrize(("name", "rel"), [("v2", FAKE), ("demo", TALKING), ("demo", IMAGE)])
 def test_scans_on_onnxruntime_give_the_same_verdicts(exported, torch_detectors, clips, name, rel) -> None:
     torch_det = torch_detectors[name]
     by_torch = torch_det.score(clips[name, rel]).prediction(torch_det.thresholds, name)  # same clip and rules
@@ -165,7 +166,7 @@ def test_scans_on_onnxruntime_give_the_same_verdicts(exported, torch_detectors, 
 
 
 def test_speech_companion_named_in_the_metadata_scores_the_voice(exported) -> None:
-    _, onnx_path = exported["default"]
+    _, onnx_path = exported["v2"]
     detector = load_detector(onnx_path, device="cpu", max_duration=2.0)
     assert detector.speech is not None and detector.speech.name == "aasist-l-ft"
     pred = detector.scan(media(TALKING))

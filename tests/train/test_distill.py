@@ -1,7 +1,7 @@
 """Distillation (``dfdetect distill``): a small student learns the packaged detector's scores.
 
 The data is a tiny prepared tree of real face clips (VoxCeleb2 crops of ../shared/media written as cache
-entries); the teacher is the trained packaged ``default`` checkpoint; the student is the repository's
+entries); the teacher is the trained packaged EfficientNet checkpoint ``v2``; the student is the repository's
 student config (EfficientNet-Lite0 without the frequency branch) at 96 px. Training windows are the
 reals and their self-blended pseudo-fakes; validation scores the same clips with fixed pseudo-fakes.
 """
@@ -53,7 +53,7 @@ def _config(data: Path, **extra: object):
         "train.threads": 2, "train.device": "cpu", "optim.lr": 3e-4, "optim.warmup_steps": 0,
         "distill.size": 96, **extra,
     }  # fmt: skip
-    return distill_config(str(resolve_model("default")[0]), str(STUDENT), [str(data)],
+    return distill_config(str(resolve_model("v2", onnx=False)[0]), str(STUDENT), [str(data)],
                           overrides=[f"{k}={v}" for k, v in overrides.items()])  # fmt: skip
 
 
@@ -109,7 +109,7 @@ def test_init_from_teacher_copies_and_slices() -> None:
 def test_cli_print_config(tiny_prepared: Path, capsys: pytest.CaptureFixture) -> None:
     from dfdetect.cli import main
 
-    code = main(["distill", "--teacher", "default", "--student", str(STUDENT), "--data", str(tiny_prepared),
+    code = main(["distill", "--teacher", "v2", "--student", str(STUDENT), "--data", str(tiny_prepared),
                  "--size", "96", "--epochs", "2", "distill.tau=2", "--print-config"])  # fmt: skip
     text = capsys.readouterr().out
     assert code == 0 and "tau: 2.0" in text and "size: 96" in text and "epochs: 2" in text

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "teacher's training data. Extra KEY=VALUE override the config (distill.tau=2 train.epochs=3)."
         ),
     )
-    p.add_argument("--teacher", help="teacher checkpoint (.pt) or packaged model name (e.g. default)")
+    p.add_argument("--teacher", help="teacher checkpoint (.pt) or packaged model name (e.g. v2)")
     p.add_argument("--student", help="student model YAML (configs/models/*.yaml)")
     p.add_argument("--data", action="append", default=[], help="data YAML, prepared dir or manifest CSV "
                    "(repeat for several sources)")  # fmt: skip

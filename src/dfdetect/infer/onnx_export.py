@@ -269,7 +269,7 @@ def metadata(ckpt: Checkpoint, model: Any, names: tuple, outputs: tuple, limits:
 
 def half_initializers(proto: Any, min_size: int = 1024) -> int:
     """Store the float32 weights that float16 holds exactly (those of a float16 checkpoint, such as the
-    packaged ``default.pt``) as float16, each followed by a ``Cast`` back to float32: the graph computes
+    packaged ``v2.pt``) as float16, each followed by a ``Cast`` back to float32: the graph computes
     with the very same float32 values (onnxruntime folds the casts when it loads the file) and the file is
     about half the size. Returns the number of initializers converted."""
     import onnx
