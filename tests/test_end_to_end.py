@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from dfdetect import cli
+from dfdetect.checkpoint import read_state
 from dfdetect.data.manifest import read_manifest, select
 from dfdetect.eval.evaluate import read_jsonl
 from dfdetect.eval.report import SECTIONS
-from dfdetect.train.checkpoint import load_checkpoint
 from dfdetect.train.run import train_from_config
 
 DEMO = "configs/experiments/demo.yaml"
@@ -84,7 +84,7 @@ def test_prepare_train_eval_with_pseudofakes_writes_the_full_report(demo_data, t
     assert "Not available" not in md.split("## Training curves")[1].split("## Figures")[0]
 
     calibration = json.loads((out / "calibration.json").read_text())
-    state = load_checkpoint(checkpoint)
+    state = read_state(checkpoint)
     assert state["calibration"]["temperature"] == pytest.approx(calibration["temperature"])
     assert calibration["n"] == 12  # fitted on the val reals and their pseudo-fakes
     assert json.loads((out / "protocol.json").read_text())["temperature"] == calibration["temperature"]

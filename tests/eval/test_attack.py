@@ -195,15 +195,15 @@ def test_white_box_pgd_lowers_the_auc_and_the_report_shows_it(detector, videos, 
 
 def test_transfer_attack_is_crafted_on_another_checkpoint(default, videos, tmp_path):
     """A source with another crop size and normalisation: its perturbation is scored by the default model."""
+    from dfdetect.checkpoint import save_state
     from dfdetect.models.factory import create_model
-    from dfdetect.train.checkpoint import save_checkpoint
 
     cfg = {"name": "visual", "backbone": "test_efficientnet", "fps": 5.0, "segment_seconds": 1.0}
     torch.manual_seed(0)
     source = tmp_path / "source.pt"
     pre = PreprocessConfig(fps=5.0, size=64, clip_frames=2, mouth_size=32)
     model = create_model(**{**cfg, "pretrained": False})
-    save_checkpoint(
+    save_state(
         source, {"model_state": model.state_dict(), "model_config": cfg, "preprocess": pre.model_dump()}
     )
     cache, rows = videos

@@ -107,8 +107,8 @@ def test_evaluate_checkpoint_of_a_tiny_model_with_calibration(prepared, tmp_path
     factory = pytest.importorskip("dfdetect.models.factory", reason="models.factory not written yet")
     import torch
 
+    from dfdetect.checkpoint import read_state, save_state
     from dfdetect.cli import main
-    from dfdetect.train.checkpoint import load_checkpoint, save_checkpoint
 
     pre = PreprocessConfig(fps=5.0, size=64, clip_frames=5, segment_seconds=0.5, mouth_size=32)
     cfg = {
@@ -120,9 +120,7 @@ def test_evaluate_checkpoint_of_a_tiny_model_with_calibration(prepared, tmp_path
     torch.manual_seed(0)
     model = factory.create_model(**{**cfg, "pretrained": False})
     ckpt = tmp_path / "tiny.pt"
-    save_checkpoint(
-        ckpt, {"model_state": model.state_dict(), "model_config": cfg, "preprocess": pre.model_dump()}
-    )
+    save_state(ckpt, {"model_state": model.state_dict(), "model_config": cfg, "preprocess": pre.model_dump()})
     rows = read_manifest(prepared / "manifest.csv")
     write_manifest([r.with_split("val") for r in rows] + [], tmp_path / "val" / "manifest.csv")
     out = tmp_path / "eval"
@@ -132,7 +130,7 @@ def test_evaluate_checkpoint_of_a_tiny_model_with_calibration(prepared, tmp_path
          "--bootstrap", "20", "--no-progress"]
     )  # fmt: skip
     assert rc == 0
-    t = load_checkpoint(ckpt)["calibration"]["temperature"]
+    t = read_state(ckpt)["calibration"]["temperature"]
     assert t > 0 and json.loads((out / "calibration.json").read_text())["temperature"] == pytest.approx(t)
     records = read_jsonl(out / "predictions.jsonl")
     scored = [r for r in records if r["p_fake"] is not None]

@@ -20,8 +20,8 @@ PREPARE = PrepareConfig(fps=5.0, size=64, max_duration=4.0, detect_every=3)
 
 def make_checkpoint(path: Path, temperature: float = 1.5, seed: int = 0) -> Path:
     """Save a randomly initialised demo model as a dfdetect checkpoint (no download)."""
+    from dfdetect.checkpoint import save_state
     from dfdetect.models.factory import create_model
-    from dfdetect.train.checkpoint import save_checkpoint
 
     cfg = yaml.safe_load(DEMO_CONFIG.read_text())
     cfg = {**cfg, "pretrained": False, "fps": PRE.fps, "segment_seconds": PRE.segment_seconds}
@@ -38,7 +38,7 @@ def make_checkpoint(path: Path, temperature: float = 1.5, seed: int = 0) -> Path
         "prepare": PREPARE.model_dump(),
         "calibration": {"temperature": temperature},
     }
-    return save_checkpoint(path, state)
+    return save_state(path, state)
 
 
 @pytest.fixture(scope="session")

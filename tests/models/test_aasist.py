@@ -156,7 +156,7 @@ def test_frames_only_gives_neutral_logits() -> None:
 
 
 def test_trains_and_rebuilds_from_a_checkpoint(tmp_path: Path) -> None:
-    from dfdetect.train.checkpoint import build_model, load_checkpoint, save_checkpoint
+    from dfdetect.checkpoint import Checkpoint, read_state, save_state
     from dfdetect.train.optim import set_trainable
 
     model = create_model("aasist-l", pretrained=True, fps=5.0, segment_seconds=1.0)
@@ -166,12 +166,12 @@ def test_trains_and_rebuilds_from_a_checkpoint(tmp_path: Path) -> None:
     out = model(audio=0.05 * torch.randn(1, 64600))
     out["logit"].sum().backward()
     assert model.out_layer.weight.grad is not None and model.encoder[0][0].conv1.weight.grad is None
-    path = save_checkpoint(
+    path = save_state(
         tmp_path / "a.pt",
         {"model_state": model.state_dict(), "model_config": {"name": "aasist-l", "fps": 5.0},
          "preprocess": {"sample_rate": 16000}},
     )  # fmt: skip
-    rebuilt = build_model(load_checkpoint(path))
+    rebuilt = Checkpoint.from_state(read_state(path)).build_model()
     assert all(
         torch.equal(a, b)
         for a, b in zip(rebuilt.state_dict().values(), model.state_dict().values(), strict=True)

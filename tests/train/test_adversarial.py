@@ -9,12 +9,12 @@ import torch
 import yaml
 from pydantic import ValidationError
 
+from dfdetect.checkpoint import read_state
 from dfdetect.config import AdversarialConfig, LossConfig, PreprocessConfig, load_config
 from dfdetect.data.dataset import collate
 from dfdetect.data.windows import clip_windows, segment_labels, window_tensors
 from dfdetect.models.adversarial import to_pixels
 from dfdetect.models.factory import create_model
-from dfdetect.train.checkpoint import load_checkpoint
 from dfdetect.train.logging import read_metrics
 from dfdetect.train.run import train_from_config
 from dfdetect.train.task import DeepfakeTask
@@ -93,7 +93,7 @@ def test_train_config_runs_adversarial_training_and_records_it(demo_data, tmp_pa
         torch.set_num_threads(threads)  # the demo config sets 1 thread
     train = [r for r in read_metrics(run) if r["split"] == "train"]
     assert len(train) == 2 and all(r["adv_share"] == 0.5 and "adv_acc" in r for r in train), train
-    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    state = read_state(run / "checkpoints" / "last.pt")
     recorded = state["train_config"]["train"]["adversarial"]
     assert recorded == {"ratio": 0.5, "eps": 0.00784, "steps": 2, "step_size": None}
     assert "adversarial:" in (run / "config.yaml").read_text()

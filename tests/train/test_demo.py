@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from dfdetect.train.checkpoint import build_model, load_checkpoint
+from dfdetect.checkpoint import Checkpoint, read_state
 from dfdetect.train.logging import read_metrics
 from dfdetect.train.run import train_from_config
 
@@ -54,9 +54,9 @@ def test_demo_trains_on_reals_and_held_back_pseudo_fakes(demo_run):
     assert len({r["n_fake"] for r in val}) == 1, "validation pseudo-fakes must be fixed"
     train = [r for r in read_metrics(demo_run) if r["split"] == "train"]
     assert train and {"loss_video", "loss_segment", "loss_sync"} <= set(train[0])
-    state = load_checkpoint(demo_run / "checkpoints" / "best.pt")
+    state = read_state(demo_run / "checkpoints" / "best.pt")
     assert state["preprocess"]["size"] == 112 and state["train_config"]["name"] == "demo"
-    model = build_model(state)  # the checkpoint alone rebuilds the model
+    model = Checkpoint.from_state(state).build_model()  # the checkpoint alone rebuilds the model
     torch.testing.assert_close(model.state_dict(), state["model_state"])
     assert (demo_run / "config.yaml").read_text().startswith("name: demo")
 
@@ -66,12 +66,12 @@ def test_demo_killed_and_resumed_ends_like_uninterrupted(demo_run, demo_data, tm
     threads = torch.get_num_threads()
     try:
         train_from_config(DEMO, _overrides(demo_data, **{"train.stop_after_steps": 7}), tmp_path, False)
-        assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 6
+        assert read_state(tmp_path / "checkpoints" / "last.pt")["step"] == 6
         train_from_config(DEMO, _overrides(demo_data), run_dir=tmp_path)  # resumes from last.pt
     finally:
         torch.set_num_threads(threads)
-    a = load_checkpoint(demo_run / "checkpoints" / "last.pt")
-    b = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    a = read_state(demo_run / "checkpoints" / "last.pt")
+    b = read_state(tmp_path / "checkpoints" / "last.pt")
     assert a["step"] == b["step"] == 5 * EPOCHS and a["metrics"] == b["metrics"]
     assert all(torch.equal(a["model_state"][k], b["model_state"][k]) for k in a["model_state"])
 
@@ -92,7 +92,7 @@ def test_visual_demo_learns_held_back_pseudo_fakes(demo_data, tmp_path):
     assert all(r["n"] == 24 and 6 <= r["n_fake"] <= 18 for r in val), val
     best = max(r["auc"] for r in val)
     assert best >= 0.7, f"val AUC per epoch: {[round(r['auc'], 3) for r in val]}"
-    assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["metrics"]["auc"] == pytest.approx(best)
+    assert read_state(tmp_path / "checkpoints" / "best.pt")["metrics"]["auc"] == pytest.approx(best)
 
 
 @pytest.mark.slow
@@ -109,9 +109,9 @@ def test_soup_of_the_run_checkpoints_is_chosen_on_val_and_loads(demo_run, tmp_pa
     soup = Checkpoint.load(out)
     members = soup.metrics["soup_members"]
     assert set(members) <= set(ckpts) and members
-    singles = [float(load_checkpoint(p)["metrics"].get("val_auc", 0)) for p in ckpts]
+    singles = [float(read_state(p)["metrics"].get("val_auc", 0)) for p in ckpts]
     assert soup.metrics["val_auc_soup"] >= 0 and len(singles) == 2
-    expected = average([load_checkpoint(p)["model_state"] for p in members])
+    expected = average([read_state(p)["model_state"] for p in members])
     for key, value in soup.model_state.items():
         if value.is_floating_point():
             torch.testing.assert_close(value.float(), expected[key].float(), atol=2e-3, rtol=2e-3)

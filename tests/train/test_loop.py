@@ -7,7 +7,7 @@ import socket
 import pytest
 import torch
 
-from dfdetect.train.checkpoint import load_checkpoint
+from dfdetect.checkpoint import read_state
 from dfdetect.train.logging import read_metrics
 from dfdetect.train.loop import Stage, resolve_device
 
@@ -28,7 +28,7 @@ def test_loop_learns_and_writes_checkpoints_and_logs(tmp_path):
     assert summary["best"]["auc"] > 0.9, summary
     names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
     assert names == {"best.pt", "last.pt", "stage-joint.pt"}
-    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    last = read_state(tmp_path / "checkpoints" / "last.pt")
     assert set(CONTRACT) <= set(last)
     assert last["step"] == 18 and last["epoch"] == 3 and last["data_position"] == 0
     assert set(last["rng"][0]) >= {"python", "numpy", "torch"}
@@ -48,7 +48,7 @@ def test_staged_training_freezes_other_groups(tmp_path):
     after = _weights(trainer.model)
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith(("video.", "video_head.")) for k in changed), changed
-    stage = load_checkpoint(tmp_path / "checkpoints" / "stage-video.pt")
+    stage = read_state(tmp_path / "checkpoints" / "stage-video.pt")
     assert stage["step"] == 6
 
 
@@ -59,7 +59,7 @@ def test_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path)
     # "kill" at step 11 (mid-epoch of the second stage); the last checkpoint is from step 10
     killed = make_trainer(tmp_path / "killed", stop_after_steps=11)
     assert killed.fit(stages)["interrupted"]
-    last = load_checkpoint(tmp_path / "killed" / "checkpoints" / "last.pt")
+    last = read_state(tmp_path / "killed" / "checkpoints" / "last.pt")
     assert (last["step"], last["data_position"]) == (10, 4)
     resumed = make_trainer(tmp_path / "killed")  # resumes automatically from last.pt
     summary = resumed.fit(stages)

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from dfdetect.checkpoint import CheckpointError
     from dfdetect.data.manifest import ManifestError
     from dfdetect.eval.evaluate import EvalOptions, evaluate
-    from dfdetect.eval.metrics import MetricError
+    from dfdetect.metrics import MetricError
 
     perturb = args.perturb_only or args.perturb
     try:

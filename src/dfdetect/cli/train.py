@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(dump_experiment(cfg), end="")
         return 0
+    from dfdetect.checkpoint import CheckpointError
     from dfdetect.data.manifest import ManifestError
-    from dfdetect.train.checkpoint import CheckpointError
     from dfdetect.train.run import TrainingError, train
 
     run_dir = Path(args.run_dir) if args.run_dir else cfg.resolved_run_dir()

@@ -215,7 +215,7 @@ def summarize(clean: list[dict], adv: list[dict], threshold: float = 0.5) -> dic
     *succeeds* on it when its adversarial p_fake crosses to the other side. Success rates are over the
     correct videos (all, fakes only = made to look real, reals only = made to look fake).
     """
-    from dfdetect.eval.metrics import MetricError, auc
+    from dfdetect.metrics import MetricError, auc
 
     before = {r["path"]: r["p_fake"] for r in clean if r.get("p_fake") is not None}
     pairs = [(r["extras"]["label"], before[r["path"]], r["p_fake"]) for r in adv

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from dfdetect.eval.metrics import MetricError, check_inputs, ece_mce
 from dfdetect.infer.aggregate import sigmoid
+from dfdetect.metrics import MetricError, check_inputs, ece_mce
 
 T_BOUNDS = (0.05, 20.0)
 

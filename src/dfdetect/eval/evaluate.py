@@ -242,7 +242,7 @@ def run_calibration(
 def run_perturbations(detector: Detector, rows, cache_dir: Path, spec, **kw: Any) -> list[dict]:
     """AUC (and mean p_fake per class) for each (perturbation, severity) of ``spec`` (see perturb.plan)."""
     from dfdetect.eval import perturb
-    from dfdetect.eval.metrics import MetricError, auc
+    from dfdetect.metrics import MetricError, auc
 
     out = []
     for name, severity in perturb.plan(spec):

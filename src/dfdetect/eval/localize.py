@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dfdetect.eval.metrics import MetricError, auc
+from dfdetect.metrics import MetricError, auc
 
 AP_IOUS = (0.5, 0.75, 0.95)
 AR_NS = (100, 50, 20, 10)

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn import metrics as skm
 
-from dfdetect.eval.metrics import reliability
+from dfdetect.metrics import reliability
 
 _DPI = 100
 

@@ -19,9 +19,9 @@ import numpy as np
 
 from dfdetect.eval import localize, plots
 from dfdetect.eval.attack import report_section as attack_section
-from dfdetect.eval.metrics import MetricError, accuracy_only, auc, compute_metrics
 from dfdetect.eval.uncertainty import report_section as uncertainty_section
 from dfdetect.io.files import atomic_write_text, read_jsonl
+from dfdetect.metrics import MetricError, accuracy_only, auc, compute_metrics
 
 log = logging.getLogger(__name__)
 SECTIONS = (

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from dfdetect.eval import plots
-from dfdetect.eval.metrics import MetricError, auc
+from dfdetect.metrics import MetricError, auc
 
 ABSTAIN_RATES = (0.1, 0.2)
 CURVE_RATES = tuple(round(0.05 * i, 2) for i in range(11))  # 0 .. 50 %

@@ -25,8 +25,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from dfdetect.checkpoint import read_state, save_state
 from dfdetect.config import OptimConfig, TrainConfig
-from dfdetect.train.checkpoint import load_checkpoint, save_checkpoint
 from dfdetect.train.logging import RunLogger, binary_metrics
 from dfdetect.train.optim import build_optimizer, build_scheduler, named_groups, set_trainable
 
@@ -424,13 +424,13 @@ class Trainer:
             "metrics": pos.last_metrics,
             "loop": {k: v for k, v in vars(pos).items() if k not in ("last_metrics",)},
         }
-        save_checkpoint(self.ckpt_dir / name, state)
+        save_state(self.ckpt_dir / name, state)
 
     def _load_resume(self, resume: bool | None) -> dict[str, Any] | None:
         path = self.ckpt_dir / "last.pt"
         if resume is False or (resume is None and not path.exists()):
             return None
-        state = load_checkpoint(path, map_location="cpu")
+        state = read_state(path, map_location="cpu")
         self.model.load_state_dict(state["model_state"])
         self.pos = Position(**state["loop"], last_metrics=state.get("metrics", {}))
         rng = state["rng"]
