@@ -92,10 +92,10 @@ def test_load_by_path_name_and_unknown(tiny_checkpoint: Path, tmp_path: Path, mo
     assert resolve_model(tiny_checkpoint)[0] == tiny_checkpoint
     det = load_detector("mymodel", device="cpu")
     assert det.name == "mymodel" and det.temperature == pytest.approx(1.5)
-    from dfdetect.faces.detect import SCAN_DETECTOR
-
-    assert det.prepare_config == PREPARE.model_copy(update={"detector": SCAN_DETECTOR})  # the scan's faces
-    assert load_detector("mymodel", device="cpu", faces=None).prepare_config == PREPARE  # the checkpoint's
+    assert det.prepare_config == PREPARE  # faces "auto": the detector its training crops came from
+    assert load_detector("mymodel", device="cpu", faces=None).prepare_config == PREPARE
+    other = "yunet" if PREPARE.detector != "yunet" else "mtcnn"
+    assert load_detector("mymodel", device="cpu", faces=other).prepare_config.detector == other
     with pytest.raises(ModelNotFoundError, match="mymodel") as err:
         load_detector("no-such-model")
     assert "available models" in str(err.value)

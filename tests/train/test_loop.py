@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from dfdetect.checkpoint import read_state
+from dfdetect.models.device import resolve_device
 from dfdetect.train.logging import read_metrics
-from dfdetect.train.loop import Stage, resolve_device
+from dfdetect.train.loop import Stage
 
 from .standins import ddp_worker, make_trainer
 
@@ -95,6 +96,7 @@ def test_a_bare_cuda_device_gets_the_process_index(monkeypatch):
     """``train.device: cuda`` must name an index: ``torch.cuda.set_device`` refuses a bare ``cuda``
     (found on a GPU machine, where ``train.device=cuda`` stopped every run at its first step)."""
     monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("cuda") == torch.device("cuda", 1)
     assert resolve_device("cuda:0") == torch.device("cuda", 0)
     assert resolve_device("cpu") == torch.device("cpu")

@@ -7,7 +7,6 @@ Importing this package does not import torch or load any weights (detectors load
 from dfdetect.faces.crop import blur_score, crop_face, mouth_crop, square_box
 from dfdetect.faces.detect import (
     DETECTORS,
-    SCAN_DETECTOR,
     Detections,
     FaceDetector,
     MTCNNDetector,
@@ -25,7 +24,6 @@ __all__ = [
     "FaceExtractor",
     "IouTracker",
     "MTCNNDetector",
-    "SCAN_DETECTOR",
     "YuNetDetector",
     "blur_score",
     "box_iou",

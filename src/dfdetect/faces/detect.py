@@ -8,9 +8,11 @@ input image's pixel coordinates. Both backends downscale each image so its longe
   OpenCV's ``cv2.FaceDetectorYN``; no torch; ~5x less CPU than MTCNN, recall of MTCNN's faces 0.996 on the
   real clips (docs/benchmarks.md). Scans take it with ``--faces yunet`` (``load_detector(faces="yunet")``).
 - ``mtcnn`` (:class:`MTCNNDetector`): facenet-pytorch's MTCNN (torch), batching images of the same size;
-  what the packaged models were trained on, and the scan default (:data:`SCAN_DETECTOR`): with YuNet's
-  crops the default model's AUC fell on the held-out talking heads (-0.078 [-0.149, -0.025]; -0.011
-  pooled over three sets), above the 0.01 that issue 23 allows, until it is retrained on YuNet crops.
+  what ``v2`` was trained on: with YuNet's crops its AUC fell on the held-out talking heads (-0.078
+  [-0.149, -0.025]; -0.011 pooled over three sets), above the 0.01 that issue 23 allows.
+
+Scans use the detector a model's training crops came from (its checkpoint's prepare config, ``--faces
+auto``): YuNet for the default (v3, trained on YuNet crops), MTCNN for ``v2``; ``--faces`` overrides it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
 
 # Smallest face MTCNN can find: its first network looks at 12 x 12 windows.
 _MTCNN_MIN_SIZE = 12.0
-SCAN_DETECTOR = "mtcnn"  # the face detector of scans (load_detector(faces="auto"), --faces auto)
 
 
 @dataclass(frozen=True)

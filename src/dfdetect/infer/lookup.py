@@ -94,10 +94,6 @@ def resolve_device(device: str = "auto", runtime: str = "torch") -> str:
         from dfdetect.infer.onnx import resolve_onnx_device
 
         return resolve_onnx_device(device)
-    import torch
+    from dfdetect.models.device import resolve_device as torch_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return device
+    return str(torch_device(device))

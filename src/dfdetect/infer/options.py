@@ -49,8 +49,8 @@ class ScanOptions:
             names, none if it names none), a model name or checkpoint path, or None (no speech model).
         uncertainty: ``N`` stochastic passes per scan for p_fake's spread (0: none; else at least 2).
         uncertainty_method: ``auto`` (dropout when the model has it, else ``tta``), ``dropout`` or ``tta``.
-        faces: the face detector: ``"auto"`` (:data:`dfdetect.faces.detect.SCAN_DETECTOR`), a registered
-            name (``yunet``, ``mtcnn``), or None for the one the checkpoint was prepared with.
+        faces: the face detector: ``"auto"`` or None (the one the model's training crops came from, in its
+            checkpoint's prepare config), or a registered name (``yunet``, ``mtcnn``) to override it.
         explain: add Grad-CAM heatmaps, attention and sync curves to each prediction.
         thumbnails: add face thumbnails and the speech waveform to each prediction (for reports).
     """

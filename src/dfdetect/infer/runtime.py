@@ -28,11 +28,11 @@ def with_faces(prepare: PrepareConfig, faces: str | None) -> PrepareConfig:
     Raises:
         ValueError: an unknown detector name (the message lists the known ones).
     """
-    if faces is None:
+    if faces is None or faces == "auto":  # the detector the model's training crops came from
         return prepare
-    from dfdetect.faces.detect import DETECTORS, SCAN_DETECTOR
+    from dfdetect.faces.detect import DETECTORS
 
-    name = SCAN_DETECTOR if faces == "auto" else faces
+    name = faces
     if name not in DETECTORS.names():
         raise ValueError(
             f"unknown face detector {name!r}; choose one of: auto, {', '.join(DETECTORS.names())}"

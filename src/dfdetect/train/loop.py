@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from dfdetect.checkpoint import read_state, save_state
 from dfdetect.config import OptimConfig, TrainConfig
+from dfdetect.models.device import resolve_device
 from dfdetect.train.logging import RunLogger, binary_metrics
 from dfdetect.train.optim import build_optimizer, build_scheduler, named_groups, set_trainable
 
@@ -85,17 +86,6 @@ def init_distributed(device: torch.device) -> DistEnv:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return DistEnv(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` = the process's CUDA device (LOCAL_RANK) when CUDA is available, else CPU; a bare ``cuda``
-    gets that index too (``torch.cuda.set_device`` needs one)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
 
 
 def seed_everything(seed: int) -> None:
