@@ -197,6 +197,16 @@ def stages_of(cfg: ExperimentConfig) -> list:
     ]
 
 
+def _prepare_run(cfg: ExperimentConfig, run_dir: str | os.PathLike | None) -> tuple[Path, ExperimentConfig]:
+    """The run dir (``run_dir``, else the config's) and the config that records it; torch's threads set."""
+    run = Path(run_dir) if run_dir else cfg.resolved_run_dir()
+    if run_dir:
+        cfg = cfg.model_copy(update={"run_dir": str(run)})
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    return run, cfg
+
+
 def train(
     cfg: ExperimentConfig,
     run_dir: str | os.PathLike | None = None,
@@ -221,11 +231,7 @@ def train(
     from dfdetect.train.loop import Trainer, seed_everything
     from dfdetect.train.task import DeepfakeTask
 
-    run = Path(run_dir) if run_dir else cfg.resolved_run_dir()
-    if run_dir:
-        cfg = cfg.model_copy(update={"run_dir": str(run)})
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    run, cfg = _prepare_run(cfg, run_dir)
     seed_everything(cfg.train.seed)
     train_set = build_dataset(cfg.data, cfg.data.train_split, True, cfg.train.seed)
     val_set = build_dataset(cfg.data, cfg.data.val_split, False, cfg.train.seed)
