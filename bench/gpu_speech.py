@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dfdetect.train.speech import load_speech_config, speech_splits, train_speech
+from dfdetect.data.speech import speech_splits
+from dfdetect.train.speech import load_speech_config, train_speech
 
 
 def pack(config: str, out: Path) -> None:

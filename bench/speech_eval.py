@@ -41,7 +41,7 @@ AASIST_SECONDS = 64600 / 16000
 def rows_of(cfg, split: str, which: str, per_family: int | None = None) -> list:  # noqa: ANN001
     """The rows of ``split`` in set ``which``; at most ``per_family`` files of every generator family and
     real source (the fixed choice of :func:`dfdetect.train.speech_head.cap_per_family`), if given."""
-    from dfdetect.train.speech import speech_splits
+    from dfdetect.data.speech import speech_splits
     from dfdetect.train.speech_head import cap_per_family
 
     rows = speech_splits(cfg.data)[split]

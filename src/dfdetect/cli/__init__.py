@@ -13,7 +13,10 @@ import sys
 
 from dfdetect._version import __version__
 
-COMMANDS = ("prepare", "train", "eval", "scan", "batch", "export", "serve", "distill", "soup", "cache")
+COMMANDS = (
+    "prepare", "train", "eval", "scan", "batch", "export", "serve", "distill",
+    "soup", "cache", "calibrate_voice",
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

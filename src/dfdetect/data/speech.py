@@ -338,3 +338,17 @@ class SpeechDataset:
             "audio_label": torch.tensor(label),
             "meta": {"path": row.path, "dataset": row.dataset, "method": row.method, "pseudo": ""},
         }
+
+
+def speech_splits(data: SpeechConfig) -> dict[str, list[ManifestRow]]:
+    """``train``/``val``/``test`` rows: the labels CSV split by speaker (deterministic in ``seed``), then
+    the prepared manifests with the splits their builder wrote (family- and source-disjoint)."""
+    from dfdetect.data.manifest import read_manifest
+    from dfdetect.data.sources import scan_source
+
+    rows: list[ManifestRow] = []
+    if data.labels:
+        rows += scan_source("folder", data.labels, seed=data.seed, val=data.val, test=data.test)
+    for manifest in data.manifests:
+        rows += [r for r in read_manifest(manifest) if r.label in (0, 1)]
+    return {s: [r for r in rows if r.split == s] for s in ("train", "val", "test")}

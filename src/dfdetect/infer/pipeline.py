@@ -450,7 +450,8 @@ def load_speech_branch(
     if p0 is None:
         raise CheckpointError(
             f"speech model {name!r} ({path}) records no real-voice ceiling (calibration.real_voice_ceiling): "
-            "measure it with bench/speech_ceiling.py, or pass p0 in the video checkpoint's companions"
+            "measure it with `dfdetect calibrate-voice CONFIG --model NAME --write`, or pass p0 in the video "
+            "checkpoint's companions"
         )
     from dfdetect.infer.speech import SpeechBranch
 

@@ -36,8 +36,7 @@ from dfdetect.config import (
     load_yaml_tree,
 )
 from dfdetect.constants import SAMPLE_RATE
-from dfdetect.data.manifest import ManifestRow
-from dfdetect.data.speech import SpeechConfig
+from dfdetect.data.speech import SpeechConfig, speech_splits
 
 log = logging.getLogger(__name__)
 
@@ -86,20 +85,6 @@ def load_speech_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -
         return SpeechExperimentConfig.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"invalid speech config {path}: {e}") from None
-
-
-def speech_splits(data: SpeechConfig) -> dict[str, list[ManifestRow]]:
-    """``train``/``val``/``test`` rows: the labels CSV split by speaker (deterministic in ``seed``), then
-    the prepared manifests with the splits their builder wrote (family- and source-disjoint)."""
-    from dfdetect.data.manifest import read_manifest
-    from dfdetect.data.sources import scan_source
-
-    rows: list[ManifestRow] = []
-    if data.labels:
-        rows += scan_source("folder", data.labels, seed=data.seed, val=data.val, test=data.test)
-    for manifest in data.manifests:
-        rows += [r for r in read_manifest(manifest) if r.label in (0, 1)]
-    return {s: [r for r in rows if r.split == s] for s in ("train", "val", "test")}
 
 
 def preprocess_for(model_name: str, model_kwargs: dict[str, Any], data: SpeechConfig) -> dict[str, Any]:

@@ -1,0 +1,90 @@
+"""Real-voice ceiling ``p0`` of a speech model: the scan score that only 5 % of held-out real voices exceed.
+
+The real files of the speaker-disjoint held-out splits of a speech experiment are scanned exactly as
+``dfdetect scan`` scans audio (16 kHz mono, VAD, the windows that overlap speech, the model's own codec,
+mean window logit). Only the first ``seconds`` of each file are read, to bound CPU time; one window spreads
+wider than a mean over many, so the ceiling errs on the safe side. ``p0`` is the ``quantile`` (0.95) of
+those scores. The fusion of a video's scores lets only a voice above ``p0`` raise the verdict
+(``infer/speech.py``), so a video checkpoint's speech companion needs it: ``dfdetect calibrate-voice
+--write`` records it in the speech model's checkpoint (``calibration.real_voice_ceiling``, with how it was
+measured).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from dfdetect.constants import SAMPLE_RATE
+from dfdetect.models.aasist import WINDOW_SAMPLES
+
+
+@dataclass
+class VoiceCeiling:
+    """``p0`` and how it was measured (``info``), with every real file's score and the files skipped."""
+
+    p0: float
+    info: dict[str, Any]
+    scores: dict[str, float] = field(default_factory=dict)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def measure_ceiling(
+    config: str | os.PathLike,
+    model: str,
+    splits: Sequence[str] = ("val", "test"),
+    seconds: float = WINDOW_SAMPLES / SAMPLE_RATE,
+    quantile: float = 0.95,
+    progress: bool = True,
+    overrides: Sequence[str] = (),
+) -> VoiceCeiling:
+    """Scan the real voices of ``splits`` of the speech experiment ``config`` (+ dotted ``overrides``)
+    with ``model``."""
+    from tqdm import tqdm
+
+    from dfdetect.config import ConfigError, apply_overrides, load_yaml_tree
+    from dfdetect.data.speech import SpeechConfig, speech_splits
+    from dfdetect.infer.pipeline import load_detector
+
+    section = apply_overrides(load_yaml_tree(config), overrides).get("data") or {}
+    try:
+        data = SpeechConfig.model_validate(section)
+    except ValueError as e:  # pydantic's ValidationError
+        raise ConfigError(f"{config}: its data section is not a speech data section: {e}") from None
+    held_out = speech_splits(data)
+    rows = [r for s in splits for r in held_out[s] if r.label == 0]
+    if not rows:
+        raise ValueError(f"{config}: no real voices in the split(s) {', '.join(splits)}")
+    detector = load_detector(model, device="cpu", max_duration=seconds, onnx=False)
+    scores, skipped = {}, []
+    for row in tqdm(rows, desc="real voices", unit="file", disable=not progress):
+        pred = detector.scan(row.path)
+        if pred.p_fake is None:
+            skipped.append({"path": row.path, "status": str(pred.status)})
+        else:
+            scores[row.path] = float(pred.p_fake)
+    values = np.array(list(scores.values()))
+    info = {
+        "quantile": quantile,
+        "n_real": int(values.size),
+        "speakers": len({r.group for r in rows if r.path in scores}),
+        "splits": list(splits),
+        "data": data.labels,
+        "seconds_per_file": round(seconds, 4),
+        "command": "dfdetect calibrate-voice " + " ".join(f"--split {s}" for s in splits),
+    }
+    return VoiceCeiling(float(np.quantile(values, quantile)), info, scores, skipped)
+
+
+def write_ceiling(model: str, ceiling: VoiceCeiling) -> str:
+    """Record ``ceiling.p0`` in the speech model's ``.pt`` checkpoint (atomically); returns its path."""
+    from dfdetect.checkpoint import Checkpoint
+    from dfdetect.infer.lookup import resolve_model
+
+    path, _ = resolve_model(model, onnx=False)
+    Checkpoint.load(path).with_real_voice_ceiling(round(ceiling.p0, 4), ceiling.info).save(path)
+    return str(path)

@@ -1,0 +1,42 @@
+"""`dfdetect calibrate-voice`: a speech model's real-voice ceiling, measured on held-out real voices as
+scans score them, and written into its checkpoint on request."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from dfdetect.checkpoint import Checkpoint
+from dfdetect.cli import main
+from dfdetect.infer.lookup import WEIGHTS_DIR
+from tests.conftest import ROOT, media
+
+SPEECH = str(ROOT / "configs" / "experiments" / "speech.yaml")
+
+
+def _labels(tmp_path: Path) -> Path:
+    rows = ["path,label,speaker,split"]
+    rows += [f"{media(f'videoretalking_audio_{i}.wav')},real,s{i},test" for i in (1, 2)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "labels.csv"
+
+
+def test_the_ceiling_is_the_quantile_of_held_out_real_voices_and_is_written_on_request(tmp_path, capsys):
+    model = tmp_path / "judge.pt"
+    shutil.copy(WEIGHTS_DIR / "aasist-l-ft.pt", model)
+    before = Checkpoint.load(model).real_voice_ceiling
+    out = tmp_path / "ceiling.json"
+    args = ["calibrate-voice", SPEECH, f"data.labels={_labels(tmp_path)}", "--model", str(model)]
+    assert main([*args, "--split", "test", "--seconds", "2", "--quantile", "1.0", "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    assert len(got["scores"]) == 2 and got["n_real"] == 2 and got["splits"] == ["test"]
+    assert got["p0"] == max(got["scores"].values())  # quantile 1.0: the highest real voice
+    assert Checkpoint.load(model).real_voice_ceiling == before  # not written without --write
+    assert main([*args, "--split", "test", "--seconds", "2", "--write"]) == 0
+    assert "p0 written into" in capsys.readouterr().out
+    written = Checkpoint.load(model)
+    assert written.calibration["real_voice_ceiling_info"]["command"].startswith("dfdetect calibrate-voice")
+    assert 0 < written.real_voice_ceiling <= got["p0"] + 1e-4
+    assert main([*args, "--split", "val"]) == 2  # no real voice held out there: a clear error
+    assert "no real voices" in capsys.readouterr().err
