@@ -42,12 +42,9 @@ class BatchOutputError(RuntimeError):
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's content (read in 1 MiB blocks)."""
-    h = hashlib.sha256()
+    """Hex sha256 of a file's content (read in blocks)."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)

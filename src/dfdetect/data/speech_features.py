@@ -30,11 +30,8 @@ FEATURE_VERSION = 1  # bump when the front end, pooling or variants change
 
 def content_hash(path: str | os.PathLike) -> str:
     """sha1 of the file's bytes (hex)."""
-    digest = hashlib.sha1()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha1").hexdigest()
 
 
 class FeatureCache:
