@@ -139,7 +139,7 @@ def test_cam_layer_sees_per_frame_maps() -> None:
 
 
 def test_unknown_model_and_bad_kwargs() -> None:
-    known = "aasist, aasist-l, audio, av, frequency, visual"  # every registered model, sorted
+    known = "aasist, aasist-l, audio, av, clip-probe, frequency, visual, whisper-speech"  # every registered model, sorted
     with pytest.raises(KeyError, match=f"unknown model 'nope'; known: {known}"):
         create_model("nope")
     with pytest.raises(TypeError, match="does not take"):

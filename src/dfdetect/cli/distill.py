@@ -51,7 +51,7 @@ def _teacher(name: str | None) -> str | None:
     from dfdetect.infer.lookup import ModelNotFoundError, resolve_model
 
     try:
-        return str(resolve_model(name)[0])
+        return str(resolve_model(name, onnx=False)[0])
     except ModelNotFoundError:
         return name  # reported by the config step with what to do
 
