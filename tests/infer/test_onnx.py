@@ -53,7 +53,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, 
     return shipped | {name: (pt, root / f"{name}.onnx") for name, pt in pts.items()}
 
 
-@pytest.mark.parametrize("name", ["v2", "aasist-l-ft"])
+@pytest.mark.parametrize("name", ["default", "v2", "aasist-l-ft"])
 def test_shipped_onnx_files_are_exports_of_the_shipped_checkpoints(name: str) -> None:
     import hashlib
 

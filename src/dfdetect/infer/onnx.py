@@ -191,6 +191,11 @@ class OnnxModel:
         lo, hi = self.limits.get("time", [1, None])
         if t < lo or (hi is not None and t > hi):
             raise ValueError(f"{self.path.name} takes windows of {lo}..{hi} frames, got {t}")
+        tower = self.meta.get("tower")
+        if tower:  # the graph is the head of a frozen tower: run the tower first (models/tower.py)
+            from dfdetect.models.tower import tower_features
+
+            return {"features": tower_features(tower["encoder"], tower["feature"], x)}
         feed = {"frames": x}
         if "audio" in self.inputs:
             present = audio is not None
@@ -214,9 +219,10 @@ class OnnxModel:
         """Run one batch of windows (see the class docstring); a graph exported for one window at a time
         (``limits["batch"] == [1, 1]``) runs them in turn."""
         feed = self.feed(frames, audio, audio_mask, mouths)
-        if (self.limits.get("batch") or [1, None])[1] == 1 and len(feed["frames"]) > 1:
+        n = len(next(iter(feed.values())))
+        if (self.limits.get("batch") or [1, None])[1] == 1 and n > 1:
             rows = [self.session.run(self.outputs, {k: v[i : i + 1] for k, v in feed.items()})
-                    for i in range(len(feed["frames"]))]  # fmt: skip
+                    for i in range(n)]  # fmt: skip
             outs = [np.concatenate(parts) for parts in zip(*rows, strict=True)]
         else:
             outs = self.session.run(self.outputs, feed)

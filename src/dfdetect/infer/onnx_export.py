@@ -55,8 +55,21 @@ def _round(x: Any, ndigits: Any = None) -> Any:
 
 
 def _graph(model: Any, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> Any:
-    """An ``nn.Module`` whose outputs are the tuple ``outputs`` (``inputs``: a prefix of :data:`INPUTS`)."""
+    """An ``nn.Module`` whose outputs are the tuple ``outputs`` (``inputs``: a prefix of :data:`INPUTS`, or
+    ``("features",)`` for a model with a frozen tower: the graph is its head)."""
     from torch import nn
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, features: Any) -> tuple:
+            out = self.model.from_features(features)
+            return tuple(out[k].clone() for k in outputs)
+
+    if inputs == ("features",):
+        return Head().eval()
 
     class Graph(nn.Module):
         def __init__(self) -> None:
@@ -117,7 +130,7 @@ def _dynamic_shapes(names: tuple[str, ...], model: Any) -> tuple[dict[int, Any],
 
     batch, time = Dim("batch", min=1, max=MAX_BATCH), Dim("time", min=1, max=_max_frames(model))
     axes = {"frames": {0: batch, 1: time}, "audio": {0: batch, 1: Dim.AUTO}, "audio_mask": {0: batch}}
-    axes["mouths"] = {0: batch, 1: time}
+    axes["mouths"] = axes["features"] = {0: batch, 1: time}
     return tuple(axes[k] for k in names)
 
 
@@ -129,7 +142,8 @@ def _limits(program: Any) -> dict[str, list[int | None]]:
         n.name: n.meta["val"].shape for n in ep.graph.nodes if n.op == "placeholder" and "val" in n.meta
     }
     limits: dict[str, list[int | None]] = {}
-    for name, axis, key in (("frames", 0, "batch"), ("frames", 1, "time"), ("audio", 1, "samples")):
+    first = "features" if "features" in shapes else "frames"
+    for name, axis, key in ((first, 0, "batch"), (first, 1, "time"), ("audio", 1, "samples")):
         if name not in shapes:
             continue
         size = shapes[name][axis]
@@ -148,15 +162,18 @@ def _torch_export(
 
     from dfdetect.infer.score import HEADS
 
-    if static:
+    if getattr(model, "tower", None):  # the tower runs in onnxruntime before the graph: export the head
+        frames = _inputs(model, ckpt, 2, _example_frames(model, ckpt), seed=0)["frames"]
+        example = {"features": torch.from_numpy(model.encode(frames))}  # [B, T, D]
+    elif static:
         example = _inputs(model, ckpt, 1, ckpt.preprocess.clip_frames, seed=0)
         if "audio" in example:
             example["audio"] = 0.1 * torch.randn(1, ckpt.preprocess.audio_samples)  # [1, S] a scan's window
     else:
         example = _inputs(model, ckpt, 2, _example_frames(model, ckpt), seed=0)
     with torch.inference_mode():
-        probe = model(**example)
-    names = tuple(k for k in INPUTS if k in example)
+        probe = model.from_features(example["features"]) if "features" in example else model(**example)
+    names = ("features",) if "features" in example else tuple(k for k in INPUTS if k in example)
     outputs = tuple(k for k in HEADS if probe.get(k) is not None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -256,6 +273,7 @@ def metadata(ckpt: Checkpoint, model: Any, names: tuple, outputs: tuple, limits:
         "inputs": list(names),
         "outputs": list(outputs),
         "limits": limits,
+        "tower": dict(getattr(model, "tower", None) or {}),  # run before the graph (models/tower.py)
         "exported": {
             **_versions(),
             "opset": OPSET,

