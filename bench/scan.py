@@ -4,15 +4,16 @@ Clips: a generated 10 s 1920x1080 H.264 talking head with audio (``bench/clips.p
 256-512 px clips of ``../shared/media`` and ``../shared/data`` (``--short N`` of them, by name). Each clip is
 scanned in this process by two warm detectors, interleaved, best of ``--repeats``:
 
-- **fast**: the packaged ONNX default and its ONNX speech judge on onnxruntime, YuNet faces (what
-  ``dfdetect scan`` runs now; no torch in the process when run alone, see ``bench/cli_startup.py``);
-- **torch**: the ``.pt`` default and speech judge on torch, MTCNN faces (the scan before issue 23).
+- **fast**: the packaged model's ONNX form (``--model``, default ``default``) and its ONNX speech judge on
+  onnxruntime, YuNet faces (what ``dfdetect scan`` runs now; no torch in the process when run alone, see
+  ``bench/cli_startup.py``);
+- **torch**: its ``.pt`` and speech judge on torch, MTCNN faces (the scan before issue 23).
 
 The ratio is the scan's wall time over ``decode_all`` (PyAV decoding every frame, nothing else) of the same
 clip; process start-up is not in it (``bench/cli_startup.py`` measures it). Short clips are also summed
 (sum of scans / sum of decodes). Threads: ``--threads`` for torch, onnxruntime and OpenCV alike.
 
-    python bench/scan.py [--threads 1] [--repeats 2] [--short 8] [--no-torch]
+    python bench/scan.py [--model default|v2] [--threads 1] [--repeats 2] [--short 8] [--no-torch]
 """
 
 from __future__ import annotations
@@ -56,13 +57,13 @@ def _best(fn, repeats: int) -> tuple[float, float, object]:
     return best
 
 
-def detectors(torch_path: bool) -> dict[str, object]:
-    """``{"fast": ..., "torch": ...}`` warm-able detectors of the packaged default (CPU)."""
+def detectors(model: str, torch_path: bool) -> dict[str, object]:
+    """``{"fast": ..., "torch": ...}`` warm-able detectors of the packaged ``model`` (CPU)."""
     from dfdetect.infer.pipeline import load_detector
 
-    out = {"fast": load_detector(None, device="cpu", onnx=True, faces="yunet")}
+    out = {"fast": load_detector(model, device="cpu", onnx=True, faces="yunet")}
     if torch_path:
-        out["torch"] = load_detector(None, device="cpu", onnx=False, faces="mtcnn")
+        out["torch"] = load_detector(model, device="cpu", onnx=False, faces="mtcnn")
     return out
 
 
@@ -98,12 +99,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best is kept")
     parser.add_argument("--short", type=int, default=8, help="short 256-512 px clips (default 8)")
     parser.add_argument("--no-torch", action="store_true", help="only the fast path")
+    parser.add_argument("--model", default="default", help="packaged model name (default, v2)")
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # onnxruntime's intra-op threads (OnnxModel)
     import cv2
 
     cv2.setNumThreads(args.threads)
-    dets = detectors(not args.no_torch)
+    dets = detectors(args.model, not args.no_torch)
     if "torch" in dets:
         import torch
 
@@ -113,7 +115,8 @@ def main() -> None:
         clips += [(p.name[:36], p) for p in short_clips(args.short)]
         for det in dets.values():
             det.scan(clips[-1][1])  # warm-up: models and face detector loaded once per detector
-        print(f"threads {args.threads}, best of {args.repeats}; cells: wall = wall / decode_all (CPU / "
+        print(f"model {args.model}, threads {args.threads}, best of {args.repeats}; cells: wall = wall / "
+              f"decode_all (CPU / "
               f"decode CPU; {' · '.join(STAGES)} s; p_fake)")  # fmt: skip
         print("| clip | decode_all | " + " | ".join(f"scan, {k} path" for k in dets) + " |")
         print("|---|---|" + "---|" * len(dets))
