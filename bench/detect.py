@@ -9,16 +9,21 @@ Every set is listed here with its splits (never trained or calibrated on its ``t
 - ``talking_heads``: whole generator repositories per ``configs/data/splits/talking_heads.json``;
 - ``corpus``: the leave-generator-out video corpus (``/work/prepared/corpus-video``), when built.
 
-Three steps, each resumable:
+The default detector's recipe lives in the library (``dfdetect.train.probe_fit``, ``dfdetect fit-probe``);
+this script only measures. Steps, each resumable:
 
-    python bench/detect.py features            # frozen-tower features of every clip (+ v2's logit of it)
-    python bench/detect.py fit --out runs/v3   # heads, fusion, calibration on val; tables on test
-    python bench/detect.py table --out runs/v3 # print the tables again
+    python bench/detect.py features                  # frozen-tower features of every clip, + after H.264
+    python bench/detect.py v2                        # v2's logit of the val/test clips (for the comparison)
+    python bench/detect.py manifests --out runs/v3/sets
+    dfdetect fit-probe runs/v3/sets/*.csv --features runs/features --out runs/v3   # the model
+    python bench/detect.py fit --out runs/v3         # comparison tables (v2, fusion, H.264, per family)
+    python bench/detect.py table --out runs/v3       # print the tables again
 
-``features`` decodes each clip once as a scan would (2 s of it at 5 fps... up to 8 s, MTCNN faces, 224 px
-crops, margin 1.3), caches the CLIP features of its main face (clean, self-blended when real, randomly
-re-encoded) and the v2 default's raw logit of the same clip, then the same after H.264 CRF 30 for the test
-sets (``eval/perturb.py``'s ``h264``).
+``features`` decodes each clip once as a scan would (up to 8 s at 5 fps, YuNet faces, 224 px crops, margin
+1.3: ``probe_fit.expert_configs``), caches the CLIP features of its main face (clean, self-blended when real,
+randomly re-encoded), then the same after H.264 CRF 30 for the test sets (``eval/perturb.py``'s ``h264``).
+``fit`` reads the sets of ``OUT/sets`` (writing them first when absent), so its tables describe the model
+``fit-probe`` made from the same rows.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from dfdetect.train.probe_fit import expert_configs, feature_settings, media_loader
 
 SHARED = Path(os.environ.get("DFDETECT_SHARED", "../shared"))
 CORPUS = Path(os.environ.get("DFDETECT_CORPUS", "/work/prepared/corpus-video"))
@@ -89,31 +96,6 @@ def corpus_rows() -> list[Any]:
     return kept
 
 
-def expert_configs() -> tuple[Any, Any]:
-    """(prepare used for the cached features, the expert's preprocessing)."""
-    from dfdetect.config import PrepareConfig, PreprocessConfig
-    from dfdetect.models.probe import CLIP_MEAN, CLIP_STD
-
-    prepare = PrepareConfig(fps=5.0, size=224, margin=1.3, max_duration=8.0, detector="yunet")
-    pre = PreprocessConfig(fps=1.0, size=224, margin=1.3, clip_frames=1, segment_seconds=1.0,
-                           mean=CLIP_MEAN, std=CLIP_STD)  # fmt: skip
-    return prepare, pre
-
-
-def _loader(prepare: Any) -> Any:
-    """row -> Clip: the media file decoded as a scan decodes it (the corpus's own cache is not needed)."""
-    from dfdetect.data.extract import extract_clip
-    from dfdetect.faces.detect import detector_from_config
-    from dfdetect.types import MediaKind
-
-    faces = detector_from_config(prepare)
-
-    def load(row: Any) -> Any:
-        return extract_clip(row.path, prepare, faces, kinds=(MediaKind.VIDEO, MediaKind.IMAGE))
-
-    return load
-
-
 def all_rows(sets: list[str] | None = None) -> dict[str, list[Any]]:
     """Every set's rows (the corpus only once it is built)."""
     rows = shared_rows()
@@ -121,6 +103,22 @@ def all_rows(sets: list[str] | None = None) -> dict[str, list[Any]]:
     if corpus:
         rows["corpus"] = corpus
     return {k: v for k, v in rows.items() if not sets or k in sets}
+
+
+def write_sets(out: Path, sets: list[str] | None = None) -> dict[str, int]:
+    """Every set's rows with this benchmark's splits as a manifest ``OUT/<set>.csv`` (the input of
+    ``dfdetect fit-probe``); rows per set."""
+    from dfdetect.data.manifest import write_manifest
+
+    rows = all_rows(sets)
+    for name, part in rows.items():
+        write_manifest(part, Path(out) / f"{name}.csv")
+    return {k: len(v) for k, v in rows.items()}
+
+
+def manifests(args: argparse.Namespace) -> None:
+    for name, n in write_sets(Path(args.out), args.sets).items():
+        print(f"{Path(args.out) / name}.csv: {n} rows", flush=True)
 
 
 def _plan(sets: list[str] | None) -> list[tuple[str, list[Any], bool]]:
@@ -152,13 +150,12 @@ def features(args: argparse.Namespace) -> None:
     import torch
 
     from dfdetect.models.probe import FeatureProbe
-    from dfdetect.train.probe import FeatureSettings
 
     torch.set_num_threads(args.threads)
     prepare, pre = expert_configs()
     model = FeatureProbe(args.encoder, args.feature, threads=args.threads)
-    settings = FeatureSettings(encoder=args.encoder, feature=args.feature, tag=prepare.model_dump_json())
-    load = _loader(prepare)
+    settings = feature_settings(args.encoder, args.feature)
+    load = media_loader(prepare)
     for i in range(args.passes):  # the corpus grows while its media are extracted: passes pick new files up
         if not _features_pass(args, model, pre, settings, load) and i + 1 < args.passes:
             time.sleep(60)
@@ -196,7 +193,7 @@ def v2_scores(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     prepare, _ = expert_configs()
-    load, v2 = _loader(prepare), Detector.from_checkpoint(V2, speech=None, device="cpu")
+    load, v2 = media_loader(prepare), Detector.from_checkpoint(V2, speech=None, device="cpu")
     for i in range(args.passes):
         if not _v2_pass(args, load, v2) and i + 1 < args.passes:
             time.sleep(60)
@@ -323,9 +320,16 @@ def main() -> None:
     s.add_argument("models", nargs="+")
     s.add_argument("--threads", type=int, default=2)
     s.add_argument("--repeats", type=int, default=2)
-    for name in ("fit", "table"):
-        p = sub.add_parser(name)
-        p.add_argument("--out", default="runs/v3")
+    m = sub.add_parser("manifests", help="write every set's rows (with their splits) as OUT/<set>.csv")
+    m.add_argument("--out", default="runs/v3/sets")
+    m.add_argument("--sets", nargs="*", help="face_images ffpp talking_heads corpus (default: all)")
+    fit_parser = sub.add_parser("fit", help="comparison tables of the fitted probe (reads cached features)")
+    fit_parser.add_argument("--out", default="runs/v3")
+    fit_parser.add_argument(
+        "--sets", help="folder of the set manifests (default: OUT/sets, written if absent)"
+    )
+    tables = sub.add_parser("table", help="print the tables of OUT/results.json")
+    tables.add_argument("--out", default="runs/v3")
     args = parser.parse_args()
     if args.cmd == "features":
         features(args)
@@ -333,6 +337,8 @@ def main() -> None:
         v2_scores(args)
     elif args.cmd == "scan-time":
         scan_time(args)
+    elif args.cmd == "manifests":
+        manifests(args)
     else:
         from detect_fit import fit, table  # sibling module of bench/
 

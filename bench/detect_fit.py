@@ -1,10 +1,13 @@
-"""``bench/detect.py fit`` and ``table``: heads on the cached features, fusion with v2, calibration on val,
-tables on the held-out test splits (module of bench/detect.py; read its docstring first)."""
+"""``bench/detect.py fit`` and ``table``: the library's probe recipe (``dfdetect.train.probe_fit``: heads,
+selection and temperature on val, abstention rule) on the cached features of the benchmark's sets, then the
+comparison: fusion with v2, tables on the held-out test splits (module of bench/detect.py; read its
+docstring first)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,26 +16,25 @@ import numpy as np
 from dfdetect.metrics import auc, bootstrap_ci, tpr_at_fpr
 
 BAND_HIGH = 0.65  # the default verdict band's upper edge (constants.VERDICT_BAND)
-HEADS = {  # name -> (hidden, C)
-    "logreg-C0.01": (0, 0.01),
-    "logreg-C0.05": (0, 0.05),
-    "logreg-C0.2": (0, 0.2),
-    "mlp64": (64, 0.05),
-}
 
 
-def _data(args: argparse.Namespace) -> tuple[dict, dict, dict, Any]:
-    """rows, clean features, H.264 features per set, and the feature settings."""
+def _data(args: argparse.Namespace) -> tuple[dict, dict, dict, Any, list[dict]]:
+    """rows, clean features, H.264 features per set, the feature settings, and the set manifests' records
+    (``--sets``, default ``OUT/sets``: written from ``detect.all_rows()`` when it holds none)."""
     import detect
 
-    from dfdetect.train.probe import FeatureSettings, read_features
+    from dfdetect.train.probe import read_features
+    from dfdetect.train.probe_fit import feature_settings, read_sets
 
-    prepare, _ = detect.expert_configs()
-    settings = FeatureSettings(tag=prepare.model_dump_json())
-    rows = detect.all_rows()
+    sets_dir = Path(args.sets or Path(args.out) / "sets")
+    if not any(sets_dir.glob("*.csv")):
+        detect.write_sets(sets_dir)
+    sets = read_sets(sorted(sets_dir.glob("*.csv")))
+    settings = feature_settings()
+    rows = {s.name: s.rows for s in sets}
     clean = {k: read_features(v, detect.FEATS / k, settings) for k, v in rows.items()}
     h264 = {k: read_features(v, detect.FEATS / k, settings, detect.PERTURBED) for k, v in rows.items()}
-    return rows, clean, h264, settings
+    return rows, clean, h264, settings, [s.record() for s in sets]
 
 
 def _v2_temperature() -> float:
@@ -61,27 +63,6 @@ def _split(rows: dict, feats: dict, split: str) -> tuple[list, list, list[str]]:
             if r.split == split:
                 out_rows.append(r), out_feats.append(f), names.append(k)
     return out_rows, out_feats, names
-
-
-def fit_heads(rows: dict, clean: dict, variants: tuple[str, ...]) -> dict[str, Any]:
-    """One model per :data:`HEADS`, trained on every set's train split; val AUC of each."""
-    from dfdetect.models.probe import FeatureProbe
-    from dfdetect.train.probe import clip_logits, fit_head, training_matrix
-
-    tr_rows, tr_feats, _ = _split(rows, clean, "train")
-    va_rows, va_feats, _ = _split(rows, clean, "val")
-    x, y, w = training_matrix(tr_rows, tr_feats, variants)
-    fitted = {}
-    for name, (hidden, c) in HEADS.items():
-        model = FeatureProbe(hidden=hidden)
-        info = fit_head(model, x, y, w, c=c)
-        s = clip_logits(model, va_feats)
-        ok = ~np.isnan(s)
-        yv = np.array([r.label for r in va_rows])[ok]
-        fitted[name] = {"model": model, "val_auc": auc(yv, s[ok]), **info}
-        print(f"  head {name} {'+'.join(variants)}: val AUC {fitted[name]['val_auc']:.3f} "
-              f"({info['frames']} frames, {info['fit_seconds']} s)", flush=True)  # fmt: skip
-    return fitted
 
 
 def _cell(y: np.ndarray, s: np.ndarray) -> dict[str, Any]:
@@ -229,19 +210,6 @@ def per_family(scores: dict, rows: dict) -> dict[str, dict[str, Any]]:
     return out
 
 
-def abstain_rule(rows: dict, clean: dict) -> dict[str, float]:
-    """The abstention rule's thresholds, from the training clips (never test): a clip whose main face is
-    smaller than the 5th percentile of training faces (and never above 64 px), or blurrier/more compressed
-    than the 5th percentile of training crops, cannot be called fake, only uncertain."""
-    tr_rows, tr_feats, _ = _split(rows, clean, "train")
-    face = np.concatenate([np.atleast_1d(f["face_px"]) for f in tr_feats if f is not None])
-    blur = np.concatenate([np.atleast_1d(f["blur"]) for f in tr_feats if f is not None])
-    return {
-        "min_face_px": float(min(64.0, np.percentile(face, 5))),
-        "min_sharpness": float(np.percentile(blur, 5)),
-    }
-
-
 def abstains(f: dict | None, rule: dict[str, float]) -> bool:
     """The rule of ``dfdetect.infer.aggregate.abstention`` on cached quality facts (median over frames)."""
     if f is None:
@@ -264,75 +232,73 @@ def _abstention_table(scores: dict, rule: dict) -> dict:
     return out
 
 
+def _flat(rows: dict, feats: dict) -> tuple[list, list]:
+    """Every set's rows and features, one list each (set by set, as ``dfdetect fit-probe`` reads them)."""
+    return [r for k in rows for r in rows[k]], [f for k in rows for f in feats[k]]
+
+
 def fit(args: argparse.Namespace) -> None:
-    """Heads with and without self-blends, chosen on val; temperature and fusion on val; test tables."""
+    """The library's probe fit on the sets' train/val rows; fusion with v2 on val; test tables."""
+    import logging
+
     import torch
 
-    from dfdetect.eval.calibrate import fit_temperature
+    from dfdetect.train.probe import clip_logits
+    from dfdetect.train.probe_fit import VARIANT_SETS, fit_probe
 
-    torch.set_num_threads(1)  # a head of a few thousand weights: more threads only contend
+    torch.set_num_threads(1)  # heads of a few thousand weights: more threads only contend
+    logging.basicConfig(level=logging.INFO, format="  %(message)s")  # the heads' val AUCs as they come
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows, clean, h264, _ = _data(args)
+    rows, clean, h264, settings, records = _data(args)
     v2 = {k: _v2(k) for k in rows}
-    results: dict[str, Any] = {"sets": {k: len(v) for k, v in rows.items()}, "without_sbi": {}}
-    best = None
-    for variants in (("clean", "aug"), ("clean", "aug", "sbi")):
-        top = None
-        for name, fitted in fit_heads(rows, clean, variants).items():
-            results.setdefault("val", {})[f"{name}/{'+'.join(variants)}"] = fitted["val_auc"]
-            if top is None or fitted["val_auc"] > top[2]["val_auc"]:
-                top = (name, variants, fitted)
-        results["without_sbi" if "sbi" not in variants else "with_sbi"] = _test_aucs(
-            top[2]["model"], rows, clean
-        )
-        best = top if best is None or top[2]["val_auc"] > best[2]["val_auc"] else best
-    name, variants, fitted = best
-    model = fitted["model"]
-    va_rows, va_feats, _ = _split(rows, clean, "val")
-    from dfdetect.train.probe import clip_logits
-
+    probe = fit_probe(*_flat(rows, clean), settings)
+    model, t, rule = probe.model, probe.temperature, probe.rule
+    results: dict[str, Any] = {"sets": {k: len(v) for k, v in rows.items()}, "val": probe.val_auc}
+    for variants in VARIANT_SETS:  # test AUC of the best head with and without the self-blends
+        best = probe.candidates[probe.best_of(variants)]["model"]
+        results["with_sbi" if "sbi" in variants else "without_sbi"] = _test_aucs(best, rows, clean)
+    va_rows, va_feats, names = _split(rows, clean, "val")
     yv, sv = np.array([r.label for r in va_rows]), clip_logits(model, va_feats)
-    ok = ~np.isnan(sv)
-    t = float(fit_temperature(sv[ok], yv[ok]))
-    names = _split(rows, clean, "val")[2]
     old = np.array([v2[n].get((r.path, ""), np.nan) for r, n in zip(va_rows, names, strict=True)])
     fusion = fit_fusion(yv, sv, old)
-    rule = abstain_rule(rows, clean)
-    results.update(
-        {"chosen": f"{name}/{'+'.join(variants)}", "temperature": t, "fusion": fusion, "rule": rule}
-    )
+    results.update({"chosen": probe.chosen, "temperature": t, "fusion": fusion, "rule": rule})
     scores = scores_of(model, rows, clean, v2, "", t, fusion)
     scores_h = scores_of(model, rows, h264, v2, "h264" + "30", t, fusion)
     results["test"] = _table(scores, scores_h)
     results["abstention"] = _abstention_table(scores, rule)
-    results["speed"] = speed(fitted, model)
+    results["speed"] = speed(probe.candidates[probe.chosen], model)
     results["corpus_detail"] = per_family(scores, rows)
     results["expert_minus_v2"] = paired_difference(scores)
-    _save(out, model, name, variants, t, fusion, rule, results)
+    results["manifests"] = records
+    _save(out, probe, settings, records, fusion)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=float), encoding="utf-8")
     print(markdown(results))
 
 
-def _save(
-    out: Path, model: Any, name: str, variants: tuple, t: float, fusion: dict, rule: dict, results: dict
-):
-    import detect
+def _save(out: Path, probe: Any, settings: Any, records: list[dict], fusion: dict) -> None:
+    """``OUT/clip-probe.pt`` through the library's writer; one that ``dfdetect fit-probe`` wrote there is
+    kept when it is the same fit (same head and temperature), else this stops: its tables would describe
+    another model."""
+    import shlex
 
-    from dfdetect.train.probe import probe_checkpoint
+    from dfdetect.checkpoint import Checkpoint
+    from dfdetect.train.probe_fit import write_probe
 
-    prepare, pre = detect.expert_configs()
-    scan_prepare = prepare.model_copy(update={"fps": 2.0, "detect_every": 2})
-    hidden = HEADS[name][0]
-    ckpt = probe_checkpoint(
-        model, {"encoder": model.encoder_name, "feature": model.feature, "hidden": hidden}, pre, scan_prepare,
-        {"temperature": t, "fitted_on": "val splits of bench/detect.py", "abstain": rule,
-         "fusion_v2": fusion},
-        metrics={"val_auc": results["val"], "chosen": results["chosen"]},
-        train_config={"recipe": "bench/detect.py fit", "variants": list(variants), "head": name},
-    )  # fmt: skip
-    ckpt.save(out / "clip-probe.pt")
-    serial = {k: v for k, v in results.items()}
-    (out / "results.json").write_text(json.dumps(serial, indent=1, default=float), encoding="utf-8")
+    path = out / "clip-probe.pt"
+    ckpt = Checkpoint.load(path) if path.is_file() else None
+    made = str(((ckpt.train_config or {}) if ckpt else {}).get("command", ""))
+    if made.startswith("dfdetect fit-probe"):
+        if ckpt.metrics.get("chosen") != probe.chosen or abs(ckpt.temperature - probe.temperature) > 1e-6:
+            raise SystemExit(
+                f"{path} (made by `{made}`: {ckpt.metrics.get('chosen')}, T = {ckpt.temperature:.4f}) is "
+                f"not this fit ({probe.chosen}, T = {probe.temperature:.4f}): were the features extended "
+                "since? Run fit-probe again, or give another --out"
+            )
+        print(f"{path}: kept (made by `{made}`, the same fit)")
+        return
+    command = shlex.join(["python", "bench/detect.py", *sys.argv[1:]])
+    write_probe(path, probe, settings, records, command, calibration={"fusion_v2": fusion})
 
 
 def _fmt(cell: dict, key: str = "auc") -> str:

@@ -67,6 +67,35 @@ def auc(labels, scores) -> float:
     return float(_skm().roc_auc_score(y, s))
 
 
+T_BOUNDS = (0.05, 20.0)  # temperatures a fit may reach
+
+
+def nll(logits, labels, temperature: float = 1.0) -> float:
+    """Mean binary cross-entropy of ``sigmoid(logits / temperature)``."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    y = np.asarray(labels, dtype=np.float64)
+    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+
+
+def fit_temperature(logits, labels, bounds: tuple[float, float] = T_BOUNDS) -> float:
+    """Temperature scaling (Guo et al. 2017): the ``T`` minimising the NLL of ``sigmoid(logits / T)`` on
+    ``labels`` (0 real / 1 fake), by a bounded scalar minimisation over log T.
+
+    Raises:
+        MetricError: one class only, NaN logits, or mismatched lengths (fit on a split with both classes).
+    """
+    from scipy.optimize import minimize_scalar
+
+    y, z = check_inputs(labels, logits)
+    res = minimize_scalar(
+        lambda log_t: nll(z, y, float(np.exp(log_t))),
+        bounds=(np.log(bounds[0]), np.log(bounds[1])),
+        method="bounded",
+        options={"xatol": 1e-5},
+    )
+    return float(np.exp(res.x))
+
+
 def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC points at every distinct score (scikit-learn's ``_binary_clf_curve``, no point dropping)."""
     order = np.argsort(-s, kind="mergesort")

@@ -15,7 +15,7 @@ from dfdetect._version import __version__
 
 COMMANDS = (
     "prepare", "train", "eval", "scan", "batch", "export", "serve", "distill",
-    "soup", "cache", "calibrate_voice",
+    "soup", "cache", "calibrate_voice", "fit_probe",
 )  # fmt: skip
 
 
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # a command that writes a model records it
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

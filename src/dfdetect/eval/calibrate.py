@@ -1,7 +1,8 @@
 """Temperature scaling (Guo et al. 2017): one scalar ``T`` so that ``sigmoid(logit / T)`` is calibrated.
 
 ``T`` is fitted on the validation split's *video* logits (``Prediction.extras["logit"]``: the raw logit of
-the aggregated video score), by a bounded scalar minimisation of the negative log-likelihood over log T.
+the aggregated video score), by a bounded scalar minimisation of the negative log-likelihood over log T
+(:func:`dfdetect.metrics.fit_temperature`).
 """
 
 from __future__ import annotations
@@ -11,35 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from dfdetect.infer.aggregate import sigmoid
-from dfdetect.metrics import MetricError, check_inputs, ece_mce
+from dfdetect.metrics import T_BOUNDS, MetricError, check_inputs, ece_mce, fit_temperature, nll
 
-T_BOUNDS = (0.05, 20.0)
-
-
-def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean binary cross-entropy of ``sigmoid(logits / temperature)``."""
-    z = np.asarray(logits, dtype=np.float64) / temperature
-    y = np.asarray(labels, dtype=np.float64)
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))
-
-
-def fit_temperature(logits, labels, bounds: tuple[float, float] = T_BOUNDS) -> float:
-    """Temperature minimising the NLL of ``sigmoid(logits / T)`` on ``labels`` (0 real / 1 fake).
-
-    Raises:
-        MetricError: one class only, NaN logits, or mismatched lengths (fit on a split with both classes).
-    """
-    y, z = check_inputs(labels, logits)
-    res = minimize_scalar(
-        lambda log_t: nll(z, y, float(np.exp(log_t))),
-        bounds=(np.log(bounds[0]), np.log(bounds[1])),
-        method="bounded",
-        options={"xatol": 1e-5},
-    )
-    return float(np.exp(res.x))
+# the fit itself lives in metrics (layer 0): train's probe recipe calibrates with the same code
+__all__ = ["T_BOUNDS", "calibration_report", "fit_temperature", "nll", "store_temperature"]
 
 
 def calibration_report(logits, labels, temperature: float, n_bins: int = 10) -> dict[str, float]:

@@ -1,0 +1,393 @@
+"""The recipe of the shipped default detector (``clip-probe``), behind ``dfdetect fit-probe``.
+
+Given manifests whose rows carry a ``train`` / ``val`` / ``test`` split:
+
+1. :func:`compute_features` caches the frozen tower's features of every train and val clip, decoded as a
+   scan decodes it (:func:`expert_configs`; ``FEATURES/<set>/<key>.npz``, see ``train/probe.py``);
+   test rows are never read;
+2. :func:`fit_probe` fits every candidate head of :data:`HEADS` with and without the self-blends
+   (:data:`VARIANT_SETS`) on the train rows, keeps the best by val AUC, fits its temperature on val and
+   the abstention rule on the train clips;
+3. :func:`write_probe` writes the self-describing checkpoint: the command that made it, the manifests
+   (path and sha256), the feature settings, the val AUC of every candidate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfdetect.config import PrepareConfig, PreprocessConfig
+from dfdetect.data.manifest import SPLITS, ManifestRow, read_manifest
+from dfdetect.metrics import MetricError, auc, fit_temperature
+from dfdetect.train.probe import FeatureSettings, read_features
+from dfdetect.types import Clip
+
+log = logging.getLogger(__name__)
+HEADS = {  # candidate heads: name -> (MLP width, 0 = logistic regression; C)
+    "logreg-C0.01": (0, 0.01),
+    "logreg-C0.05": (0, 0.05),
+    "logreg-C0.2": (0, 0.2),
+    "mlp64": (64, 0.05),
+}
+VARIANT_SETS = (("clean", "aug"), ("clean", "aug", "sbi"))  # without and with the self-blends
+FITTED_SPLITS = ("train", "val")  # the only splits the recipe reads
+
+
+class ProbeFitError(ValueError):
+    """The manifests or features cannot make a probe; the message says what to do."""
+
+
+def expert_configs() -> tuple[PrepareConfig, PreprocessConfig]:
+    """(how clips are decoded for the cached features, the probe's preprocessing): 5 fps over at most 8 s,
+    YuNet faces, 224 px crops with margin 1.3; one CLIP-normalised frame per 1 s window."""
+    from dfdetect.models.probe import CLIP_MEAN, CLIP_STD
+
+    prepare = PrepareConfig(fps=5.0, size=224, margin=1.3, max_duration=8.0, detector="yunet")
+    pre = PreprocessConfig(fps=1.0, size=224, margin=1.3, clip_frames=1, segment_seconds=1.0,
+                           mean=CLIP_MEAN, std=CLIP_STD)  # fmt: skip
+    return prepare, pre
+
+
+def scan_prepare(prepare: PrepareConfig) -> PrepareConfig:
+    """The prepare settings a scan of the fitted probe uses (2 fps, faces detected every 2nd frame)."""
+    return prepare.model_copy(update={"fps": 2.0, "detect_every": 2})
+
+
+def feature_settings(encoder: str = "clip-vit-b16-int8", feature: str = "embeds") -> FeatureSettings:
+    """The cache key's settings: the tower, its feature, and the decode settings as the tag.
+
+    Raises:
+        ProbeFitError: an unknown tower, or a feature it does not have.
+    """
+    from dfdetect.models.probe import FeatureProbe
+
+    try:
+        FeatureProbe(encoder, feature)  # checks the names; the tower itself loads on first use
+    except (KeyError, TypeError) as e:
+        raise ProbeFitError(str(e).strip("'\"")) from None
+    return FeatureSettings(encoder=encoder, feature=feature, tag=expert_configs()[0].model_dump_json())
+
+
+def media_loader(prepare: PrepareConfig) -> Callable[[ManifestRow], Clip]:
+    """row -> :class:`Clip`: the media file decoded as a scan decodes it (videos and still images)."""
+    from dfdetect.data.extract import extract_clip
+    from dfdetect.faces.detect import detector_from_config
+    from dfdetect.types import MediaKind
+
+    faces = detector_from_config(prepare)
+
+    def load(row: ManifestRow) -> Clip:
+        return extract_clip(row.path, prepare, faces, kinds=(MediaKind.VIDEO, MediaKind.IMAGE))
+
+    return load
+
+
+@dataclass(frozen=True)
+class RowSet:
+    """One manifest's rows; ``name`` (the CSV's stem, or a prepared folder's name) names its feature cache
+    folder."""
+
+    name: str
+    path: Path
+    sha256: str
+    rows: list[ManifestRow]
+
+    def record(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "rows": len(self.rows)}
+
+
+def read_sets(paths: Sequence[str | os.PathLike]) -> list[RowSet]:
+    """The manifests (CSV files or prepared folders with a ``manifest.csv``), checked for what the recipe
+    needs: labels 0/1 and a train/val/test split on every row, both labels in train and in val.
+
+    Raises:
+        ProbeFitError: what is wrong and what to do; ``ManifestError`` for a missing or malformed file.
+    """
+    sets = []
+    for p in paths:
+        csv = Path(p) / "manifest.csv" if Path(p).is_dir() else Path(p)
+        name = Path(p).name if Path(p).is_dir() else csv.stem
+        rows = read_manifest(csv)
+        if any(s.name == name for s in sets):
+            raise ProbeFitError(f"two manifests named {name!r}: each set needs its own feature folder name")
+        _check_rows(rows, csv)
+        with csv.open("rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        sets.append(RowSet(name, csv, digest, rows))
+    _check_both_labels([r for s in sets for r in s.rows], ", ".join(str(s.path) for s in sets))
+    return sets
+
+
+def _check_rows(rows: list[ManifestRow], source: Path) -> None:
+    bad = [r for r in rows if r.split not in SPLITS]
+    if bad:
+        raise ProbeFitError(
+            f"{source}: {len(bad)} of {len(rows)} rows have no train/val/test split (e.g. {bad[0].path!r}, "
+            f"split {bad[0].split!r}): give the manifest a split column with train, val or test on every "
+            "row (`dfdetect prepare` writes one for the datasets it knows)"
+        )
+    unlabelled = [r for r in rows if r.label not in (0, 1)]
+    if unlabelled:
+        raise ProbeFitError(
+            f"{source}: {unlabelled[0].path!r} is unlabelled: a probe fits on labels 0/1 only"
+        )
+
+
+def _check_both_labels(rows: list[ManifestRow], source: str) -> None:
+    for split in FITTED_SPLITS:
+        labels = {r.label for r in rows if r.split == split}
+        if labels != {0, 1}:
+            raise ProbeFitError(
+                f"{source}: the {split} split needs real (0) and fake (1) rows, it has labels "
+                f"{sorted(labels)}: the heads are fitted on train and chosen and calibrated on val"
+            )
+
+
+def compute_features(
+    sets: list[RowSet], features_dir: str | os.PathLike, settings: FeatureSettings, threads: int | None = None
+) -> dict[str, dict[str, int]]:
+    """Cache the features of every set's train and val rows under ``features_dir/<set>`` (resumable:
+    cached clips are skipped); per set, the counts of ``extract_features``."""
+    from dfdetect.models.probe import FeatureProbe
+    from dfdetect.train.probe import VARIANTS, extract_features
+
+    prepare, pre = expert_configs()
+    prepare = PrepareConfig.model_validate_json(settings.tag) if settings.tag else prepare
+    model = FeatureProbe(settings.encoder, settings.feature, threads=threads)
+    load = media_loader(prepare)
+    counts = {}
+    for s in sets:
+        rows = [r for r in s.rows if r.split in FITTED_SPLITS]
+        counts[s.name] = extract_features(
+            rows, Path(features_dir) / s.name, load, model, pre, settings, VARIANTS
+        )
+    return counts
+
+
+def read_set_features(
+    sets: list[RowSet], features_dir: str | os.PathLike, settings: FeatureSettings
+) -> tuple[list[ManifestRow], list[dict[str, np.ndarray] | None]]:
+    """Every set's train and val rows (in order) and their cached features (None: no face, or not
+    cached)."""
+    rows = [[r for r in s.rows if r.split in FITTED_SPLITS] for s in sets]
+    feats = [read_features(r, Path(features_dir) / s.name, settings) for s, r in zip(sets, rows, strict=True)]
+    return [r for part in rows for r in part], [f for part in feats for f in part]
+
+
+def row_counts(
+    sets: list[RowSet], features_dir: str | os.PathLike, settings: FeatureSettings
+) -> dict[str, dict[str, int]]:
+    """Per split: real and fake rows, and (train/val only) rows whose clip has no face or whose features are
+    not cached (failed or not computed yet)."""
+    out: dict[str, dict[str, int]] = {}
+    for s in sets:
+        for r in s.rows:
+            c = out.setdefault(r.split, {"real": 0, "fake": 0, "no_face": 0, "not_cached": 0})
+            c["fake" if r.label else "real"] += 1
+            if r.split in FITTED_SPLITS:
+                path = Path(features_dir) / s.name / f"{settings.key(r.path)}.npz"
+                if not path.is_file():
+                    c["not_cached"] += 1
+                else:
+                    with np.load(path) as z:  # reads the archive's directory only
+                        c["no_face"] += "no_face" in z.files
+    return {k: out[k] for k in SPLITS if k in out}
+
+
+@dataclass
+class ProbeFit:
+    """The chosen probe and how it was chosen. ``candidates``: ``"<head>/<variants>"`` -> the fitted
+    model, its val AUC, ``frames`` and ``fit_seconds``."""
+
+    model: Any
+    head: str
+    variants: tuple[str, ...]
+    temperature: float
+    rule: dict[str, float]
+    candidates: dict[str, dict[str, Any]] = field(repr=False)
+
+    @property
+    def chosen(self) -> str:
+        return candidate_name(self.head, self.variants)
+
+    @property
+    def val_auc(self) -> dict[str, float]:
+        return {k: c["val_auc"] for k, c in self.candidates.items()}
+
+    def best_of(self, variants: tuple[str, ...]) -> str:
+        """The candidate with the best val AUC among those trained on ``variants`` (first on ties)."""
+        names = [k for k, c in self.candidates.items() if c["variants"] == variants]
+        return max(names, key=lambda k: self.candidates[k]["val_auc"])
+
+    def results(self) -> dict[str, Any]:
+        """What the fit found, JSON-ready (no weights)."""
+        chosen = self.candidates[self.chosen]
+        return {"val_auc": self.val_auc, "chosen": self.chosen, "head": self.head,
+                "variants": list(self.variants), "temperature": self.temperature, "rule": self.rule,
+                "frames": chosen["frames"], "fit_seconds": chosen["fit_seconds"]}  # fmt: skip
+
+
+def candidate_name(head: str, variants: Sequence[str]) -> str:
+    return f"{head}/{'+'.join(variants)}"
+
+
+def fit_probe(
+    rows: list[ManifestRow],
+    feats: list[dict[str, np.ndarray] | None],
+    settings: FeatureSettings | None = None,
+    heads: dict[str, tuple[int, float]] | None = None,
+    variant_sets: Sequence[tuple[str, ...]] = VARIANT_SETS,
+) -> ProbeFit:
+    """Fit every head of ``heads`` (default :data:`HEADS`) on each of ``variant_sets`` of the train rows'
+    features, choose the best by val AUC (the first on ties), fit its temperature on val and the abstention
+    rule on the train clips. Rows of other splits are ignored; ``feats[i]`` belongs to ``rows[i]``.
+
+    Raises:
+        ProbeFitError: no train or val features of both labels.
+    """
+    import torch
+
+    from dfdetect.train.probe import training_matrix
+
+    settings = settings or FeatureSettings()
+    train = _pick(rows, feats, "train")
+    val = _pick(rows, feats, "val")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a head of a few thousand weights: more threads only contend
+    try:
+        candidates = {}
+        for variants in variant_sets:
+            x, y, w = training_matrix(*train, variants)
+            for head, (hidden, c) in (heads or HEADS).items():
+                fitted = _candidate(settings, head, hidden, c, variants, (x, y, w), val)
+                candidates[candidate_name(head, variants)] = fitted
+    finally:
+        torch.set_num_threads(threads)
+    best = max(candidates, key=lambda k: candidates[k]["val_auc"])  # max keeps the first of equals
+    chosen = candidates[best]
+    t = _temperature(chosen["model"], val)
+    return ProbeFit(chosen["model"], chosen["head"], chosen["variants"], t, abstain_rule(*train), candidates)
+
+
+def _pick(
+    rows: list[ManifestRow], feats: list[dict[str, np.ndarray] | None], split: str
+) -> tuple[list[ManifestRow], list[dict[str, np.ndarray]]]:
+    """The rows of ``split`` that have features, and their features; both labels or an error."""
+    picked = [(r, f) for r, f in zip(rows, feats, strict=True) if r.split == split and f is not None]
+    labels = {r.label for r, _ in picked}
+    if labels != {0, 1}:
+        raise ProbeFitError(
+            f"the {split} split has cached features of labels {sorted(labels)} only ({len(picked)} clips "
+            "with a face): it needs real and fake clips with faces (compute the features first)"
+        )
+    return [r for r, _ in picked], [f for _, f in picked]
+
+
+def _candidate(
+    settings: FeatureSettings,
+    head: str,
+    hidden: int,
+    c: float,
+    variants: tuple[str, ...],
+    data: tuple,
+    val: tuple,
+) -> dict[str, Any]:
+    """One head fitted on ``data = (x, y, w)``, with its val AUC (its initial weights seeded: the same
+    features give the same head in any process)."""
+    import torch
+
+    from dfdetect.models.probe import FeatureProbe
+    from dfdetect.train.probe import fit_head
+
+    with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+        torch.manual_seed(0)
+        model = FeatureProbe(settings.encoder, settings.feature, hidden=hidden)
+    info = fit_head(model, *data, c=c)
+    val_auc = auc(*_scored(model, val))
+    log.info("head %s: val AUC %.3f (%d frames, %s s)", candidate_name(head, variants), val_auc,
+             info["frames"], info["fit_seconds"])  # fmt: skip
+    return {"model": model, "head": head, "hidden": hidden, "c": c, "variants": tuple(variants),
+            "val_auc": val_auc, **info}  # fmt: skip
+
+
+def _temperature(model: Any, val: tuple[list[ManifestRow], list[dict[str, np.ndarray]]]) -> float:
+    """The temperature of the model's clip logits on the val clips."""
+    y, s = _scored(model, val)
+    try:
+        return float(fit_temperature(s, y))
+    except MetricError as e:
+        raise ProbeFitError(f"cannot calibrate on val: {e}") from None
+
+
+def _scored(
+    model: Any, clips: tuple[list[ManifestRow], list[dict[str, np.ndarray]]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and clip logits of the clips the model scored (those with clean features)."""
+    from dfdetect.train.probe import clip_logits
+
+    s = clip_logits(model, clips[1])
+    ok = ~np.isnan(s)
+    return np.array([r.label for r in clips[0]])[ok], s[ok]
+
+
+def abstain_rule(rows: list[ManifestRow], feats: list[dict[str, np.ndarray] | None]) -> dict[str, float]:
+    """The abstention rule's thresholds, from the train clips (never test): a clip whose main face is
+    smaller than the 5th percentile of training faces (and never above 64 px), or blurrier/more compressed
+    than the 5th percentile of training crops, cannot be called fake, only uncertain."""
+    train = [f for r, f in zip(rows, feats, strict=True) if r.split == "train" and f is not None]
+    if not train:
+        raise ProbeFitError("no train clip with a face: the abstention rule is fitted on the train faces")
+    face = np.concatenate([np.atleast_1d(f["face_px"]) for f in train])
+    blur = np.concatenate([np.atleast_1d(f["blur"]) for f in train])
+    return {
+        "min_face_px": float(min(64.0, np.percentile(face, 5))),
+        "min_sharpness": float(np.percentile(blur, 5)),
+    }
+
+
+def write_probe(
+    path: str | os.PathLike,
+    fit: ProbeFit,
+    settings: FeatureSettings,
+    manifests: Sequence[dict[str, Any]],
+    command: str,
+    calibration: dict[str, Any] | None = None,
+) -> Path:
+    """Write the fitted probe as a self-describing checkpoint (atomically).
+
+    Args:
+        path: the checkpoint file (``clip-probe.pt``).
+        fit: what :func:`fit_probe` returned.
+        settings: the feature settings (the tower, its feature and the decode settings).
+        manifests: what the rows came from (``RowSet.record()``: name, path, sha256, rows).
+        command: the command line that made it.
+        calibration: more calibration facts (e.g. a fusion's weights).
+    """
+    from dfdetect.train.probe import probe_checkpoint
+
+    prepare = PrepareConfig.model_validate_json(settings.tag) if settings.tag else expert_configs()[0]
+    _, pre = expert_configs()
+    chosen = fit.candidates[fit.chosen]
+    config = {"encoder": settings.encoder, "feature": settings.feature, "hidden": chosen["hidden"]}
+    fitted_on = "val splits of " + ", ".join(m["name"] for m in manifests)
+    calib = {
+        "temperature": fit.temperature,
+        "fitted_on": fitted_on,
+        "abstain": fit.rule,
+        **(calibration or {}),
+    }
+    train_config = {"recipe": "dfdetect.train.probe_fit", "command": command, "manifests": list(manifests),
+                    "features": dataclasses.asdict(settings), "head": fit.head, "c": chosen["c"],
+                    "variants": list(fit.variants)}  # fmt: skip
+    metrics = {"val_auc": fit.val_auc, "chosen": fit.chosen}
+    ckpt = probe_checkpoint(fit.model, config, pre, scan_prepare(prepare), calib, metrics, train_config)
+    return ckpt.save(path)

@@ -1,0 +1,142 @@
+"""The default detector's recipe (``dfdetect.train.probe_fit``, ``dfdetect fit-probe``): the selection on val
+on synthetic features, then a real run of the command on faces of ../shared (the real CLIP tower, fetched
+once into the hub cache) and its errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from dfdetect.checkpoint import Checkpoint
+from dfdetect.cli import main
+from dfdetect.data.manifest import ManifestRow, write_manifest
+from dfdetect.infer.pipeline import Detector
+from dfdetect.metrics import auc
+from dfdetect.train.probe import clip_logits
+from dfdetect.train.probe_fit import HEADS, abstain_rule, candidate_name, fit_probe
+from tests.conftest import MEDIA, media
+
+FACES = MEDIA.parent / "data" / "face_images" / "train"
+
+
+def _synthetic(n: int = 60, seed: int = 0) -> tuple[list[ManifestRow], list]:
+    """Clips of train/val/test whose clean features separate the labels and whose ``aug`` features are the
+    other label's (a variant that misleads); test features are poison (the fit must never read them)."""
+    rng = np.random.default_rng(seed)
+    rows, feats = [], []
+    for i in range(n):
+        split = ("train", "train", "val")[i % 3]
+        label = i % 2
+        shift = np.full(512, 0.1, np.float32)  # the tower's embedding width; means 2.3 sigma apart
+        clean = rng.normal(size=(3, 512)).astype(np.float32) + (shift if label else 0)
+        aug = rng.normal(size=(3, 512)).astype(np.float32) + (0 if label else shift)
+        rows.append(ManifestRow(f"c{i}.mp4", label, "syn", "x", split, f"g{i}"))
+        feats.append({"feat_clean": clean, "feat_aug": aug, "face_px": np.full(3, 90.0 + i),
+                      "blur": np.linspace(10, 100, 3) + i})  # fmt: skip
+    rows += [ManifestRow(f"t{i}.mp4", i % 2, "syn", "x", "test", f"t{i}") for i in range(4)]
+    return rows, feats + ["never read"] * 4
+
+
+def test_the_candidate_with_the_best_val_auc_is_chosen_and_calibrated() -> None:
+    rows, feats = _synthetic()
+    fit = fit_probe(rows, feats, heads=HEADS, variant_sets=(("aug",), ("clean",)))
+    assert set(fit.val_auc) == {candidate_name(h, v) for h in HEADS for v in (("aug",), ("clean",))}
+    val = [(r, f) for r, f in zip(rows, feats, strict=True) if r.split == "val"]
+    for name, cand in fit.candidates.items():  # each val AUC is the candidate's own, on the val clips
+        y = [r.label for r, _ in val]
+        assert cand["val_auc"] == pytest.approx(auc(y, clip_logits(cand["model"], [f for _, f in val])))
+        assert cand["val_auc"] < 0.5 if name.endswith("/aug") else cand["val_auc"] > 0.8
+    assert fit.chosen == max(fit.val_auc, key=fit.val_auc.get) and fit.variants == ("clean",)
+    assert fit.model is fit.candidates[fit.chosen]["model"]
+    assert fit.best_of(("aug",)) == max((k for k in fit.val_auc if k.endswith("/aug")), key=fit.val_auc.get)
+    assert 0.05 < fit.temperature < 20.0  # fitted, not at a bound
+    rule = abstain_rule(rows, feats)  # from the train clips: their faces are >= 90 px, so the cap of 64 holds
+    assert rule["min_face_px"] == 64.0 and 10.0 < rule["min_sharpness"] < 40.0
+    assert fit.rule == rule and fit.results()["chosen"] == fit.chosen
+    torch.rand(3)  # whatever ran before, the same features give the same heads
+    again = fit_probe(rows, feats, heads=HEADS, variant_sets=(("aug",), ("clean",)))
+    assert again.val_auc == fit.val_auc and again.temperature == fit.temperature
+
+
+def test_a_split_without_both_labels_cannot_be_fitted() -> None:
+    from dfdetect.train.probe_fit import ProbeFitError
+
+    rows, feats = _synthetic()
+    only_reals = [f if r.label == 0 or r.split != "val" else None for r, f in zip(rows, feats, strict=True)]
+    with pytest.raises(ProbeFitError, match="val split has cached features of labels \\[0\\] only"):
+        fit_probe(rows, only_reals)
+
+
+def _manifest(tmp_path) -> tuple:
+    """Real faces: train and val of each label from ../shared/data/face_images, a short real video and the
+    FF++ fake in train, a faceless image; two test rows (never read)."""
+    import cv2
+
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 127, np.uint8))
+    rows = [ManifestRow(str(blank), 0, "faces", "real", "train", "blank")]
+    files = {kind: sorted((FACES / kind).glob("*.jpg"))[:7] for kind in ("real", "fake")}
+    for i, split in enumerate(["train"] * 3 + ["val"] * 3 + ["test"]):
+        for label, kind in ((0, "real"), (1, "fake")):
+            path = files[kind][i]
+            rows.append(ManifestRow(str(path), label, "faces", kind, split, path.stem))
+    rows += [
+        ManifestRow(str(media("real/pcavs_Pose_Source_00067.mp4")), 0, "media", "real", "train", "pcavs"),
+        ManifestRow(str(media("fake/ffpp_Deepfakes_519_515.mp4")), 1, "media", "ffpp", "train", "519"),
+    ]
+    return write_manifest(rows, tmp_path / "faces.csv"), rows
+
+
+def test_fit_probe_command_end_to_end(tmp_path, capsys) -> None:
+    manifest, rows = _manifest(tmp_path)
+    feats, out = tmp_path / "features", tmp_path / "run"
+    args = ["fit-probe", str(manifest), "--features", str(feats), "--threads", "2", "--out", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "chosen " in printed and "train: 5 real, 4 fake; 1 without a face, 0 not cached" in printed
+    cached = {p: p.stat().st_mtime_ns for p in (feats / "faces").glob("*.npz")}
+    assert len(cached) == 15  # train and val rows only: the test rows are never read
+    ckpt = Checkpoint.load(out / "clip-probe.pt")
+    assert ckpt.name == "clip-probe" and ckpt.temperature > 0 and ckpt.prepare_config().detector == "yunet"
+    assert set(ckpt.calibration["abstain"]) == {"min_face_px", "min_sharpness"}
+    held_out = next(r.path for r in rows if r.split == "test")
+    scanned = Detector(ckpt, speech=None, device="cpu").scan(held_out)  # as a user scans a file
+    assert scanned.status == "ok" and 0.0 <= scanned.p_fake <= 1.0
+    config = ckpt.train_config
+    assert config["command"] == "dfdetect " + " ".join(args)
+    digest = hashlib.sha256(manifest.read_bytes()).hexdigest()
+    assert config["manifests"] == [{"name": "faces", "path": str(manifest), "sha256": digest, "rows": 17}]
+    assert (
+        config["features"]["encoder"] == "clip-vit-b16-int8"
+        and '"detector":"yunet"' in config["features"]["tag"]
+    )
+    results = json.loads((out / "fit.json").read_text())
+    assert results["chosen"] == ckpt.metrics["chosen"] and len(results["val_auc"]) == 2 * len(HEADS)
+    assert results["rows"]["val"] == {"real": 3, "fake": 3, "no_face": 0, "not_cached": 0}
+    assert main([*args[:-1], str(tmp_path / "again")]) == 0  # the same features: nothing recomputed
+    assert {p: p.stat().st_mtime_ns for p in (feats / "faces").glob("*.npz")} == cached
+    again = json.loads((tmp_path / "again" / "fit.json").read_text())
+    assert again["extracted"]["faces"]["done"] == 0 and again["extracted"]["faces"]["cached"] == 15
+    assert again["val_auc"] == results["val_auc"] and again["temperature"] == results["temperature"]
+
+
+@pytest.mark.parametrize(
+    ("header", "line", "expected"),
+    [
+        ("path,label", "a.mp4,0", "no train/val/test split"),
+        ("path,label,split", "a.mp4,0,holdout", "split 'holdout'"),
+        ("path,label,split", "a.mp4,0,train", "the val split needs real (0) and fake (1) rows"),
+    ],
+)
+def test_manifests_the_recipe_cannot_use_are_refused(tmp_path, capsys, header, line, expected) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"{header}\n{line}\nb.mp4,1{',train' if 'split' in header else ''}\n")
+    assert main(["fit-probe", str(manifest), "--features", str(tmp_path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and expected in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("*.npz")) and not (tmp_path / "clip-probe.pt").exists()
