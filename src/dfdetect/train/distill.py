@@ -169,8 +169,7 @@ def student_preprocess(
     """The teacher's preprocessing (same windows) with the student's input size and normalisation."""
     from dfdetect.models.factory import default_preprocess
 
-    kwargs = cfg.model.kwargs()
-    norm = default_preprocess(cfg.model.name, kwargs.get("backbone"))
+    norm = default_preprocess(cfg.model.name, **cfg.model.kwargs())
     return teacher.model_copy(update={"size": size or teacher.size, "mean": norm["mean"], "std": norm["std"]})
 
 

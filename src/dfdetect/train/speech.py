@@ -35,7 +35,6 @@ from dfdetect.config import (
     apply_overrides,
     load_yaml_tree,
 )
-from dfdetect.constants import SAMPLE_RATE
 from dfdetect.data.speech import SpeechConfig, speech_splits
 
 log = logging.getLogger(__name__)
@@ -88,31 +87,19 @@ def load_speech_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -
 
 
 def preprocess_for(model_name: str, model_kwargs: dict[str, Any], data: SpeechConfig) -> dict[str, Any]:
-    """The checkpoint's ``preprocess``: the scan core's audio window is one model window.
+    """The checkpoint's ``preprocess``: the model's pretrained config (``models.factory.pretrained_cfg``),
+    whose window the scan core's audio window is.
 
     A frozen-encoder model takes ``data.feature_seconds`` windows side by side (``clip_frames=1``: the
-    scan's step is one window, no overlap) and no codec; a waveform model its 64600-sample windows at
-    50 % overlap through the experiment's one codec."""
-    if model_name in FROZEN_ENCODER_MODELS:
-        seconds = float(data.feature_seconds)
-        codec, bitrate, frames = "none", data.bitrate, 1
-    else:
-        from dfdetect.models.aasist import WINDOW_SAMPLES
+    scan's step is one window, no overlap) and no codec; a waveform model its own windows (AASIST: 64600
+    samples, at 50 % overlap) through the experiment's one codec."""
+    from dfdetect.models.factory import pretrained_cfg
 
-        seconds = WINDOW_SAMPLES / SAMPLE_RATE
-        codec, bitrate, frames = data.codec, data.bitrate, 16
-    return {
-        "sample_rate": SAMPLE_RATE,
-        "clip_frames": frames,
-        "fps": frames / seconds,
-        "segment_seconds": seconds,
-        "size": 32,  # an audio-only model: the scan core's frame arrays are as small as allowed
-        "mouth_size": 16,
-        "window_samples": round(seconds * SAMPLE_RATE),
-        "codec": codec,
-        "bitrate": bitrate,
-        "kind": "audio",
-    }
+    cfg = pretrained_cfg(model_name, **model_kwargs)
+    codec = data.codec
+    if model_name in FROZEN_ENCODER_MODELS:
+        cfg, codec = cfg.with_window(float(data.feature_seconds)), "none"
+    return {**cfg.preprocess(), "codec": codec, "bitrate": data.bitrate}
 
 
 def speech_checkpoint(
