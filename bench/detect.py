@@ -42,8 +42,9 @@ from dfdetect.train.probe_fit import expert_configs, feature_settings, media_loa
 SHARED = Path(os.environ.get("DFDETECT_SHARED", "../shared"))
 CORPUS = Path(os.environ.get("DFDETECT_CORPUS", "/work/prepared/corpus-video"))
 # corpus clips kept per (split, label) and family (reals: one family), by hash; CPU budget of this machine
-CORPUS_CAP = {("train", 0): 80, ("train", 1): 8, ("val", 0): 40, ("val", 1): 8}
-CORPUS_CAP.update({("test", 0): 80, ("test", 1): 15})
+# (wave 4, session 2, unloaded machine: every real clip, up to 40 fakes per family in train, all of val)
+CORPUS_CAP = {("train", 0): 10_000, ("train", 1): 40, ("val", 0): 10_000, ("val", 1): 10_000}
+CORPUS_CAP.update({("test", 0): 10_000, ("test", 1): 15})
 FEATS = Path(os.environ.get("DFDETECT_FEATS", "runs/features"))
 V2 = "src/dfdetect/weights/v2.pt"
 TEST_PERTURB = ("h264", 30.0)
@@ -97,12 +98,33 @@ def corpus_rows() -> list[Any]:
 
 
 def all_rows(sets: list[str] | None = None) -> dict[str, list[Any]]:
-    """Every set's rows (the corpus only once it is built)."""
+    """Every set's rows (the corpus only once it is built), without test rows whose file has a byte copy in
+    any set's train or val split (the video corpus holds most of ``../shared/data/talking_heads``)."""
     rows = shared_rows()
     corpus = corpus_rows()
     if corpus:
         rows["corpus"] = corpus
+    rows = drop_test_copies(rows)
     return {k: v for k, v in rows.items() if not sets or k in sets}
+
+
+def _content(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha1").hexdigest()
+
+
+def drop_test_copies(rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """``rows`` less the test rows whose file content is also a train or val row's (of any set)."""
+
+    def fitted(r: Any) -> bool:
+        return r.split != "test" or not Path(r.path).is_file()
+
+    seen = {_content(r.path) for v in rows.values() for r in v if r.split != "test" and fitted(r)}
+    out = {k: [r for r in v if fitted(r) or _content(r.path) not in seen] for k, v in rows.items()}
+    for k, v in rows.items():
+        if len(out[k]) < len(v):
+            print(f"{k}: {len(v) - len(out[k])} test rows left out (copies of train/val rows)", flush=True)
+    return out
 
 
 def write_sets(out: Path, sets: list[str] | None = None) -> dict[str, int]:

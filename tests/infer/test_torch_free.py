@@ -1,8 +1,8 @@
-"""Scans without torch: the packaged default (CLIP tower + head, both on onnxruntime) and the ONNX EfficientNet
-model (``v2``), their ONNX speech judge, YuNet faces (the default's own; ``faces="yunet"`` for v2),
-silero-vad's ONNX model. ``import dfdetect`` and ``dfdetect scan
---help`` import no torch; a whole scan (video with speech) in a fresh process imports none either; the ONNX
-path and the torch path give the same verdicts."""
+"""Scans without torch: the packaged default (CLIP tower + head, both on onnxruntime) and the ONNX
+EfficientNet model (``v2``), their ONNX speech judge, YuNet faces (the default's own; ``faces="yunet"``
+for v2), silero-vad's ONNX model. ``import dfdetect`` and ``dfdetect scan --help`` import no torch; a
+whole scan (video with speech) in a fresh process imports none either; the ONNX path and the torch path
+give the same verdicts."""
 
 from __future__ import annotations
 
