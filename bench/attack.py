@@ -17,22 +17,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-MEDIA = Path(os.environ.get("DFDETECT_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
+from common import MEDIA, measure
+
 PATTERNS = ("pcavs_*.mp4", "videoretalking_face_*.mp4", "liveportrait_d*.mp4")
 
 
 def dfdetect(*args: str) -> float:
     """Run ``dfdetect ARGS`` in a subprocess; returns its wall seconds."""
-    t = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dfdetect", *args], check=True)
-    return time.perf_counter() - t
+    return measure(lambda: subprocess.run([sys.executable, "-m", "dfdetect", *args], check=True)).wall
 
 
 def main() -> None:

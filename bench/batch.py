@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MEDIA = Path(os.environ.get("DFDETECT_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
+from common import MEDIA
 
 
 def make_folder(root: Path, n: int) -> list[Path]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import MEDIA, measure
 
 from dfdetect.config import PrepareConfig
 from dfdetect.data import cache
@@ -24,17 +24,7 @@ from dfdetect.data.prepare import prepare_clip
 from dfdetect.io.audio import load_audio
 from dfdetect.io.video import iter_frames
 
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 CLIPS = ["real/pcavs_Audio_Source_00015.mp4", "real/videoretalking_face_2.mp4", "real/ffpp_orig_519.mp4"]
-
-
-def _best(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -55,9 +45,9 @@ def main() -> None:
                     pass
                 load_audio(p, config.sample_rate, max_duration=config.max_duration)
 
-            t_decode = _best(decode, args.repeat)
-            t_full = _best(lambda p=path: cache.read_entry(tmp, str(p)), args.repeat)
-            t_read = _best(lambda e=entry: _read_mapped(e), args.repeat)
+            t_decode = measure(decode, args.repeat).wall
+            t_full = measure(lambda p=path: cache.read_entry(tmp, str(p)), args.repeat).wall
+            t_read = measure(lambda e=entry: _read_mapped(e), args.repeat).wall
             ratios.append(t_decode / t_read)
             crops = sum(f.crops.shape[0] for f in clip.faces)
             print(

@@ -22,9 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("DFDETECT_MEDIA", ROOT.parent / "shared" / "media"))
-
+from common import MEDIA, WEIGHTS
 
 PATHS = ("fast", "torch")
 
@@ -33,7 +31,7 @@ def scan_args(model: str, path: str) -> list[str]:
     """The ``dfdetect scan`` options of ``path`` for the packaged model ``model``."""
     if path == "fast":
         return ["--model", model, "--faces", "yunet"]
-    return ["--model", str(ROOT / "src" / "dfdetect" / "weights" / f"{model}.pt"), "--faces", "mtcnn"]
+    return ["--model", str(WEIGHTS / f"{model}.pt"), "--faces", "mtcnn"]
 
 
 def run_once(clip: Path, model: str, path: str) -> tuple[float, float]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+from common import MEDIA
+
 SOURCE_1080P = MEDIA / "real" / "liveportrait_d10.mp4"
 
 

@@ -37,9 +37,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import DATA, MEDIA, measure
+
 from dfdetect.train.probe_fit import expert_configs, feature_settings, media_loader
 
-SHARED = Path(os.environ.get("DFDETECT_SHARED", "../shared"))
 CORPUS = Path(os.environ.get("DFDETECT_CORPUS", "/work/prepared/corpus-video"))
 # corpus clips kept per (split, label) and family (reals: one family), by hash; CPU budget of this machine
 # (wave 4, session 2, unloaded machine: every real clip, up to 40 fakes per family in train, all of val)
@@ -61,14 +62,13 @@ def shared_rows() -> dict[str, list[Any]]:
 
     from dfdetect.data.sources import scan_source
 
-    data = SHARED / "data"
-    ffpp = scan_source("ffpp", data / "ffpp_c23", compressions="c23")
+    ffpp = scan_source("ffpp", DATA / "ffpp_c23", compressions="c23")
     ffpp = [replace(r, split="test" if r.split == "val" else r.split) for r in ffpp]
-    heads = scan_source("folder", data / "talking_heads", group_by="source_repo",
+    heads = scan_source("folder", DATA / "talking_heads", group_by="source_repo",
                         splits="configs/data/splits/talking_heads.json")  # fmt: skip
     faces = []
     counts = {(s, c): 0 for s in ("train", "val", "test") for c in (0, 1)}
-    for r in sorted(scan_source("folder", data / "face_images"), key=lambda r: _hash01(r.path)):
+    for r in sorted(scan_source("folder", DATA / "face_images"), key=lambda r: _hash01(r.path)):
         split = "test" if r.split == "val" else "val" if _hash01("val:" + r.path) < 0.1 else "train"
         if counts[split, r.label] < FACE_PER_CLASS[split]:
             counts[split, r.label] += 1
@@ -303,22 +303,16 @@ def scan_time(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        clip = make_720p(SHARED / "media" / "real" / "liveportrait_d10.mp4", Path(tmp) / "clip720.mp4")
-        decode = min(_timed(lambda: decode_all(str(clip))) for _ in range(args.repeats))
+        clip = make_720p(MEDIA / "real" / "liveportrait_d10.mp4", Path(tmp) / "clip720.mp4")
+        decode = measure(lambda: decode_all(str(clip)), args.repeats).wall
         for model in args.models:
             det = Detector.from_checkpoint(model, speech=None, device="cpu")
             det.scan(clip)  # warm-up: sessions, detector
-            best = min(_timed(lambda d=det: d.scan(clip)) for _ in range(args.repeats))
+            best = measure(lambda d=det: d.scan(clip), args.repeats).wall
             print(
                 f"{model}: scan {best:.2f} s, decode_all {decode:.2f} s, scan/decode {best / decode:.2f}",
                 flush=True,
             )
-
-
-def _timed(fn: Any) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:

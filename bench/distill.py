@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
+from common import MEDIA
 
 from dfdetect.metrics import auc, bootstrap_ci
-
-MEDIA = Path(os.environ.get("DFDETECT_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
 
 SETS = {  # name -> (manifest in RUN/data, prepared cache); bench/detect.py's sets
     "face_images": ("face_images.csv", "prepared/face_images/cache"),

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import DATA, MEDIA, ROOT, measure
 
 from dfdetect.config import PrepareConfig
 from dfdetect.faces.detect import MTCNNDetector
@@ -39,8 +40,6 @@ from dfdetect.faces.extract import extract_faces
 from dfdetect.faces.track import box_iou
 from dfdetect.io.video import decode_all, iter_frames, probe
 
-ROOT = Path(__file__).resolve().parents[1]
-MEDIA = ROOT.parent / "shared" / "media"
 CLIPS = [
     "real/videoretalking_face_2.mp4",
     "real/videoretalking_face_1.mp4",
@@ -48,12 +47,6 @@ CLIPS = [
     "real/ffpp_orig_519.mp4",
     "real/face_recognition_short_hamilton_clip.mp4",
 ]
-
-
-def _timed(fn, *args, **kwargs):
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
 def _agreement(ref: list, got: list) -> tuple[float, float]:
@@ -114,7 +107,7 @@ def bench_roi(frames: list, config: PrepareConfig, networks) -> None:
 def bench_clip(rel: str, n_frames: int, sizes: list[int], every: list[int]) -> None:
     path = MEDIA / rel
     info = probe(path)
-    _, decode_wall, decode_cpu = _timed(decode_all, path)
+    decode_wall, decode_cpu, _ = measure(lambda: decode_all(path))
     print(
         f"\n{rel}: {info.width}x{info.height}, {info.duration:.1f} s; PyAV decode {decode_wall:.2f} s "
         f"wall / {decode_cpu:.2f} s cpu"
@@ -126,12 +119,12 @@ def bench_clip(rel: str, n_frames: int, sizes: list[int], every: list[int]) -> N
     min_face = 0.8 * config.min_face_size
     full = MTCNNDetector(detect_size=max(images[0].shape[:2]), min_face_size=min_face)
     full.detect(images[:1])  # load the weights outside the timings
-    reference, wall, cpu = _timed(full.detect, images)
+    wall, cpu, reference = measure(lambda: full.detect(images))
     print(f"  full res : {wall / len(images):.3f} s/frame wall, {cpu / len(images):.3f} cpu")
     for size in sizes:
         det = MTCNNDetector(detect_size=size, min_face_size=min_face)
         det._mtcnn = full._mtcnn  # same networks
-        got, wall, cpu = _timed(det.detect, images)
+        wall, cpu, got = measure(lambda d=det: d.detect(images))
         iou, recall = _agreement(reference, got)
         print(
             f"  size {size:4d}: {wall / len(images):.3f} s/frame wall, {cpu / len(images):.3f} cpu, "
@@ -141,7 +134,7 @@ def bench_clip(rel: str, n_frames: int, sizes: list[int], every: list[int]) -> N
         cfg = PrepareConfig(detect_every=k)
         det = MTCNNDetector(detect_size=cfg.detect_size, min_face_size=min_face)
         det._mtcnn = full._mtcnn
-        faces, wall, cpu = _timed(extract_faces, frames, det, cfg)
+        wall, cpu, faces = measure(lambda d=det, c=cfg: extract_faces(frames, d, c))
         lengths = [len(f.track.timestamps) for f in faces]
         print(
             f"  extract detect_every={k} size={cfg.detect_size}: {wall:.2f} s wall / {cpu:.2f} cpu "
@@ -153,10 +146,9 @@ def bench_clip(rel: str, n_frames: int, sizes: list[int], every: list[int]) -> N
 
 def _real_clips() -> list[Path]:
     """Real clips of ../shared/media and ../shared/data (FF++ originals, talking-head reals)."""
-    data = MEDIA.parent / "data"
     clips = sorted((MEDIA / "real").glob("*.mp4"))
-    clips += sorted((data / "ffpp_c23" / "original_sequences").rglob("*.mp4"))
-    return clips + sorted((data / "talking_heads" / "real").rglob("*.mp4"))
+    clips += sorted((DATA / "ffpp_c23" / "original_sequences").rglob("*.mp4"))
+    return clips + sorted((DATA / "talking_heads" / "real").rglob("*.mp4"))
 
 
 def bench_recall(min_side: float = 32.0, min_score: float = 0.9) -> None:
@@ -168,7 +160,7 @@ def bench_recall(min_side: float = 32.0, min_score: float = 0.9) -> None:
     cpu = {"mtcnn": 0.0, "yunet": 0.0}
     for path in _real_clips():
         images = [f.image for f in iter_frames(path, fps=1.0, max_duration=10.0)]
-        (ref, c_m), (got, c_y) = [_timed(d.detect, images)[::2] for d in (mtcnn, yunet)]
+        (c_m, ref), (c_y, got) = [measure(lambda d=d, i=images: d.detect(i))[1:] for d in (mtcnn, yunet)]
         cpu["mtcnn"], cpu["yunet"] = cpu["mtcnn"] + c_m, cpu["yunet"] + c_y
         ref = [r.select(r.scores >= min_score) for r in ref]
         got = [g.select(g.scores >= min_score) for g in got]
@@ -196,13 +188,12 @@ def _auc_rows(faces_per_class: int) -> list:
 
     from dfdetect.data.sources import scan_source
 
-    data = MEDIA.parent / "data"
-    heads = scan_source("folder", data / "talking_heads", group_by="source_repo",
+    heads = scan_source("folder", DATA / "talking_heads", group_by="source_repo",
                         splits=str(ROOT / "configs/data/splits/talking_heads.json"))  # fmt: skip
     rows = [replace(r, dataset="talking_heads") for r in heads if r.split == "test"]
-    ffpp = scan_source("ffpp", data / "ffpp_c23", compressions="c23")
+    ffpp = scan_source("ffpp", DATA / "ffpp_c23", compressions="c23")
     rows += [replace(r, dataset="ffpp") for r in ffpp if r.split == "val"]
-    images = scan_source("folder", data / "face_images")
+    images = scan_source("folder", DATA / "face_images")
     key = lambda r: hashlib.sha1(r.path.encode()).hexdigest()  # noqa: E731
     for label in (0, 1):
         pool = sorted((r for r in images if "/val/" in r.path and r.label == label), key=key)

@@ -12,11 +12,10 @@ difference (the folding must not change what is scored).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 from pathlib import Path
 
-MEDIA = Path(os.environ.get("DFDETECT_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
+from common import MEDIA
 
 
 def clips(n: int) -> list[Path]:

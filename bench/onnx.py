@@ -34,8 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("DFDETECT_MEDIA", ROOT.parent / "shared" / "media"))
+from common import MEDIA, WEIGHTS, measure
+
 BATCH = 8
 
 
@@ -61,12 +61,7 @@ def batches(checkpoint: Path, clip: Path) -> tuple[object, list[dict]]:
 def best_of(fn, repeats: int) -> float:
     """Best wall seconds of ``repeats`` calls of ``fn`` (after one warm-up call)."""
     fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    return measure(fn, repeats).wall
 
 
 def model_time(checkpoint: Path, onnx_path: Path, clip: Path, repeats: int, threads: int) -> dict:
@@ -158,7 +153,7 @@ def main() -> None:
     )
     parser.add_argument("--parity", action="store_true", help="ONNX vs torch scans of all ../shared/media")
     parser.add_argument("--max-duration", type=float, default=None, help="--parity: seconds read per file")
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "src" / "dfdetect" / "weights" / "v2.pt")
+    parser.add_argument("--checkpoint", type=Path, default=WEIGHTS / "v2.pt")
     parser.add_argument("--onnx", type=Path, help="the exported model (default: export the checkpoint)")
     parser.add_argument("--clip", default="real/pcavs_Audio_Source_00015.mp4", help="under ../shared/media")
     parser.add_argument("--repeats", type=int, default=5)

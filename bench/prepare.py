@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from clips import MEDIA, SOURCE_1080P, make_1080p
+from clips import SOURCE_1080P, make_1080p
+from common import MEDIA, measure
 
 from dfdetect.config import PrepareConfig
 from dfdetect.data.prepare import prepare_clip
@@ -35,20 +35,14 @@ CLIPS = [
 STAGES = ("decode", "decode_wait", "detect", "track_crop", "audio")
 
 
-def _timed(fn) -> tuple[float, float, object]:
-    w0, c0 = time.perf_counter(), time.process_time()
-    result = fn()
-    return time.perf_counter() - w0, time.process_time() - c0, result
-
-
 def bench_clip(path: Path, config: PrepareConfig, detector, repeat: int) -> tuple[float, float]:
     """Interleaved runs (decode_all, prepare_clip) x repeat; median ratios (wall, cpu)."""
     info = probe(path)
     walls, cpus, runs = [], [], []
     for _ in range(repeat):
-        d_wall, d_cpu, n = _timed(lambda: decode_all(path))
+        d_wall, d_cpu, n = measure(lambda: decode_all(path))
         timings: dict[str, float] = {}
-        p_wall, p_cpu, clip = _timed(lambda t=timings: prepare_clip(path, config, detector, t))
+        p_wall, p_cpu, clip = measure(lambda t=timings: prepare_clip(path, config, detector, t))
         walls.append(p_wall / d_wall)
         cpus.append(p_cpu / d_cpu)
         runs.append((d_wall, timings))

@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from clips import MEDIA, SOURCE_1080P, make_1080p
+from clips import SOURCE_1080P, make_1080p
+from common import DATA, MEDIA, measure
 
-DATA = MEDIA.parent / "data"
 STAGES = ("decode", "detect", "track_crop", "audio", "model", "speech")
 
 
@@ -45,18 +45,6 @@ def short_clips(n: int) -> list[Path]:
     return out[::step][:n]
 
 
-def _best(fn, repeats: int) -> tuple[float, float, object]:
-    """Best wall and CPU seconds of ``repeats`` runs of ``fn``, and the result of the best run."""
-    best = (float("inf"), float("inf"), None)
-    for _ in range(repeats):
-        t, c = time.perf_counter(), time.process_time()
-        out = fn()
-        t, c = time.perf_counter() - t, time.process_time() - c
-        if t < best[0]:
-            best = (t, c, out)
-    return best
-
-
 def detectors(model: str, torch_path: bool) -> dict[str, object]:
     """``{"fast": ..., "torch": ...}`` warm-able detectors of the packaged ``model`` (CPU)."""
     from dfdetect.infer.pipeline import load_detector
@@ -71,7 +59,7 @@ def row(name: str, clip: Path, dets: dict, repeats: int) -> dict[str, float]:
     """Print one table row; returns decode and scan seconds per path."""
     from dfdetect.io.video import decode_all
 
-    base, base_cpu, _ = _best(lambda: decode_all(clip), repeats)
+    base, base_cpu, _ = measure(lambda: decode_all(clip), repeats)
     runs = {k: [] for k in dets}
     for _ in range(repeats):
         for k, det in dets.items():

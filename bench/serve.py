@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("DFDETECT_MEDIA", ROOT.parent / "shared" / "media"))
+from common import MEDIA
+
 CLIPS = [
     "real/pcavs_Pose_Source_00067.mp4",
     "real/pcavs_Pose_Source_620900105.mp4",

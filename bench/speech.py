@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from baseline import BASELINE, before, old_aasist
+from common import DATA, measure
 
-SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "real" / "tortoise-tts"
+SPEECH = DATA / "speech" / "real" / "tortoise-tts"
 GOAL_S = 0.5
 
 
@@ -110,14 +111,8 @@ def main() -> None:
         pairs["audio-only scan (aasist-l)"] = (old_scan, lambda: detector.scan(path))
         rows = interleaved(pairs, args.repeat)
         pred = detector.scan(path)
-    t_codec = min(_timed(lambda: reencode(audio, 16000, "opus", 48000)) for _ in range(args.repeat))
+    t_codec = measure(lambda: reencode(audio, 16000, "opus", 48000), args.repeat).wall
     _print(args, rows, pred, t_codec, {k: gflops_per_window(v[1]) for k, v in models.items()})
-
-
-def _timed(fn) -> float:  # noqa: ANN001
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 def _print(args, rows, pred, t_codec: float, gflops: dict[str, float]) -> None:  # noqa: ANN001

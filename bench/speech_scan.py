@@ -17,8 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import DATA
+
 GOAL_S = 0.5
-SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "real" / "tortoise-tts"
+SPEECH = DATA / "speech" / "real" / "tortoise-tts"
 
 
 def ten_second_wav(folder: Path) -> Path:

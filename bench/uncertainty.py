@@ -14,7 +14,8 @@ import argparse
 import statistics
 from pathlib import Path
 
-MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
+from common import MEDIA
+
 CLIPS = ("real/pcavs_Audio_Source_00015.mp4", "fake/ffpp_Deepfakes_519_515.mp4")
 
 
