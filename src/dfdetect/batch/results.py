@@ -19,7 +19,6 @@ ones for the same path: :func:`read_results` gives the latest per path.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -39,12 +38,6 @@ SHARD_SIZE = 1000
 
 class BatchOutputError(RuntimeError):
     """The output folder cannot be used (locked by another run, or not writable)."""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's content (read in blocks)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from dfdetect.batch.cluster import (
     run_staged,
     worker_count,
 )
-from dfdetect.batch.results import BatchSummary, ResultStore, sha256_file
+from dfdetect.batch.results import BatchSummary, ResultStore
+from dfdetect.hub import sha256_file
 from dfdetect.infer.options import ScanOptions
 from dfdetect.infer.pipeline import Extraction, kind_of_name
 from dfdetect.types import Prediction, Status

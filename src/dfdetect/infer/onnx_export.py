@@ -22,7 +22,6 @@ largest difference is recorded (``check``) and the export fails above :data:`TOL
 from __future__ import annotations
 
 import builtins
-import hashlib
 import json
 import math
 import os
@@ -34,6 +33,7 @@ import numpy as np
 
 from dfdetect._version import __version__
 from dfdetect.checkpoint import Checkpoint, CheckpointError
+from dfdetect.hub import sha256_file
 from dfdetect.infer.onnx import FORMAT, INPUTS, META_KEY, OnnxModel, read_metadata
 from dfdetect.io.files import atomic_write
 
@@ -240,16 +240,6 @@ def _check(path: Path, model: Any, ckpt: Checkpoint) -> dict[str, Any]:
     }
 
 
-def _sha256(path: Path | None) -> str | None:
-    if path is None or not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _versions() -> dict[str, str]:
     import onnx
     import onnxscript
@@ -280,7 +270,7 @@ def metadata(ckpt: Checkpoint, model: Any, names: tuple, outputs: tuple, limits:
             "exporter": "torch.onnx dynamo (torch.export)",
             "dtype": "float32",
             "source": ckpt.path.name if ckpt.path is not None else None,
-            "source_sha256": _sha256(ckpt.path),
+            "source_sha256": sha256_file(ckpt.path) if ckpt.path and ckpt.path.is_file() else None,
         },
     }
 

@@ -61,19 +61,11 @@ def torch_twin(model: Any, checkpoint: Any, device: str) -> Any:
         return model
     pt = Path(checkpoint.path).with_suffix(".pt")
     source = ((getattr(model, "meta", None) or {}).get("exported") or {}).get("source_sha256")
-    if not pt.is_file() or source is None or _sha256(pt) != source:
+    from dfdetect.hub import sha256_file
+
+    if not pt.is_file() or source is None or sha256_file(pt) != source:
         return model
     from dfdetect.checkpoint import Checkpoint
 
     log.info("explanations of %s: Grad-CAM on its torch checkpoint %s", Path(checkpoint.path).name, pt.name)
     return for_inference(Checkpoint.load(pt).build_model(device))
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

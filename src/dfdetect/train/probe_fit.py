@@ -15,7 +15,6 @@ Given manifests whose rows carry a ``train`` / ``val`` / ``test`` split:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -27,6 +26,7 @@ import numpy as np
 
 from dfdetect.config import PrepareConfig, PreprocessConfig
 from dfdetect.data.manifest import SPLITS, ManifestRow, read_manifest
+from dfdetect.hub import sha256_file
 from dfdetect.metrics import MetricError, auc, fit_temperature
 from dfdetect.train.probe import FeatureSettings, read_features
 from dfdetect.types import Clip
@@ -120,9 +120,7 @@ def read_sets(paths: Sequence[str | os.PathLike]) -> list[RowSet]:
         if any(s.name == name for s in sets):
             raise ProbeFitError(f"two manifests named {name!r}: each set needs its own feature folder name")
         _check_rows(rows, csv)
-        with csv.open("rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
-        sets.append(RowSet(name, csv, digest, rows))
+        sets.append(RowSet(name, csv, sha256_file(csv), rows))
     _check_both_labels([r for s in sets for r in s.rows], ", ".join(str(s.path) for s in sets))
     return sets
 
