@@ -340,6 +340,7 @@ def main() -> None:
     fit_parser.add_argument(
         "--sets", help="folder of the set manifests (default: OUT/sets, written if absent)"
     )
+    fit_parser.add_argument("--feature", default="embeds", help="the tower's feature the heads read")
     tables = sub.add_parser("table", help="print the tables of OUT/results.json")
     tables.add_argument("--out", default="runs/v3")
     args = parser.parse_args()

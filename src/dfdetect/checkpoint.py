@@ -169,6 +169,14 @@ class Checkpoint:
         return str(self.model_config["name"])
 
     @property
+    def runtime(self) -> str:
+        """What runs the model: ``torch``, or ``numpy`` for a family that imports no torch (its
+        ``PretrainedCfg.runtime``; an unregistered name counts as torch)."""
+        from dfdetect.models.factory import MODELS, pretrained_cfg
+
+        return pretrained_cfg(self.name).runtime if self.name in MODELS else "torch"
+
+    @property
     def temperature(self) -> float:
         return float(self.calibration["temperature"])
 

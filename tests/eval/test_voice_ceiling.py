@@ -40,3 +40,30 @@ def test_the_ceiling_is_the_quantile_of_held_out_real_voices_and_is_written_on_r
     assert 0 < written.real_voice_ceiling <= got["p0"] + 1e-4
     assert main([*args, "--split", "val"]) == 2  # no real voice held out there: a clear error
     assert "no real voices" in capsys.readouterr().err
+
+
+def test_anchoring_puts_the_ceiling_on_the_band_edge_and_keeps_the_ranking() -> None:
+    import numpy as np
+    import pytest
+
+    from dfdetect.constants import VERDICT_BAND
+    from dfdetect.eval.voice_ceiling import VoiceCeiling, anchored
+
+    scores = {"a": 0.05, "b": 0.4, "c": 0.83, "d": 0.95}
+    got = anchored(VoiceCeiling(0.83, {"temperature": 2.0}, scores))
+    assert got.p0 == VERDICT_BAND[1] and got.info["temperature_before"] == 2.0
+    t = got.info["temperature"]  # T' = T * logit(p0) / logit(0.65)
+    assert t == pytest.approx(2.0 * np.log(0.83 / 0.17) / np.log(0.65 / 0.35))
+    assert got.scores["c"] == pytest.approx(VERDICT_BAND[1])  # the ceiling voice now sits on the edge
+    assert sorted(got.scores, key=got.scores.get) == sorted(scores, key=scores.get)  # same ranking
+    with pytest.raises(ValueError, match="cannot anchor"):
+        anchored(VoiceCeiling(0.4, {"temperature": 1.0}, scores))  # below 0.5: no temperature moves it up
+
+
+def test_anchor_refuses_a_ceiling_under_one_half(tmp_path, capsys) -> None:
+    model = tmp_path / "judge.pt"
+    shutil.copy(WEIGHTS_DIR / "aasist-l-ft.pt", model)
+    args = ["calibrate-voice", SPEECH, f"data.labels={_labels(tmp_path)}", "--model", str(model)]
+    assert main([*args, "--split", "test", "--seconds", "2", "--anchor", "--write"]) == 2  # real voices ~0.3
+    assert "cannot anchor" in capsys.readouterr().err
+    assert Checkpoint.load(model).temperature == 1.0  # nothing written

@@ -158,3 +158,23 @@ def test_numpy_checkpoint_loads_without_torch(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"torch": False, "name": "whisper-speech", "p0": 0.7, "b": pytest.approx(0.1)}
+
+
+def test_detector_scan_imports_no_torch(encoder_ready: None, tmp_path: Path) -> None:
+    """The model's family runs on numpy (``PretrainedCfg.runtime``), so a Detector built from its checkpoint
+    picks its device and builds its batches without torch: a scan of a voice stays torch-free."""
+    _voice()
+    path = _checkpoint(tmp_path)
+    code = (
+        "import sys, json\n"
+        "from dfdetect.checkpoint import Checkpoint\n"
+        "from dfdetect.infer.pipeline import load_detector\n"
+        f"c = Checkpoint.load({str(path)!r})\n"
+        f"p = load_detector({str(path)!r}, device='auto').scan({str(VOICE)!r})\n"
+        "got = {'torch': 'torch' in sys.modules, 'runtime': c.runtime, 'status': str(p.status)}\n"
+        "print(json.dumps(got))\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result == {"torch": False, "runtime": "numpy", "status": "ok"}

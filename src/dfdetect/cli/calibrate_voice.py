@@ -23,15 +23,24 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seconds", type=float, default=None, help="seconds read per file (default: one window)")
     p.add_argument("--quantile", type=float, default=0.95)
     p.add_argument("--out", default=None, help="JSON file with p0, how it was measured and every score")
-    p.add_argument("--write", action="store_true", help="record p0 in the model's checkpoint file")
+    p.add_argument(
+        "--anchor",
+        action="store_true",
+        help="also set the temperature that puts p0 at the verdict band's upper edge (0.65): a voice scanned "
+        "on its own is then called fake only above the ceiling; the ranking is unchanged",
+    )
+    p.add_argument(
+        "--write", action="store_true", help="record p0 (and the --anchor temperature) in the checkpoint"
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import shlex
 
     from dfdetect.config import ConfigError
-    from dfdetect.eval.voice_ceiling import measure_ceiling, write_ceiling
+    from dfdetect.eval.voice_ceiling import anchored, measure_ceiling, write_ceiling
     from dfdetect.infer.lookup import ModelNotFoundError
 
     extra = {} if args.seconds is None else {"seconds": args.seconds}
@@ -43,6 +52,16 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ModelNotFoundError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if sys.argv[1:2] == ["calibrate-voice"]:  # run from the shell: record the whole command line
+        got.info["command"] = shlex.join(["dfdetect", *sys.argv[1:]])
+    if args.anchor:
+        before = got.p0
+        try:
+            got = anchored(got)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"anchored: temperature {got.info['temperature']:.4f} puts p0 = {before:.4f} at {got.p0}")
     values = list(got.scores.values())
     print(
         f"{args.model}: {len(values)} held-out real voices ({got.info['speakers']} speakers, "

@@ -2,8 +2,11 @@
 
 The real files of the speaker-disjoint held-out splits of a speech experiment are scanned exactly as
 ``dfdetect scan`` scans audio (16 kHz mono, VAD, the windows that overlap speech, the model's own codec,
-mean window logit). Only the first ``seconds`` of each file are read, to bound CPU time; one window spreads
-wider than a mean over many, so the ceiling errs on the safe side. ``p0`` is the ``quantile`` (0.95) of
+mean window logit). Only the first ``seconds`` of each file are read (default: one window of the model, 4 s
+for AASIST, 10 s for the Whisper judge), to bound CPU time; one window spreads wider than a mean over many,
+so the ceiling errs on the safe side. Fit it on real speech of many sources (``data.manifests``: the speech
+corpus's val real sources), not one dataset's speakers: a ceiling from few sources is crossed by many real
+voices of others. ``p0`` is the ``quantile`` (0.95) of
 those scores. The fusion of a video's scores lets only a voice above ``p0`` raise the verdict
 (``infer/speech.py``), so a video checkpoint's speech companion needs it: ``dfdetect calibrate-voice
 --write`` records it in the speech model's checkpoint (``calibration.real_voice_ceiling``, with how it was
@@ -19,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dfdetect.constants import SAMPLE_RATE
-from dfdetect.models.aasist import WINDOW_SAMPLES
+from dfdetect.constants import VERDICT_BAND
 
 
 @dataclass
@@ -37,13 +39,13 @@ def measure_ceiling(
     config: str | os.PathLike,
     model: str,
     splits: Sequence[str] = ("val", "test"),
-    seconds: float = WINDOW_SAMPLES / SAMPLE_RATE,
+    seconds: float | None = None,
     quantile: float = 0.95,
     progress: bool = True,
     overrides: Sequence[str] = (),
 ) -> VoiceCeiling:
     """Scan the real voices of ``splits`` of the speech experiment ``config`` (+ dotted ``overrides``)
-    with ``model``."""
+    with ``model``, reading ``seconds`` of each (default: one window of the model)."""
     from tqdm import tqdm
 
     from dfdetect.config import ConfigError, apply_overrides, load_yaml_tree
@@ -59,6 +61,11 @@ def measure_ceiling(
     rows = [r for s in splits for r in held_out[s] if r.label == 0]
     if not rows:
         raise ValueError(f"{config}: no real voices in the split(s) {', '.join(splits)}")
+    if seconds is None:
+        from dfdetect.checkpoint import Checkpoint
+        from dfdetect.infer.lookup import resolve_model
+
+        seconds = Checkpoint.load(resolve_model(model, onnx=False)[0]).preprocess.segment_seconds
     detector = load_detector(model, device="cpu", max_duration=seconds, onnx=False)
     scores, skipped = {}, []
     for row in tqdm(rows, desc="real voices", unit="file", disable=not progress):
@@ -73,18 +80,43 @@ def measure_ceiling(
         "n_real": int(values.size),
         "speakers": len({r.group for r in rows if r.path in scores}),
         "splits": list(splits),
-        "data": data.labels,
+        "data": [data.labels, *data.manifests],
         "seconds_per_file": round(seconds, 4),
+        "temperature": detector.temperature,  # of the scores (p = sigmoid(logit / T))
         "command": "dfdetect calibrate-voice " + " ".join(f"--split {s}" for s in splits),
     }
     return VoiceCeiling(float(np.quantile(values, quantile)), info, scores, skipped)
 
 
+def anchored(ceiling: VoiceCeiling, at: float = VERDICT_BAND[1]) -> VoiceCeiling:
+    """The ceiling after the temperature that puts it at ``at`` (the verdict band's upper edge): ``T' = T *
+    logit(p0) / logit(at)``, so a voice is called ``fake`` on its own only above the ceiling, i.e. by ~5 %
+    of real voices of many sources; the ranking (AUC) is unchanged. ``info["temperature"]`` holds ``T'``.
+
+    Raises:
+        ValueError: ``p0`` is not above 0.5 (no positive temperature moves it to ``at``).
+    """
+    from dfdetect.infer.aggregate import logit, sigmoid
+
+    if not 0.5 < ceiling.p0 < 1.0 or not 0.5 < at < 1.0:
+        raise ValueError(f"cannot anchor a ceiling of {ceiling.p0:.4f} at {at}: both must lie in (0.5, 1)")
+    temperature = float(ceiling.info["temperature"])
+    t = temperature * float(logit(ceiling.p0)) / float(logit(at))
+    scale = temperature / t
+    scores = {k: float(sigmoid(logit(v) * scale)) for k, v in ceiling.scores.items()}
+    info = {**ceiling.info, "anchored_at": at, "temperature": t, "temperature_before": temperature}
+    return VoiceCeiling(at, info, scores, ceiling.skipped)
+
+
 def write_ceiling(model: str, ceiling: VoiceCeiling) -> str:
-    """Record ``ceiling.p0`` in the speech model's ``.pt`` checkpoint (atomically); returns its path."""
+    """Record ``ceiling.p0`` in the speech model's ``.pt`` checkpoint (atomically), with the temperature of
+    an :func:`anchored` ceiling; returns its path."""
     from dfdetect.checkpoint import Checkpoint
     from dfdetect.infer.lookup import resolve_model
 
     path, _ = resolve_model(model, onnx=False)
-    Checkpoint.load(path).with_real_voice_ceiling(round(ceiling.p0, 4), ceiling.info).save(path)
+    ckpt = Checkpoint.load(path)
+    if "anchored_at" in ceiling.info:
+        ckpt = ckpt.with_temperature(ceiling.info["temperature"])
+    ckpt.with_real_voice_ceiling(round(ceiling.p0, 4), ceiling.info).save(path)
     return str(path)

@@ -88,8 +88,10 @@ def resolve_device(device: str = "auto", runtime: str = "torch") -> str:
     """``"auto"`` -> ``"cuda"`` when available else ``"cpu"``; other values are checked and kept.
 
     ``runtime``: what runs the model; ``onnxruntime`` asks onnxruntime's providers instead of torch (no torch
-    import).
+    import); ``numpy`` (a model that imports no torch) runs on the CPU whatever was asked.
     """
+    if runtime == "numpy":
+        return "cpu"
     if runtime == "onnxruntime":
         from dfdetect.infer.onnx import resolve_onnx_device
 

@@ -119,7 +119,8 @@ def aasist_l(**kwargs: Any) -> Any:
     return build_aasist("aasist-l", **kwargs)
 
 
-_WHISPER_CFG = PretrainedCfg(clip_frames=1, **SPEECH_INPUT).with_window(WHISPER_WINDOW_SECONDS)
+_WHISPER_CFG = PretrainedCfg(clip_frames=1, runtime="numpy", **SPEECH_INPUT)
+_WHISPER_CFG = _WHISPER_CFG.with_window(WHISPER_WINDOW_SECONDS)
 
 
 @register_model("whisper-speech", _WHISPER_CFG)

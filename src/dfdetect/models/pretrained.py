@@ -32,6 +32,8 @@ class PretrainedCfg:
         sample_rate: audio sample rate (Hz).
         mouth_size: side of the mouth crops of a lip-sync head (None: the model has none).
         window_samples: samples per window of an audio model (None: follows the video window).
+        runtime: what runs the model: ``torch``, or ``numpy`` for a model that imports no torch (it takes
+            and returns numpy arrays on the CPU; a scan with it stays torch-free).
     """
 
     kind: Literal["video", "image", "audio"] = "video"
@@ -44,6 +46,7 @@ class PretrainedCfg:
     sample_rate: int = SAMPLE_RATE
     mouth_size: int | None = None
     window_samples: int | None = None
+    runtime: Literal["torch", "numpy"] = "torch"
 
     def with_window(self, seconds: float) -> PretrainedCfg:
         """An audio model's config whose window (= one segment) lasts ``seconds``."""

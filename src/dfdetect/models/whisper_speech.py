@@ -251,6 +251,7 @@ class WhisperSpeech:
 
     modalities = ("audio",)
     differentiable = False  # no Grad-CAM; no dropout at inference
+    numpy_inputs = True  # the scan core builds numpy batches for it (no torch)
     cam_layer = None
 
     def __init__(
