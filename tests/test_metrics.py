@@ -112,6 +112,20 @@ def test_temperature_fit_recovers_known_temperature():
     assert rep["nll_after"] < rep["nll_before"] == pytest.approx(nll(logits, y))
 
 
+def test_platt_fit_recovers_known_temperature_and_shift():
+    from dfdetect.metrics import fit_platt
+
+    rng = np.random.default_rng(2)
+    true_z = rng.normal(0, 2.0, 20000)
+    y = (rng.random(true_z.size) < sigmoid(true_z)).astype(int)
+    logits = true_z * 3.0 + 1.5  # over-confident and scoring every clip too high
+    t, shift = fit_platt(logits, y)
+    assert t == pytest.approx(3.0, rel=0.08) and shift == pytest.approx(-1.5, abs=0.15)
+    assert nll(logits + shift, y, t) < nll(logits, y, fit_temperature(logits, y))  # the shift is worth it
+    with pytest.raises(MetricError, match="both real and fake"):
+        fit_platt([1.0, 2.0], [1, 1])
+
+
 def test_aggregate_strategies():
     p = [0.1, 0.2, 0.9, 0.6]
     assert aggregate(p, "mean") == pytest.approx(0.45)

@@ -96,6 +96,24 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = T_BOUNDS) -> f
     return float(np.exp(res.x))
 
 
+def fit_platt(logits, labels, bounds: tuple[float, float] = T_BOUNDS) -> tuple[float, float]:
+    """Platt scaling written as a temperature and a shift: the ``(T, shift)`` minimising the NLL of
+    ``sigmoid((logits + shift) / T)`` on ``labels``, ``T`` kept within ``bounds``. Unlike the temperature
+    alone it also corrects a model that scores every held-out clip too high (or too low).
+
+    Raises:
+        MetricError: one class only, NaN logits, or mismatched lengths (fit on a split with both classes).
+    """
+    from scipy.optimize import minimize
+
+    y, z = check_inputs(labels, logits)
+    t0 = fit_temperature(z, y, bounds)
+    lo, hi = np.log(bounds[0]), np.log(bounds[1])
+    res = minimize(lambda v: nll(z + v[1], y, float(np.exp(v[0]))), x0=[np.log(t0), 0.0],
+                   bounds=[(lo, hi), (None, None)], method="L-BFGS-B")  # fmt: skip
+    return float(np.exp(res.x[0])), float(res.x[1])
+
+
 def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC points at every distinct score (scikit-learn's ``_binary_clf_curve``, no point dropping)."""
     order = np.argsort(-s, kind="mergesort")

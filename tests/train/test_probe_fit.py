@@ -16,7 +16,7 @@ from dfdetect.checkpoint import Checkpoint
 from dfdetect.cli import main
 from dfdetect.data.manifest import ManifestRow, write_manifest
 from dfdetect.infer.pipeline import Detector
-from dfdetect.metrics import auc
+from dfdetect.metrics import auc, fit_platt
 from dfdetect.train.probe import clip_logits
 from dfdetect.train.probe_fit import HEADS, abstain_rule, candidate_name, fit_probe
 from tests.conftest import MEDIA, media
@@ -55,12 +55,17 @@ def test_the_candidate_with_the_best_val_auc_is_chosen_and_calibrated() -> None:
     assert fit.model is fit.candidates[fit.chosen]["model"]
     assert fit.best_of(("aug",)) == max((k for k in fit.val_auc if k.endswith("/aug")), key=fit.val_auc.get)
     assert 0.05 < fit.temperature < 20.0  # fitted, not at a bound
+    y_val, z_val = [r.label for r, _ in val], clip_logits(fit.model, [f for _, f in val])
+    t_again, shift_again = fit_platt(
+        z_val, y_val
+    )  # the shift is in the model: calibrating again moves nothing
+    assert shift_again == pytest.approx(0.0, abs=1e-3) and t_again == pytest.approx(fit.temperature, rel=1e-3)
     rule = abstain_rule(rows, feats)  # from the train clips: their faces are >= 90 px, so the cap of 64 holds
     assert rule["min_face_px"] == 64.0 and 10.0 < rule["min_sharpness"] < 40.0
     assert fit.rule == rule and fit.results()["chosen"] == fit.chosen
     torch.rand(3)  # whatever ran before, the same features give the same heads
     again = fit_probe(rows, feats, heads=HEADS, variant_sets=(("aug",), ("clean",)))
-    assert again.val_auc == fit.val_auc and again.temperature == fit.temperature
+    assert again.val_auc == fit.val_auc and (again.temperature, again.shift) == (fit.temperature, fit.shift)
 
 
 def test_a_split_without_both_labels_cannot_be_fitted() -> None:

@@ -15,9 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Cache the frozen CLIP tower's features of every train and val clip (decoded as a scan decodes "
             "it; resumable), fit the candidate heads with and without self-blends on train, keep the best by "
-            "val AUC, fit its temperature on val and the abstention rule on train, and write "
-            "OUT/clip-probe.pt (recording this command, the manifests' sha256 and the feature settings) "
-            "and OUT/fit.json. Test rows are never read."
+            "val AUC, calibrate it on val (temperature and logit shift: Platt scaling), fit the abstention "
+            "rule on train, and write OUT/clip-probe.pt (recording this command, the manifests' sha256 and "
+            "the feature settings) and OUT/fit.json. Test rows are never read."
         ),
     )
     p.add_argument(
@@ -87,7 +87,8 @@ def _fit(args: argparse.Namespace) -> int:
     _print_counts(extracted, counts)
     for name, value in fit.val_auc.items():
         print(f"  {name:<28} val AUC {value:.3f}{'  <- chosen' if name == fit.chosen else ''}")
-    print(f"chosen {fit.chosen}, temperature {fit.temperature:.3f}, abstain {fit.rule}")
+    print(f"chosen {fit.chosen}, temperature {fit.temperature:.3f}, logit shift {fit.shift:+.3f}")
+    print(f"abstain {fit.rule}")
     print(f"wrote {ckpt} and {args.out / 'fit.json'}")
     return 0
 

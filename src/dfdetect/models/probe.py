@@ -57,6 +57,11 @@ class ProbeHead(nn.Module):
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.std.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))
 
+    def shift_output(self, delta: float) -> None:
+        """Add ``delta`` to every logit (the output layer's bias): a calibration's shift, folded in."""
+        with torch.no_grad():
+            self.net[-1].bias += float(delta)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., D]`` features -> ``[...]`` logits."""
         return self.net((x - self.mean) / self.std).squeeze(-1)
