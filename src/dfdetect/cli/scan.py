@@ -29,7 +29,7 @@ exit codes:
 kinds: a video is scored face track by face track; a still image (jpg, png, webp, ...) face by face;
 an audio file (wav, mp3, flac, ...) from audio alone when the model hears (else no_video).
 
-speech: when the video model names a speech model (the default one names aasist-l), that model also
+speech: when the video model names a speech model (the default one names whisper-speech), that model also
 judges the speech of a video; its score is the "audio" column, and the verdict fuses it with the visual
 score so that only a voice more synthetic-sounding than 95 % of real voices can raise it. --no-speech
 turns it off, --speech MODEL picks another.
@@ -69,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="MODEL",
         default="auto",
         help="speech model (name or checkpoint) that also judges a video's speech "
-        "(default: the one the video model names, e.g. aasist-l)",
+        "(default: the one the video model names, e.g. whisper-speech)",
     )
     voice.add_argument("--no-speech", dest="speech", action="store_const", const=None, help="no speech model")
     out = p.add_mutually_exclusive_group()
