@@ -40,6 +40,8 @@ def test_the_ceiling_is_the_quantile_of_held_out_real_voices_and_is_written_on_r
     assert 0 < written.real_voice_ceiling <= got["p0"] + 1e-4
     assert main([*args, "--split", "val"]) == 2  # no real voice held out there: a clear error
     assert "no real voices" in capsys.readouterr().err
+    assert main(args) == 2  # by default val only: a ceiling is never fitted on test unless asked
+    assert "split(s) val" in capsys.readouterr().err
 
 
 def test_anchoring_puts_the_ceiling_on_the_band_edge_and_keeps_the_ranking() -> None:

@@ -38,7 +38,7 @@ class VoiceCeiling:
 def measure_ceiling(
     config: str | os.PathLike,
     model: str,
-    splits: Sequence[str] = ("val", "test"),
+    splits: Sequence[str] = ("val",),
     seconds: float | None = None,
     quantile: float = 0.95,
     progress: bool = True,
