@@ -172,7 +172,7 @@ def features(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     prepare, pre = expert_configs()
     model = FeatureProbe(args.encoder, args.feature, threads=args.threads)
-    settings = feature_settings(args.encoder, args.feature)
+    settings = feature_settings(args.encoder, args.feature, args.max_windows)
     load = media_loader(prepare)
     for i in range(args.passes):  # the corpus grows while its media are extracted: passes pick new files up
         if not _features_pass(args, model, pre, settings, load) and i + 1 < args.passes:
@@ -318,6 +318,7 @@ def main() -> None:
     f.add_argument("--sets", nargs="*", help="face_images ffpp talking_heads corpus (default: all)")
     f.add_argument("--encoder", default="clip-vit-b16-int8")
     f.add_argument("--feature", default="embeds")
+    f.add_argument("--max-windows", type=int, default=3, help="frames per clip at most")
     f.add_argument("--threads", type=int, default=2)
     f.add_argument("--passes", type=int, default=1, help="repeat (new corpus files are picked up)")
     f.add_argument("--chunk", type=int, default=0, help="at most this many new clips per pass (0: all)")
@@ -341,6 +342,7 @@ def main() -> None:
         "--sets", help="folder of the set manifests (default: OUT/sets, written if absent)"
     )
     fit_parser.add_argument("--feature", default="embeds", help="the tower's feature the heads read")
+    fit_parser.add_argument("--max-windows", type=int, default=3, help="frames per clip at most")
     tables = sub.add_parser("table", help="print the tables of OUT/results.json")
     tables.add_argument("--out", default="runs/v3")
     args = parser.parse_args()

@@ -77,6 +77,15 @@ def test_a_split_without_both_labels_cannot_be_fitted() -> None:
         fit_probe(rows, only_reals)
 
 
+def test_frames_per_clip_are_part_of_the_feature_cache_key() -> None:
+    from dfdetect.train.probe_fit import ProbeFitError, feature_settings
+
+    three, eight = feature_settings(), feature_settings(max_windows=8)
+    assert (three.max_windows, eight.max_windows) == (3, 8) and three.key("a.mp4") != eight.key("a.mp4")
+    with pytest.raises(ProbeFitError, match="at least 1"):
+        feature_settings(max_windows=0)
+
+
 def _manifest(tmp_path) -> tuple:
     """Real faces: train and val of each label from ../shared/data/face_images, a short real video and the
     FF++ fake in train, a faceless image; two test rows (never read)."""

@@ -35,6 +35,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="where to write clip-probe.pt and fit.json")
     p.add_argument("--encoder", default="clip-vit-b16-int8", help="frozen tower (default: clip-vit-b16-int8)")
     p.add_argument("--feature", default="embeds", help="the tower's feature the head reads (default: embeds)")
+    p.add_argument(
+        "--max-windows",
+        type=int,
+        default=3,
+        help="frames (1 s windows) per clip at most, evenly spaced (default 3)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads of the tower (default: its own)")
     p.add_argument("--features-only", action="store_true", help="compute the missing features, fit nothing")
     p.set_defaults(run=run)
@@ -69,7 +75,7 @@ def _fit(args: argparse.Namespace) -> int:
     from dfdetect.train import probe_fit as pf
 
     sets = pf.read_sets(args.manifests)
-    settings = pf.feature_settings(args.encoder, args.feature)
+    settings = pf.feature_settings(args.encoder, args.feature, args.max_windows)
     if args.threads:
         torch.set_num_threads(args.threads)
     extracted = pf.compute_features(sets, args.features, settings, args.threads)

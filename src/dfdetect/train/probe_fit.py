@@ -63,8 +63,11 @@ def scan_prepare(prepare: PrepareConfig) -> PrepareConfig:
     return prepare.model_copy(update={"fps": 2.0, "detect_every": 2})
 
 
-def feature_settings(encoder: str = "clip-vit-b16-int8", feature: str = "embeds") -> FeatureSettings:
-    """The cache key's settings: the tower, its feature, and the decode settings as the tag.
+def feature_settings(
+    encoder: str = "clip-vit-b16-int8", feature: str = "embeds", max_windows: int = 3
+) -> FeatureSettings:
+    """The cache key's settings: the tower, its feature, the windows (frames) per clip at most, and the
+    decode settings as the tag.
 
     Raises:
         ProbeFitError: an unknown tower, or a feature it does not have.
@@ -75,7 +78,10 @@ def feature_settings(encoder: str = "clip-vit-b16-int8", feature: str = "embeds"
         FeatureProbe(encoder, feature)  # checks the names; the tower itself loads on first use
     except (KeyError, TypeError) as e:
         raise ProbeFitError(str(e).strip("'\"")) from None
-    return FeatureSettings(encoder=encoder, feature=feature, tag=expert_configs()[0].model_dump_json())
+    if max_windows < 1:
+        raise ProbeFitError(f"max_windows must be at least 1, got {max_windows}")
+    tag = expert_configs()[0].model_dump_json()
+    return FeatureSettings(encoder=encoder, feature=feature, max_windows=max_windows, tag=tag)
 
 
 def media_loader(prepare: PrepareConfig) -> Callable[[ManifestRow], Clip]:
