@@ -19,6 +19,7 @@ def test_default_checkpoint_describes_itself_and_ships_small() -> None:
     assert ckpt.prepare_config().detector == "yunet"  # the face detector its training crops came from
     assert T_BOUNDS[0] < ckpt.temperature < T_BOUNDS[1]  # calibrated, not squashed to a bound
     assert "val" in ckpt.calibration["fitted_on"]  # fitted on held-out data, not on the test split
+    assert ckpt.calibration["logit_shift"] < 0  # Platt scaling on val: held-out clips scored too high
     assert ckpt.companions["speech"]["model"] == "whisper-speech"
     assert not ckpt.training_state  # exported: no optimizer state
 
