@@ -36,7 +36,8 @@ def test_the_ceiling_is_the_quantile_of_held_out_real_voices_and_is_written_on_r
     assert main([*args, "--split", "test", "--seconds", "2", "--write"]) == 0
     assert "p0 written into" in capsys.readouterr().out
     written = Checkpoint.load(model)
-    assert written.calibration["real_voice_ceiling_info"]["command"].startswith("dfdetect calibrate-voice")
+    command = written.calibration["real_voice_ceiling_info"]["command"]
+    assert command.startswith("dfdetect calibrate-voice") and "--write" in command  # the whole command line
     assert 0 < written.real_voice_ceiling <= got["p0"] + 1e-4
     assert main([*args, "--split", "val"]) == 2  # no real voice held out there: a clear error
     assert "no real voices" in capsys.readouterr().err

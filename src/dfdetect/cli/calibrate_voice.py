@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     except (ConfigError, ModelNotFoundError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if sys.argv[1:2] == ["calibrate-voice"]:  # run from the shell: record the whole command line
-        got.info["command"] = shlex.join(["dfdetect", *sys.argv[1:]])
+    got.info["command"] = shlex.join(["dfdetect", *args.argv])  # the whole command line, as fit-probe does
     if args.anchor:
         before = got.p0
         try:
