@@ -233,9 +233,14 @@ def _abstention_table(scores: dict, rule: dict) -> dict:
     return out
 
 
-def _flat(rows: dict, feats: dict) -> tuple[list, list]:
-    """Every set's rows and features, one list each (set by set, as ``dfdetect fit-probe`` reads them)."""
-    return [r for k in rows for r in rows[k]], [f for k in rows for f in feats[k]]
+def _flat(rows: dict, feats: dict) -> tuple[list, list, list]:
+    """Every set's rows, features and set names, one list each (set by set, as ``dfdetect fit-probe`` reads
+    them)."""
+    return (
+        [r for k in rows for r in rows[k]],
+        [f for k in rows for f in feats[k]],
+        [k for k in rows for _ in rows[k]],
+    )
 
 
 def fit(args: argparse.Namespace) -> None:
@@ -253,9 +258,11 @@ def fit(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows, clean, h264, settings, records = _data(args)
     v2 = {k: _v2(k) for k in rows}
-    probe = fit_probe(*_flat(rows, clean), settings)
+    flat_rows, flat_feats, names = _flat(rows, clean)
+    probe = fit_probe(flat_rows, flat_feats, settings, sets=names)
     model, t, rule = probe.model, probe.temperature, probe.rule
-    results: dict[str, Any] = {"sets": {k: len(v) for k, v in rows.items()}, "val": probe.val_auc}
+    results: dict[str, Any] = {"sets": {k: len(v) for k, v in rows.items()}, "val": probe.val_auc,
+                               "cv": probe.cv_auc, "selection": probe.selection}  # fmt: skip
     for variants in VARIANT_SETS:  # test AUC of the best head with and without the self-blends
         best = probe.candidates[probe.best_of(variants)]["model"]
         results["with_sbi" if "sbi" in variants else "without_sbi"] = _test_aucs(best, rows, clean)

@@ -1,6 +1,6 @@
 """The default detector's recipe (``dfdetect.train.probe_fit``, ``dfdetect fit-probe``): the selection on val
-on synthetic features, then a real run of the command on faces of ../shared (the real CLIP tower, fetched
-once into the hub cache) and its errors.
+and by leave-family-out cross-validation on synthetic features, then a real run of the command on faces of
+../shared (the real CLIP tower, fetched once into the hub cache) and its errors.
 """
 
 from __future__ import annotations
@@ -44,8 +44,12 @@ def _synthetic(n: int = 60, seed: int = 0) -> tuple[list[ManifestRow], list]:
 
 def test_the_candidate_with_the_best_val_auc_is_chosen_and_calibrated() -> None:
     rows, feats = _synthetic()
-    fit = fit_probe(rows, feats, heads=HEADS, variant_sets=(("aug",), ("clean",)))
-    assert set(fit.val_auc) == {candidate_name(h, v) for h in HEADS for v in (("aug",), ("clean",))}
+    fit = fit_probe(rows, feats, heads=HEADS, variant_sets=(("aug",), ("clean",)), selection="val")
+    assert (
+        fit.selection == "val"
+        and not fit.cv_auc
+        and set(fit.val_auc) == {candidate_name(h, v) for h in HEADS for v in (("aug",), ("clean",))}
+    )
     val = [(r, f) for r, f in zip(rows, feats, strict=True) if r.split == "val"]
     for name, cand in fit.candidates.items():  # each val AUC is the candidate's own, on the val clips
         y = [r.label for r, _ in val]
@@ -64,8 +68,66 @@ def test_the_candidate_with_the_best_val_auc_is_chosen_and_calibrated() -> None:
     assert rule["min_face_px"] == 64.0 and 10.0 < rule["min_sharpness"] < 40.0
     assert fit.rule == rule and fit.results()["chosen"] == fit.chosen
     torch.rand(3)  # whatever ran before, the same features give the same heads
-    again = fit_probe(rows, feats, heads=HEADS, variant_sets=(("aug",), ("clean",)))
+    again = fit_probe(rows, feats, heads=HEADS, variant_sets=(("aug",), ("clean",)), selection="val")
     assert again.val_auc == fit.val_auc and (again.temperature, again.shift) == (fit.temperature, fit.shift)
+
+
+def _families(seed: int = 0) -> tuple[list[ManifestRow], list, list[str]]:
+    """Train clips of a corpus (6 fake families, 6 real sources, 60 of each label) and a small set (8 of
+    each label), whose clean features separate the labels and whose ``aug`` features are the other label's;
+    val clips whose clean features are reversed: val alone prefers the head trained on ``aug``."""
+    rng = np.random.default_rng(seed)
+    shift = np.full(512, 0.1, np.float32)
+    rows, feats, sets = [], [], []
+    for i in range(136):
+        name, split, label = ("corpus", "train", i % 2) if i < 120 else ("small", "train", i % 2)
+        if i >= 128:
+            name, split = "corpus", "val"
+        family = f"gen{i % 12 // 2}" if label and name == "corpus" else ""  # the small set names none
+        source = f"repo{i % 12 // 2}" if not label and name == "corpus" else ""
+        sep = -1 if split == "val" else 1  # val: the relation reversed
+        clean = rng.normal(size=(3, 512)).astype(np.float32) + (shift * sep if label else 0)
+        aug = rng.normal(size=(3, 512)).astype(np.float32) + (0 if label else shift)
+        rows.append(ManifestRow(f"{name}{i}.mp4", label, name, family, split, f"g{i}", family=family,
+                                source=source))  # fmt: skip
+        feats.append(
+            {"feat_clean": clean, "feat_aug": aug, "face_px": np.full(3, 90.0), "blur": np.full(3, 50.0)}
+        )
+        sets.append(name)
+    return rows, feats, sets
+
+
+def test_cross_validation_holds_out_whole_families_and_overrules_a_misleading_val() -> None:
+    from dfdetect.train.probe_fit import cv_plan, fold_group
+
+    rows, feats, sets = _families()
+    train = [(r, n) for r, n in zip(rows, sets, strict=True) if r.split == "train"]
+    plan = cv_plan([r for r, _ in train], [n for _, n in train], folds=3, repeats=2)
+    assert set(plan.scored) == {"corpus"}  # the small set has too few clips of each label to be scored
+    groups = np.array([fold_group(r, n) for r, n in train])
+    assert {"corpus/fake:gen0", "corpus/real:repo0", "small/group:g120"} <= set(groups)
+    for folds in plan.repeats:  # every clip held out once per repeat; a group never on both sides
+        assert sorted(np.concatenate(folds)) == list(range(len(train)))
+        for held in folds:
+            assert not set(groups[held]) & set(np.delete(groups, held))
+    assert any(len(a) != len(b) or (a != b).any() for a, b in zip(*plan.repeats, strict=True))  # shuffled
+    heads = {"logreg-C0.05": HEADS["logreg-C0.05"]}
+    by_val = fit_probe(
+        rows, feats, heads=heads, variant_sets=(("aug",), ("clean",)), sets=sets, selection="val"
+    )
+    by_cv = fit_probe(rows, feats, heads=heads, variant_sets=(("aug",), ("clean",)), sets=sets, folds=3)
+    assert by_val.variants == ("aug",) and by_cv.variants == ("clean",) and by_cv.selection == "cv"
+    cv = by_cv.cv_auc
+    assert cv["logreg-C0.05/clean"]["corpus"] > 0.8 > 0.2 > cv["logreg-C0.05/aug"]["corpus"]
+    assert by_cv.results()["cv_auc"] == cv and by_cv.score(by_cv.chosen) == min(cv[by_cv.chosen].values())
+
+
+def test_too_few_groups_to_cross_validate_falls_back_to_val() -> None:
+    rows, feats = _synthetic(30)  # 10 train clips of each label: no set reaches CV_MIN_CLIPS
+    fit = fit_probe(rows, feats, heads={"logreg-C0.05": HEADS["logreg-C0.05"]})
+    assert fit.selection == "val" and fit.cv_auc == {}
+    with pytest.raises(ValueError, match="unknown selection 'test'"):
+        fit_probe(rows, feats, selection="test")
 
 
 def test_a_split_without_both_labels_cannot_be_fitted() -> None:

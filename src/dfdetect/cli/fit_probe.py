@@ -14,10 +14,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="fit a frozen-tower probe (the default detector's recipe) on manifests with train/val/test rows",
         description=(
             "Cache the frozen CLIP tower's features of every train and val clip (decoded as a scan decodes "
-            "it; resumable), fit the candidate heads with and without self-blends on train, keep the best by "
-            "val AUC, calibrate it on val (temperature and logit shift: Platt scaling), fit the abstention "
-            "rule on train, and write OUT/clip-probe.pt (recording this command, the manifests' sha256 and "
-            "the feature settings) and OUT/fit.json. Test rows are never read."
+            "it; resumable), fit the candidate heads with and without self-blends on train, keep the one "
+            "whose worst set scores best in leave-family-out cross-validation on train (or by val AUC: "
+            "--select val), calibrate it on val (temperature and logit shift: Platt scaling), fit the "
+            "abstention rule on train, and write OUT/clip-probe.pt (recording this command, the manifests' "
+            "sha256 and the feature settings) and OUT/fit.json. Test rows are never read."
         ),
     )
     p.add_argument(
@@ -41,6 +42,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=3,
         help="frames (1 s windows) per clip at most, evenly spaced (default 3)",
     )
+    p.add_argument(
+        "--select",
+        choices=["cv", "val"],
+        default="cv",
+        help="choose the head by cross-validation on train, whole generator families and real sources held "
+        "out per fold (default; val when the sets are too small), or by val AUC",
+    )
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of the tower (default: its own)")
     p.add_argument("--features-only", action="store_true", help="compute the missing features, fit nothing")
     p.set_defaults(run=run)
@@ -83,7 +92,9 @@ def _fit(args: argparse.Namespace) -> int:
     if args.features_only:
         _print_counts(extracted, counts)
         return 0
-    fit = pf.fit_probe(*pf.read_set_features(sets, args.features, settings), settings)
+    rows, feats = pf.read_set_features(sets, args.features, settings)
+    names = pf.set_names(sets)
+    fit = pf.fit_probe(rows, feats, settings, sets=names, selection=args.select, folds=args.folds)
     command = shlex.join(["dfdetect", *getattr(args, "argv", sys.argv[1:])])
     records = [s.record() for s in sets]
     ckpt = pf.write_probe(args.out / "clip-probe.pt", fit, settings, records, command)
@@ -92,8 +103,11 @@ def _fit(args: argparse.Namespace) -> int:
     atomic_write_text(args.out / "fit.json", json.dumps(results, indent=1))
     _print_counts(extracted, counts)
     for name, value in fit.val_auc.items():
-        print(f"  {name:<28} val AUC {value:.3f}{'  <- chosen' if name == fit.chosen else ''}")
-    print(f"chosen {fit.chosen}, temperature {fit.temperature:.3f}, logit shift {fit.shift:+.3f}")
+        cv = ", ".join(f"{k} {v:.3f}" for k, v in fit.cv_auc.get(name, {}).items())
+        cv = f"  cross-validated AUC {cv}" if cv else ""
+        print(f"  {name:<28} val AUC {value:.3f}{cv}{'  <- chosen' if name == fit.chosen else ''}")
+    by = "its worst set's cross-validated AUC" if fit.selection == "cv" else "val AUC"
+    print(f"chosen {fit.chosen} (by {by}), temperature {fit.temperature:.3f}, logit shift {fit.shift:+.3f}")
     print(f"abstain {fit.rule}")
     print(f"wrote {ckpt} and {args.out / 'fit.json'}")
     return 0
