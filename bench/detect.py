@@ -50,8 +50,8 @@ CORPUS_CAP.update({("test", 0): 10_000, ("test", 1): 15})
 FEATS = Path(os.environ.get("DFDETECT_FEATS", "runs/features"))
 V2 = "src/dfdetect/weights/v2.pt"
 TEST_PERTURB = ("h264", 30.0)
-# face-image subsamples per class, by file hash. train: 80, the shipped default's; the probe's cross-validation
-# ties 80 and 400 on the corpus and prefers both to 800 and all ~1,800 (docs/model_card_default.md, v5)
+# face-image subsamples per class, by file hash. train: 80, the shipped default's; the probe's
+# cross-validation ties 80 and 400 on the corpus and prefers both to 800 and all ~1,800 (model card)
 FACE_PER_CLASS = {"train": 80, "val": 40, "test": 100}
 
 
