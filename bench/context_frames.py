@@ -126,7 +126,7 @@ def compare(args: argparse.Namespace) -> None:
     from sklearn.model_selection import GroupKFold
 
     from dfdetect.metrics import auc
-    from dfdetect.train.probe_fit import fold_group
+    from dfdetect.train.probe_cv import fold_group
 
     rows, names, face, frame = _table(args)
     y, split = np.array([r.label for r in rows]), np.array([r.split for r in rows])

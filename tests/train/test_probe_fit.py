@@ -98,7 +98,7 @@ def _families(seed: int = 0) -> tuple[list[ManifestRow], list, list[str]]:
 
 
 def test_cross_validation_holds_out_whole_families_and_overrules_a_misleading_val() -> None:
-    from dfdetect.train.probe_fit import cv_plan, fold_group
+    from dfdetect.train.probe_cv import cv_plan, fold_group
 
     rows, feats, sets = _families()
     train = [(r, n) for r, n in zip(rows, sets, strict=True) if r.split == "train"]

@@ -7,8 +7,8 @@ Given manifests whose rows carry a ``train`` / ``val`` / ``test`` split:
    test rows are never read;
 2. :func:`fit_probe` fits every candidate head of :data:`HEADS` with and without the self-blends
    (:data:`VARIANT_SETS`) on the train rows and keeps the best by **leave-family-out cross-validation on
-   train** (:func:`cross_validate`: each fold holds out whole generator families and real sources; the
-   candidate whose worst set scores best wins) or, with ``select="val"`` or too few groups, by val AUC;
+   train** (``dfdetect.train.probe_cv``: each fold holds out whole generator families and real sources;
+   the candidate whose worst set scores best wins) or, with ``select="val"`` or too few groups, by val AUC;
    it calibrates the choice on val (Platt scaling: a temperature and a logit shift, the shift folded into
    the head's output bias) and fits the abstention rule on the train clips;
 3. :func:`write_probe` writes the self-describing checkpoint: the command that made it, the manifests
@@ -37,6 +37,7 @@ from dfdetect.data.manifest import SPLITS, ManifestRow, read_manifest
 from dfdetect.hub import sha256_file
 from dfdetect.metrics import MetricError, auc, fit_platt
 from dfdetect.train.probe import FeatureSettings, read_features
+from dfdetect.train.probe_cv import CV_FOLDS, CV_REPEATS, cross_validate, cv_plan
 from dfdetect.types import Clip
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,6 @@ HEADS = {  # candidate heads: name -> (MLP width, 0 = logistic regression; C)
 VARIANT_SETS = (("clean", "aug"), ("clean", "aug", "sbi"))  # without and with the self-blends
 FITTED_SPLITS = ("train", "val")  # the only splits the recipe reads
 SELECTIONS = ("cv", "val")  # how the head is chosen (see fit_probe)
-CV_FOLDS = 5
-CV_REPEATS = 3  # shuffled fold assignments, averaged: one assignment alone moves a set's AUC by ~0.02
-CV_MIN_CLIPS = 20  # a set is scored by cross-validation with at least this many train clips of each label
 
 
 class ProbeFitError(ValueError):
@@ -274,19 +272,6 @@ def candidate_name(head: str, variants: Sequence[str]) -> str:
     return f"{head}/{'+'.join(variants)}"
 
 
-def fold_group(row: ManifestRow, set_name: str = "") -> str:
-    """The cross-validation group of a row: its generator family (fakes) or real source (reals) when the
-    manifest names them (the corpus catalogues), else its ``group`` (a source identity), else its path;
-    within its set."""
-    if row.label == 1 and row.family:
-        key = f"fake:{row.family}"
-    elif row.label == 0 and row.source:
-        key = f"real:{row.source}"
-    else:
-        key = f"group:{row.group or row.path}"
-    return f"{set_name}/{key}"
-
-
 def fit_probe(
     rows: list[ManifestRow],
     feats: list[dict[str, np.ndarray] | None],
@@ -300,8 +285,8 @@ def fit_probe(
 ) -> ProbeFit:
     """Fit every head of ``heads`` (default :data:`HEADS`) on each of ``variant_sets`` of the train rows'
     features and choose one: with ``selection="cv"``, the candidate whose worst set has the best
-    cross-validated AUC (:func:`cross_validate`; falls back to val when no set has
-    :data:`CV_MIN_CLIPS` train clips of each label in enough groups), with ``"val"`` the best val AUC (the
+    cross-validated AUC (:mod:`~dfdetect.train.probe_cv`; falls back to val when no set has
+    ``CV_MIN_CLIPS`` train clips of each label in enough groups), with ``"val"`` the best val AUC (the
     first on ties either way); then fit its temperature and shift on val and the abstention rule on the
     train clips. Rows of other splits are ignored; ``feats[i]`` belongs to ``rows[i]``, ``sets[i]`` names
     its set (default: one set).
@@ -343,74 +328,6 @@ def fit_probe(
     rule = abstain_rule(*train[:2])
     return ProbeFit(chosen["model"], chosen["head"], chosen["variants"], t, rule, candidates, shift,
                     "cv" if plan is not None else "val")  # fmt: skip
-
-
-@dataclass(frozen=True)
-class CvPlan:
-    """Fold assignments of the train clips (``repeats``: per repeat, the held-out indices of each fold,
-    whole groups) and the sets scored (``scored``: set name -> indices of its clips)."""
-
-    repeats: list[list[np.ndarray]]
-    scored: dict[str, np.ndarray]
-
-
-def cv_plan(
-    rows: list[ManifestRow], names: list[str], folds: int = CV_FOLDS, repeats: int = CV_REPEATS
-) -> CvPlan | None:
-    """Group k-fold over the train clips (:func:`fold_group`: whole families and sources are held out
-    together), ``repeats`` seeded shuffles of it, and the sets it can score (:data:`CV_MIN_CLIPS` clips of
-    each label, at least ``folds`` groups); None when no set qualifies."""
-    from sklearn.model_selection import GroupKFold
-
-    labels = np.array([r.label for r in rows])
-    groups = np.array([fold_group(r, n) for r, n in zip(rows, names, strict=True)])
-    scored = {}
-    for name in dict.fromkeys(names):
-        idx = np.flatnonzero(np.array(names) == name)
-        enough = all((labels[idx] == c).sum() >= CV_MIN_CLIPS for c in (0, 1))
-        if enough and len(set(groups[idx])) >= folds:
-            scored[name] = idx
-    if not scored:
-        return None
-    plans = []
-    for seed in range(repeats):
-        split = GroupKFold(n_splits=folds, shuffle=True, random_state=seed).split(labels, labels, groups)
-        plans.append([held for _, held in split])
-    return CvPlan(plans, scored)
-
-
-def cross_validate(
-    settings: FeatureSettings,
-    hidden: int,
-    c: float,
-    variants: tuple[str, ...],
-    train: tuple[list[ManifestRow], list[dict[str, np.ndarray]]],
-    plan: CvPlan,
-) -> dict[str, float]:
-    """Out-of-fold AUC per scored set of one candidate, the mean over the plan's repeats: each clip is
-    scored (clean) by a head fitted on the other folds, which never saw its family or source."""
-    import torch
-
-    from dfdetect.models.probe import FeatureProbe
-    from dfdetect.train.probe import clip_logits, fit_head, training_matrix
-
-    rows, feats = train
-    labels = np.array([r.label for r in rows])
-    aucs: dict[str, list[float]] = {name: [] for name in plan.scored}
-    for folds in plan.repeats:
-        oof = np.full(len(rows), np.nan)
-        for held in folds:
-            keep = np.setdiff1d(np.arange(len(rows)), held)
-            x, y, w = training_matrix([rows[i] for i in keep], [feats[i] for i in keep], variants)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                model = FeatureProbe(settings.encoder, settings.feature, hidden=hidden)
-            fit_head(model, x, y, w, c=c)
-            oof[held] = clip_logits(model, [feats[i] for i in held])
-        for name, idx in plan.scored.items():
-            ok = idx[~np.isnan(oof[idx])]
-            aucs[name].append(auc(labels[ok], oof[ok]))
-    return {name: float(np.mean(v)) for name, v in aucs.items()}
 
 
 def _pick(
