@@ -70,3 +70,16 @@ def test_anchor_refuses_a_ceiling_under_one_half(tmp_path, capsys) -> None:
     assert main([*args, "--split", "test", "--seconds", "2", "--anchor", "--write"]) == 2  # real voices ~0.3
     assert "cannot anchor" in capsys.readouterr().err
     assert Checkpoint.load(model).temperature == 1.0  # nothing written
+
+
+def test_every_real_source_weighs_the_same_in_the_ceiling() -> None:
+    import numpy as np
+
+    from dfdetect.eval.voice_ceiling import source_quantile
+
+    values = np.array([0.1] * 98 + [0.9, 0.95])  # one large quiet source, one small source that scores high
+    sources = ["big"] * 98 + ["small"] * 2
+    assert np.quantile(values, 0.95) == 0.1  # per file, the large source sets the ceiling
+    assert source_quantile(values, sources, 0.95) == 0.95  # per source, half the weight is the small one's
+    assert source_quantile(values, sources, 0.5) == 0.1 and source_quantile(values, sources, 1.0) == 0.95
+    assert source_quantile(values, ["s"] * 100, 0.95) == np.sort(values)[94]  # one source: per file

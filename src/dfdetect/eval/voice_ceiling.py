@@ -4,13 +4,14 @@ The real files of the speaker-disjoint held-out splits of a speech experiment ar
 ``dfdetect scan`` scans audio (16 kHz mono, VAD, the windows that overlap speech, the model's own codec,
 mean window logit). Only the first ``seconds`` of each file are read (default: one window of the model, 4 s
 for AASIST, 10 s for the Whisper judge), to bound CPU time; one window spreads wider than a mean over many,
-so the ceiling errs on the safe side. Fit it on real speech of many sources (``data.manifests``: the speech
-corpus's val real sources), not one dataset's speakers: a ceiling from few sources is crossed by many real
-voices of others. ``p0`` is the ``quantile`` (0.95) of
-those scores. The fusion of a video's scores lets only a voice above ``p0`` raise the verdict
-(``infer/speech.py``), so a video checkpoint's speech companion needs it: ``dfdetect calibrate-voice
---write`` records it in the speech model's checkpoint (``calibration.real_voice_ceiling``, with how it was
-measured).
+so the ceiling errs on the safe side. Fit it on real speech of many sources the model never trained on
+(``data.manifests``: the speech corpus's real sources), not one dataset's speakers: a ceiling from few
+sources is crossed by many real voices of others. ``p0`` is the ``quantile`` (0.95) of those scores with
+each real source weighing the same (:func:`source_quantile`; a source is the repository a corpus file
+came from, else its dataset), so a few large sources do not set it. The fusion of a video's scores lets
+only a voice above ``p0`` raise the verdict (``infer/speech.py``), so a video checkpoint's speech
+companion needs it: ``dfdetect calibrate-voice --write`` records it in the speech model's checkpoint
+(``calibration.real_voice_ceiling``, with how it was measured).
 """
 
 from __future__ import annotations
@@ -75,8 +76,15 @@ def measure_ceiling(
         else:
             scores[row.path] = float(pred.p_fake)
     values = np.array(list(scores.values()))
+    sources = (
+        [source_of[path] for path in scores]
+        if (source_of := {r.path: r.source or r.dataset for r in rows})
+        else []
+    )
     info = {
         "quantile": quantile,
+        "weighting": "each real source the same (its repository, else its dataset)",
+        "sources": len(set(sources)),
         "n_real": int(values.size),
         "speakers": len({r.group for r in rows if r.path in scores}),
         "splits": list(splits),
@@ -85,7 +93,22 @@ def measure_ceiling(
         "temperature": detector.temperature,  # of the scores (p = sigmoid(logit / T))
         "command": "dfdetect calibrate-voice " + " ".join(f"--split {s}" for s in splits),
     }
-    return VoiceCeiling(float(np.quantile(values, quantile)), info, scores, skipped)
+    return VoiceCeiling(source_quantile(values, sources, quantile), info, scores, skipped)
+
+
+def source_quantile(values: np.ndarray, sources: Sequence[str], quantile: float) -> float:
+    """The ``quantile`` of ``values`` with each file weighted ``1 / (files of its source)``: every source
+    counts the same (the lowest value whose cumulative weight reaches ``quantile``; 1.0 gives the max)."""
+    values = np.asarray(values, dtype=float)
+    if not values.size:
+        raise ValueError("no scores to take a quantile of")
+    counts: dict[str, int] = {}
+    for s in sources:
+        counts[s] = counts.get(s, 0) + 1
+    weights = np.array([1.0 / counts[s] for s in sources])
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order]) / weights.sum()
+    return float(values[order][min(int(np.searchsorted(cumulative, quantile - 1e-12)), values.size - 1)])
 
 
 def anchored(ceiling: VoiceCeiling, at: float = VERDICT_BAND[1]) -> VoiceCeiling:
