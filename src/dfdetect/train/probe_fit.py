@@ -67,9 +67,13 @@ def expert_configs() -> tuple[PrepareConfig, PreprocessConfig]:
     return prepare, pre
 
 
+SCAN_SECONDS = 60.0  # a scan reads this much of a video (the features read 8 s; a verdict is a frame mean)
+
+
 def scan_prepare(prepare: PrepareConfig) -> PrepareConfig:
-    """The prepare settings a scan of the fitted probe uses (2 fps, faces detected every 2nd frame)."""
-    return prepare.model_copy(update={"fps": 2.0, "detect_every": 2})
+    """The prepare settings a scan of the fitted probe uses: 2 fps, faces detected every 2nd frame, up to
+    :data:`SCAN_SECONDS` of each video (as ``v2``), so the timeline covers a minute, not the first 8 s."""
+    return prepare.model_copy(update={"fps": 2.0, "detect_every": 2, "max_duration": SCAN_SECONDS})
 
 
 def feature_settings(
