@@ -128,6 +128,8 @@ def test_too_few_groups_to_cross_validate_falls_back_to_val() -> None:
     assert fit.selection == "val" and fit.cv_auc == {}
     with pytest.raises(ValueError, match="unknown selection 'test'"):
         fit_probe(rows, feats, selection="test")
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        fit_probe(rows, feats, folds=1)
 
 
 def test_a_split_without_both_labels_cannot_be_fitted() -> None:

@@ -12,8 +12,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="measure a speech model's real-voice ceiling p0 on held-out real voices",
         description=(
             "Scan the real voices of a speech experiment's held-out splits as dfdetect scan does, and "
-            "report the score only 5 %% of them exceed (p0): in a video, only a voice above p0 can raise "
-            "the verdict. --write records p0 in the speech model's checkpoint."
+            "report the score only 5 %% of them exceed (p0), every real source weighing the same (its "
+            "repository, else its dataset): in a video, only a voice above p0 can raise the verdict. Fit it "
+            "on real voices the model never trained on. --write records p0 in the speech model's checkpoint."
         ),
     )
     p.add_argument("config", help="speech experiment YAML (its data section names the labelled files)")

@@ -304,6 +304,8 @@ def fit_probe(
 
     if selection not in SELECTIONS:
         raise ProbeFitError(f"unknown selection {selection!r}: use one of {', '.join(SELECTIONS)}")
+    if folds < 2 or repeats < 1:
+        raise ProbeFitError(f"cross-validation needs at least 2 folds and 1 repeat, got {folds}, {repeats}")
     settings = settings or FeatureSettings()
     names = list(sets) if sets is not None else [""] * len(rows)
     train = _pick(rows, feats, "train", names)
