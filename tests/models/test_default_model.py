@@ -39,6 +39,13 @@ def test_default_detector_scores_a_photo_face_by_face() -> None:
     assert 0.0 <= prediction.p_fake <= 1.0 and len(prediction.tracks) == 2
 
 
+def test_default_detector_judges_a_video_past_its_first_8_seconds() -> None:
+    """The timeline of a 30 s clip reaches its end (the scan read only the first 8 s until session 4)."""
+    prediction = dfdetect.load_detector().scan(media("fake/ffpp_Deepfakes_519_515.mp4"))
+    assert prediction.kind == "video" and prediction.status.startswith(("ok", "no_audio"))
+    assert max(start for start, _, _ in prediction.timeline) >= 29.0
+
+
 def test_default_detector_hands_a_voice_recording_to_its_speech_companion() -> None:
     prediction = dfdetect.load_detector().scan(media("videoretalking_audio_1.wav"))
     assert prediction.kind == "audio" and prediction.status == "ok"
