@@ -76,11 +76,8 @@ def measure_ceiling(
         else:
             scores[row.path] = float(pred.p_fake)
     values = np.array(list(scores.values()))
-    sources = (
-        [source_of[path] for path in scores]
-        if (source_of := {r.path: r.source or r.dataset for r in rows})
-        else []
-    )
+    source_of = {r.path: r.source or r.dataset for r in rows}
+    sources = [source_of[path] for path in scores]
     info = {
         "quantile": quantile,
         "weighting": "each real source the same (its repository, else its dataset)",
@@ -99,16 +96,14 @@ def measure_ceiling(
 def source_quantile(values: np.ndarray, sources: Sequence[str], quantile: float) -> float:
     """The ``quantile`` of ``values`` with each file weighted ``1 / (files of its source)``: every source
     counts the same (the lowest value whose cumulative weight reaches ``quantile``; 1.0 gives the max)."""
+    from collections import Counter
+
     values = np.asarray(values, dtype=float)
     if not values.size:
         raise ValueError("no scores to take a quantile of")
-    counts: dict[str, int] = {}
-    for s in sources:
-        counts[s] = counts.get(s, 0) + 1
+    counts = Counter(sources)
     weights = np.array([1.0 / counts[s] for s in sources])
-    order = np.argsort(values, kind="stable")
-    cumulative = np.cumsum(weights[order]) / weights.sum()
-    return float(values[order][min(int(np.searchsorted(cumulative, quantile - 1e-12)), values.size - 1)])
+    return float(np.quantile(values, quantile, method="inverted_cdf", weights=weights))
 
 
 def anchored(ceiling: VoiceCeiling, at: float = VERDICT_BAND[1]) -> VoiceCeiling:
