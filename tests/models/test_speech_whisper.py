@@ -129,6 +129,13 @@ def test_checkpoint_scans_an_audio_file(encoder_ready: None, tmp_path: Path) -> 
     assert len(pred.extras["audio_windows"]) == 1  # a clip under 10 s: one window
 
 
+def _in_fresh_process(code: str) -> dict:
+    """Run ``code`` in a new interpreter (one thread) and return the JSON object of its last printed line."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_model_forward_imports_no_torch(encoder_ready: None, tmp_path: Path) -> None:
     _voice()
     code = (
@@ -139,9 +146,7 @@ def test_model_forward_imports_no_torch(encoder_ready: None, tmp_path: Path) -> 
         "out = WhisperSpeech(threads=1)(audio=a[None])\n"
         "print(json.dumps({'torch': 'torch' in sys.modules, 'logit': float(out['logit'][0])}))\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _in_fresh_process(code)
     assert result == {"torch": False, "logit": 0.0}
 
 
@@ -155,8 +160,7 @@ def test_numpy_checkpoint_loads_without_torch(tmp_path: Path) -> None:
         "print(json.dumps({'torch': 'torch' in sys.modules, 'name': c.name, 'p0': c.real_voice_ceiling,"
         " 'b': float(c.model_state['b'])}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _in_fresh_process(code)
     assert result == {"torch": False, "name": "whisper-speech", "p0": 0.7, "b": pytest.approx(0.1)}
 
 
@@ -174,7 +178,5 @@ def test_detector_scan_imports_no_torch(encoder_ready: None, tmp_path: Path) -> 
         "got = {'torch': 'torch' in sys.modules, 'runtime': c.runtime, 'status': str(p.status)}\n"
         "print(json.dumps(got))\n"
     )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = _in_fresh_process(code)
     assert result == {"torch": False, "runtime": "numpy", "status": "ok"}
