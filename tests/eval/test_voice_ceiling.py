@@ -83,3 +83,17 @@ def test_every_real_source_weighs_the_same_in_the_ceiling() -> None:
     assert source_quantile(values, sources, 0.95) == 0.95  # per source, half the weight is the small one's
     assert source_quantile(values, sources, 0.5) == 0.1 and source_quantile(values, sources, 1.0) == 0.95
     assert source_quantile(values, ["s"] * 100, 0.95) == np.sort(values)[94]  # one source: per file
+
+
+def test_leaving_each_source_out_says_what_the_ceiling_promises_a_new_source() -> None:
+    import numpy as np
+
+    from dfdetect.eval.voice_ceiling import held_out_exceedance
+
+    # three quiet sources and one loud one: with the loud one held out, the others' ceiling is low
+    values = np.concatenate([np.linspace(0.0, 0.5, 20)] * 3 + [np.linspace(0.6, 0.9, 20)])
+    sources = ["a"] * 20 + ["b"] * 20 + ["c"] * 20 + ["loud"] * 20
+    got = held_out_exceedance(values, sources, 0.95)
+    assert got["per_source"] == 0.25  # the loud source: all above the quiet ones' ceiling; they: none above
+    assert got["per_file"] == 20 / 80
+    assert held_out_exceedance(values, ["one"] * 80, 0.95) == {}  # nothing to hold out

@@ -72,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
         f"{len(got.skipped)} without speech skipped): p0 = q{args.quantile:.2f} = {got.p0:.4f}; "
         f"max {max(values):.4f}"
     )
+    promise = got.info.get("new_source_above")
+    if promise:
+        print(
+            f"leave-one-source-out ({got.info['sources']} sources): a real source it never saw has "
+            f"{promise['per_source']:.1%} of its voices above p0 on average ({promise['per_file']:.1%} of files)"
+        )
     if args.out:
         from dfdetect.io.files import atomic_write_text
 

@@ -90,6 +90,7 @@ def measure_ceiling(
         "temperature": detector.temperature,  # of the scores (p = sigmoid(logit / T))
         "command": "dfdetect calibrate-voice " + " ".join(f"--split {s}" for s in splits),
     }
+    info["new_source_above"] = held_out_exceedance(values, sources, quantile)
     return VoiceCeiling(source_quantile(values, sources, quantile), info, scores, skipped)
 
 
@@ -104,6 +105,23 @@ def source_quantile(values: np.ndarray, sources: Sequence[str], quantile: float)
     counts = Counter(sources)
     weights = np.array([1.0 / counts[s] for s in sources])
     return float(np.quantile(values, quantile, method="inverted_cdf", weights=weights))
+
+
+def held_out_exceedance(values: np.ndarray, sources: Sequence[str], quantile: float) -> dict[str, float]:
+    """What the ceiling promises for a real source it never saw: leave each source out in turn, fit the
+    :func:`source_quantile` on the others, count the held-out source's values above it. Returns the share
+    above averaged over sources (``per_source``) and over all files (``per_file``); empty with one source."""
+    values, sources = np.asarray(values, dtype=float), np.asarray(sources)
+    names = sorted(set(sources.tolist()))
+    if len(names) < 2:
+        return {}
+    shares, above = [], 0
+    for name in names:
+        held = sources == name
+        p0 = source_quantile(values[~held], sources[~held].tolist(), quantile)
+        shares.append(float(np.mean(values[held] > p0)))
+        above += int(np.sum(values[held] > p0))
+    return {"per_source": float(np.mean(shares)), "per_file": above / values.size}
 
 
 def anchored(ceiling: VoiceCeiling, at: float = VERDICT_BAND[1]) -> VoiceCeiling:
