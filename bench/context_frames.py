@@ -123,17 +123,26 @@ def _z(v: np.ndarray) -> np.ndarray:
 
 
 def compare(args: argparse.Namespace) -> None:
+    rows, names, face, frame = _table(args)
+    inputs = {"face": face, "frame": frame, "concat": np.hstack([face, frame])}
+    compare_inputs(rows, names, inputs, base="face", fused=("face", "frame"))
+
+
+def compare_inputs(
+    rows: list, names: np.ndarray, inputs: dict[str, np.ndarray], base: str, fused: tuple[str, str]
+) -> None:
+    """Clip-level heads (``lr``, ``mlp``) on each of ``inputs`` (one row per clip) and the sum of the two
+    ``fused`` heads' standardised scores: leave-family-out CV on train (5 folds x 3 shuffles), then trained
+    on all train and scored on test, with paired bootstrap CIs against ``mlp/<base>``."""
     from sklearn.model_selection import GroupKFold
 
     from dfdetect.metrics import auc
     from dfdetect.train.probe_cv import fold_group
 
-    rows, names, face, frame = _table(args)
     y, split = np.array([r.label for r in rows]), np.array([r.split for r in rows])
-    inputs = {"face": face, "frame": frame, "concat": np.hstack([face, frame])}
     tr, te = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
     groups = np.array([fold_group(rows[i], names[i]) for i in tr])
-    scored = ("corpus", "face_images")
+    scored, both = ("corpus", "face_images"), "+".join(fused)
     for kind in ("lr", "mlp"):
         oof = {k: [] for k in inputs}
         for name, x in inputs.items():
@@ -142,7 +151,7 @@ def compare(args: argparse.Namespace) -> None:
                 for fit, held in GroupKFold(5, shuffle=True, random_state=seed).split(tr, y[tr], groups):
                     out[held] = _logit(_head(kind).fit(x[tr[fit]], y[tr[fit]]), x[tr[held]])
                 oof[name].append(out)
-        oof["face+frame"] = [_z(a) + _z(b) for a, b in zip(oof["face"], oof["frame"], strict=True)]
+        oof[both] = [_z(a) + _z(b) for a, b in zip(oof[fused[0]], oof[fused[1]], strict=True)]
         for name, runs in oof.items():
             cv = {s: np.mean([auc(y[tr][names[tr] == s], o[names[tr] == s]) for o in runs]) for s in scored}
             print(f"CV {kind}/{name}: " + ", ".join(f"{s} {v:.3f}" for s, v in cv.items()), flush=True)
@@ -150,18 +159,18 @@ def compare(args: argparse.Namespace) -> None:
     for kind in ("lr", "mlp"):
         for name, x in inputs.items():
             test[f"{kind}/{name}"] = _logit(_head(kind).fit(x[tr], y[tr]), x[te])
-        test[f"{kind}/face+frame"] = _z(test[f"{kind}/face"]) + _z(test[f"{kind}/frame"])
+        test[f"{kind}/{both}"] = _z(test[f"{kind}/{fused[0]}"]) + _z(test[f"{kind}/{fused[1]}"])
     rng = np.random.default_rng(0)
     for s in (*scored, "ffpp"):
         k = names[te] == s
-        yy, base = y[te][k], test["mlp/face"][k]
+        yy, ref = y[te][k], test[f"mlp/{base}"][k]
         cells = []
         for name, v in test.items():
             diffs = []
             for _ in range(500):
                 i = rng.integers(0, len(yy), len(yy))
                 if len(set(yy[i].tolist())) == 2:
-                    diffs.append(auc(yy[i], v[k][i]) - auc(yy[i], base[i]))
+                    diffs.append(auc(yy[i], v[k][i]) - auc(yy[i], ref[i]))
             lo, hi = np.percentile(diffs, [2.5, 97.5])
             cells.append(f"{name} {auc(yy, v[k]):.3f} [{lo:+.3f}, {hi:+.3f}]")
         print(f"test {s} ({(yy == 0).sum()}+{(yy == 1).sum()}): " + " | ".join(cells), flush=True)

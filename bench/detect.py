@@ -172,7 +172,7 @@ def features(args: argparse.Namespace) -> None:
     from dfdetect.models.probe import FeatureProbe
 
     torch.set_num_threads(args.threads)
-    prepare, pre = expert_configs()
+    prepare, pre = expert_configs(args.encoder)
     model = FeatureProbe(args.encoder, args.feature, threads=args.threads)
     settings = feature_settings(args.encoder, args.feature, args.max_windows)
     load = media_loader(prepare)
@@ -345,6 +345,7 @@ def main() -> None:
     fit_parser.add_argument(
         "--sets", help="folder of the set manifests (default: OUT/sets, written if absent)"
     )
+    fit_parser.add_argument("--encoder", default="clip-vit-b16-int8", help="the frozen tower")
     fit_parser.add_argument("--feature", default="embeds", help="the tower's feature the heads read")
     fit_parser.add_argument("--max-windows", type=int, default=3, help="frames per clip at most")
     tables = sub.add_parser("table", help="print the tables of OUT/results.json")

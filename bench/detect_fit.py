@@ -30,8 +30,8 @@ def _data(args: argparse.Namespace) -> tuple[dict, dict, dict, Any, list[dict]]:
     if not any(sets_dir.glob("*.csv")):
         detect.write_sets(sets_dir)
     sets = read_sets(sorted(sets_dir.glob("*.csv")))
-    settings = feature_settings(feature=getattr(args, "feature", "embeds"),
-                                max_windows=getattr(args, "max_windows", 3))  # fmt: skip
+    tower = getattr(args, "encoder", "clip-vit-b16-int8")
+    settings = feature_settings(tower, getattr(args, "feature", "embeds"), getattr(args, "max_windows", 3))
     rows = {s.name: s.rows for s in sets}
     clean = {k: read_features(v, detect.FEATS / k, settings) for k, v in rows.items()}
     h264 = {k: read_features(v, detect.FEATS / k, settings, detect.PERTURBED) for k, v in rows.items()}

@@ -101,6 +101,21 @@ def test_scan_of_a_real_clip(scanned) -> None:
     assert np.allclose(np.linalg.norm(feats, axis=-1), 1.0, atol=1e-4)  # unit-length CLIP embeddings
 
 
+def test_the_blocks_feature_is_every_blocks_class_token(scanned) -> None:
+    """``blocks`` (the real tower's graph cut at its 12 block outputs): ``[N, 12 * 768]``, whose last block is
+    the ``cls`` feature exactly, and whose earlier blocks differ from it."""
+    from dfdetect.models.tower import tower_features
+    from dfdetect.train.probe import main_windows
+
+    _, extraction, _ = scanned
+    frames = _normalised(main_windows(extraction.clip, PRE, 8))
+    blocks = tower_features("clip-vit-b16-int8", "blocks", frames)
+    cls = tower_features("clip-vit-b16-int8", "cls", frames)
+    assert blocks.shape == (*frames.shape[:2], 12 * 768)
+    np.testing.assert_array_equal(blocks[..., -768:], cls)
+    assert not np.allclose(blocks[..., :768], cls, atol=1e-2)
+
+
 def _normalised(windows: list) -> np.ndarray:
     from dfdetect.data.windows import window_tensors
 
@@ -127,3 +142,32 @@ def test_abstention_turns_fake_into_uncertain(scanned) -> None:
     assert blurry.verdict == Verdict.UNCERTAIN and "compressed" in blurry.message
     real = dataclasses.replace(pred, verdict=Verdict.REAL)
     assert abstain(real, clip, {"min_face_px": 5000.0}).verdict == Verdict.REAL  # only accusations abstain
+
+
+def test_a_tower_cut_at_a_hidden_tensor_outputs_it(tmp_path) -> None:
+    """``cut_graph`` keeps the graph up to a named tensor (what ``dinov2-s-focus`` reads from a saliency
+    model): the cut file outputs that tensor, is written once and reused; an unknown tensor is refused."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from dfdetect.models.tower import EncoderError, cut_graph
+
+    nodes = [helper.make_node("Relu", ["x"], ["hidden"]), helper.make_node("Sigmoid", ["hidden"], ["map"])]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("map", TensorProto.FLOAT, [2, 3])],
+    )
+    full = tmp_path / "saliency.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), full)
+    cut = cut_graph(full, ["hidden"])
+    session = ort.InferenceSession(str(cut), providers=["CPUExecutionProvider"])
+    x = np.array([[-1.0, 0.5, 2.0], [3.0, -4.0, 0.0]], np.float32)
+    assert [o.name for o in session.get_outputs()] == ["hidden"]
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0], np.maximum(x, 0))
+    written = cut.stat().st_mtime_ns
+    assert cut_graph(full, ["hidden"]) == cut and cut.stat().st_mtime_ns == written  # reused, not rewritten
+    with pytest.raises(EncoderError, match="no tensor 'embedding'"):
+        cut_graph(full, ["hidden", "embedding"])

@@ -74,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
     )
     promise = got.info.get("new_source_above")
     if promise:
+        share, files = promise["per_source"], promise["per_file"]
         print(
             f"leave-one-source-out ({got.info['sources']} sources): a real source it never saw has "
-            f"{promise['per_source']:.1%} of its voices above p0 on average ({promise['per_file']:.1%} of files)"
+            f"{share:.1%} of its voices above p0 on average ({files:.1%} of files)"
         )
     if args.out:
         from dfdetect.io.files import atomic_write_text

