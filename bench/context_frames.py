@@ -8,7 +8,7 @@ resized to 224 and centre-cropped (CLIP's own preprocessing), the tower's ``imag
 cached as ``runs/features/context/<sha1 of path>.npz``. ``compare``: clip-level heads (logistic
 regression, MLP 64) on the face features (the mean of the cached clean face embeddings), the frame
 features, both concatenated, and the sum of the face and frame heads' standardised scores; scored by the
-probe's leave-family-out cross-validation on train (``probe_fit.fold_group``, 5 folds x 3 shuffles), then
+probe's leave-family-out cross-validation on train (``probe_cv.fold_groups``, 5 folds x 3 shuffles), then
 trained on all train and scored on test with paired bootstrap CIs against the face-only MLP.
 Measured (wave 4, session 4): face + frame gains ~0.03 on the corpus in cross-validation and +0.017
 [-0.018, +0.050] on the test families, and frames alone, second best in cross-validation, are the worst
@@ -137,11 +137,11 @@ def compare_inputs(
     from sklearn.model_selection import GroupKFold
 
     from dfdetect.metrics import auc
-    from dfdetect.train.probe_cv import fold_group
+    from dfdetect.train.probe_cv import fold_groups
 
     y, split = np.array([r.label for r in rows]), np.array([r.split for r in rows])
     tr, te = np.flatnonzero(split == "train"), np.flatnonzero(split == "test")
-    groups = np.array([fold_group(rows[i], names[i]) for i in tr])
+    groups = fold_groups([rows[i] for i in tr], [names[i] for i in tr])
     scored, both = ("corpus", "face_images"), "+".join(fused)
     for kind in ("lr", "mlp"):
         oof = {k: [] for k in inputs}

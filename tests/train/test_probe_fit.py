@@ -98,14 +98,15 @@ def _families(seed: int = 0) -> tuple[list[ManifestRow], list, list[str]]:
 
 
 def test_cross_validation_holds_out_whole_families_and_overrules_a_misleading_val() -> None:
-    from dfdetect.train.probe_cv import cv_plan, fold_group
+    from dfdetect.train.probe_cv import cv_plan, fold_group, fold_groups
 
     rows, feats, sets = _families()
     train = [(r, n) for r, n in zip(rows, sets, strict=True) if r.split == "train"]
     plan = cv_plan([r for r, _ in train], [n for _, n in train], folds=3, repeats=2)
     assert set(plan.scored) == {"corpus"}  # the small set has too few clips of each label to be scored
-    groups = np.array([fold_group(r, n) for r, n in train])
-    assert {"corpus/fake:gen0", "corpus/real:repo0", "small/group:g120"} <= set(groups)
+    keys = {fold_group(r, n) for r, n in train}
+    assert {"corpus/fake:gen0", "corpus/real:repo0", "small/group:g120"} <= keys
+    groups = fold_groups([r for r, _ in train], [n for _, n in train])
     for folds in plan.repeats:  # every clip held out once per repeat; a group never on both sides
         assert sorted(np.concatenate(folds)) == list(range(len(train)))
         for held in folds:
@@ -120,6 +121,22 @@ def test_cross_validation_holds_out_whole_families_and_overrules_a_misleading_va
     cv = by_cv.cv_auc
     assert cv["logreg-C0.05/clean"]["corpus"] > 0.8 > 0.2 > cv["logreg-C0.05/aug"]["corpus"]
     assert by_cv.results()["cv_auc"] == cv and by_cv.score(by_cv.chosen) == min(cv[by_cv.chosen].values())
+
+
+def test_folds_hold_out_a_repository_with_every_family_and_source_it_shows() -> None:
+    """A page showing two families and its own real clips is one group (transitively through a family
+    shown on two pages), so no fold trains on part of a page and scores the rest."""
+    from dfdetect.train.probe_cv import fold_groups
+
+    def row(label: int, family: str = "", source: str = "", group: str = "") -> ManifestRow:
+        return ManifestRow(f"{family}{source}{group}.mp4", label, "c", family, "train", group, family=family,
+                           source=source)  # fmt: skip
+
+    rows = [row(1, "a", "page1"), row(1, "b", "page1"), row(1, "b", "page2"), row(0, source="page2"),
+            row(0, source="page3"), row(1, "c", "page4"), row(0, group="g1")]  # fmt: skip
+    groups = fold_groups(rows, ["corpus"] * len(rows))
+    assert len(set(groups[:4])) == 1  # families a and b, pages 1 and 2, page 2's reals
+    assert len(set(groups)) == 4 and len(set(groups[4:])) == 3  # page 3's reals, family c, the bare row
 
 
 def test_too_few_groups_to_cross_validate_falls_back_to_val() -> None:

@@ -1,9 +1,10 @@
 """Leave-family-out cross-validation of a probe head on the train clips (``dfdetect.train.probe_fit``).
 
-Each fold holds out whole groups (:func:`fold_group`: a generator family for fakes, a real source for
-reals, else a source identity), so a head is scored on clips whose family and source it never saw; the
-group k-fold is repeated over seeded shuffles and the per-set out-of-fold AUCs are averaged (one
-assignment alone moves a set's AUC by ~0.02).
+Each fold holds out whole groups (:func:`fold_groups`: a generator family for fakes, a real source for
+reals, else a source identity, joined with every other group that shares a repository with it), so a head
+is scored on clips whose family, source and repository it never saw; the group k-fold is repeated over
+seeded shuffles and the per-set out-of-fold AUCs are averaged (one assignment alone moves a set's AUC by
+~0.02).
 """
 
 from __future__ import annotations
@@ -34,6 +35,28 @@ def fold_group(row: ManifestRow, set_name: str = "") -> str:
     return f"{set_name}/{key}"
 
 
+def fold_groups(rows: list[ManifestRow], names: list[str]) -> np.ndarray:
+    """The cross-validation group of every row: its :func:`fold_group`, merged with all groups that share a
+    repository (``source``) with it, transitively. A demo page shows several families next to its own real
+    clips in one encoding style; folds by family alone put some of a page in training and score the rest,
+    which rewards features that recognise the page (measured on the video corpus: the default's corpus
+    estimate fell from 0.849 to 0.789 with these groups, closer to what it scores on the test families)."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        parent.setdefault(key, key)
+        while parent[key] != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    keys = [fold_group(r, n) for r, n in zip(rows, names, strict=True)]
+    for key, row, name in zip(keys, rows, names, strict=True):
+        if row.source:
+            parent[root(key)] = root(f"{name}/repository:{row.source}")
+    return np.array([root(k) for k in keys])
+
+
 @dataclass(frozen=True)
 class CvPlan:
     """Fold assignments of the train clips (``repeats``: per repeat, the held-out indices of each fold,
@@ -46,13 +69,13 @@ class CvPlan:
 def cv_plan(
     rows: list[ManifestRow], names: list[str], folds: int = CV_FOLDS, repeats: int = CV_REPEATS
 ) -> CvPlan | None:
-    """Group k-fold over the train clips (:func:`fold_group`: whole families and sources are held out
-    together), ``repeats`` seeded shuffles of it, and the sets it can score (:data:`CV_MIN_CLIPS` clips of
-    each label, at least ``folds`` groups); None when no set qualifies."""
+    """Group k-fold over the train clips (:func:`fold_groups`: whole families, sources and repositories
+    are held out together), ``repeats`` seeded shuffles of it, and the sets it can score
+    (:data:`CV_MIN_CLIPS` clips of each label, at least ``folds`` groups); None when no set qualifies."""
     from sklearn.model_selection import GroupKFold
 
     labels = np.array([r.label for r in rows])
-    groups = np.array([fold_group(r, n) for r, n in zip(rows, names, strict=True)])
+    groups = fold_groups(rows, names)
     scored = {}
     for name in dict.fromkeys(names):
         idx = np.flatnonzero(np.array(names) == name)
