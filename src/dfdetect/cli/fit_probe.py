@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description=(
             "Cache the frozen CLIP tower's features of every train and val clip (decoded as a scan decodes "
             "it; resumable), fit the candidate heads with and without self-blends on train, keep the one "
-            "whose worst set scores best in leave-family-out cross-validation on train (or by val AUC: "
+            "whose worst set scores best in cross-validation on train holding out whole families, real "
+            "sources and repositories (or by val AUC: "
             "--select val), calibrate it on val (temperature and logit shift: Platt scaling), fit the "
             "abstention rule on train, and write OUT/clip-probe.pt (recording this command, the manifests' "
             "sha256 and the feature settings) and OUT/fit.json. Test rows are never read."

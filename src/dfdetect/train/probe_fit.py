@@ -7,8 +7,9 @@ Given manifests whose rows carry a ``train`` / ``val`` / ``test`` split:
    test rows are never read;
 2. :func:`fit_probe` fits every candidate head of :data:`HEADS` with and without the self-blends
    (:data:`VARIANT_SETS`) on the train rows and keeps the best by **leave-family-out cross-validation on
-   train** (``dfdetect.train.probe_cv``: each fold holds out whole generator families and real sources;
-   the candidate whose worst set scores best wins) or, with ``select="val"`` or too few groups, by val AUC;
+   train** (``dfdetect.train.probe_cv``: each fold holds out whole generator families and real sources,
+   with every other one their repositories show; the candidate whose worst set scores best wins) or,
+   with ``select="val"`` or too few groups, by val AUC;
    it calibrates the choice on val (Platt scaling: a temperature and a logit shift, the shift folded into
    the head's output bias) and fits the abstention rule on the train clips;
 3. :func:`write_probe` writes the self-describing checkpoint: the command that made it, the manifests
