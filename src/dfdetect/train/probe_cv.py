@@ -40,7 +40,7 @@ def fold_groups(rows: list[ManifestRow], names: list[str]) -> np.ndarray:
     repository (``source``) with it, transitively. A demo page shows several families next to its own real
     clips in one encoding style; folds by family alone put some of a page in training and score the rest,
     which rewards features that recognise the page (measured on the video corpus: the default's corpus
-    estimate fell from 0.849 to 0.789 with these groups, closer to what it scores on the test families)."""
+    estimate falls from 0.849 to 0.789 with these groups)."""
     parent: dict[str, str] = {}
 
     def root(key: str) -> str:
