@@ -101,14 +101,32 @@ def cross_validate(
 ) -> dict[str, float]:
     """Out-of-fold AUC per scored set of one candidate, the mean over the plan's repeats: each clip is
     scored (clean) by a head fitted on the other folds, which never saw its family or source."""
+    labels = np.array([r.label for r in train[0]])
+    aucs: dict[str, list[float]] = {name: [] for name in plan.scored}
+    for oof in out_of_fold(settings, hidden, c, variants, train, plan):
+        for name, idx in plan.scored.items():
+            ok = idx[~np.isnan(oof[idx])]
+            aucs[name].append(auc(labels[ok], oof[ok]))
+    return {name: float(np.mean(v)) for name, v in aucs.items()}
+
+
+def out_of_fold(
+    settings: FeatureSettings,
+    hidden: int,
+    c: float,
+    variants: tuple[str, ...],
+    train: tuple[list[ManifestRow], list[dict[str, np.ndarray]]],
+    plan: CvPlan,
+) -> list[np.ndarray]:
+    """Per repeat of the plan, every train clip's out-of-fold logit (clean; NaN without features) from a
+    head of this candidate fitted on the other folds."""
     import torch
 
     from dfdetect.models.probe import FeatureProbe
     from dfdetect.train.probe import clip_logits, fit_head, training_matrix
 
     rows, feats = train
-    labels = np.array([r.label for r in rows])
-    aucs: dict[str, list[float]] = {name: [] for name in plan.scored}
+    runs = []
     for folds in plan.repeats:
         oof = np.full(len(rows), np.nan)
         for held in folds:
@@ -119,7 +137,5 @@ def cross_validate(
                 model = FeatureProbe(settings.encoder, settings.feature, hidden=hidden)
             fit_head(model, x, y, w, c=c)
             oof[held] = clip_logits(model, [feats[i] for i in held])
-        for name, idx in plan.scored.items():
-            ok = idx[~np.isnan(oof[idx])]
-            aucs[name].append(auc(labels[ok], oof[ok]))
-    return {name: float(np.mean(v)) for name, v in aucs.items()}
+        runs.append(oof)
+    return runs
