@@ -91,19 +91,11 @@ def cv_plan(
     return CvPlan(plans, scored)
 
 
-def cross_validate(
-    settings: FeatureSettings,
-    hidden: int,
-    c: float,
-    variants: tuple[str, ...],
-    train: tuple[list[ManifestRow], list[dict[str, np.ndarray]]],
-    plan: CvPlan,
-) -> dict[str, float]:
-    """Out-of-fold AUC per scored set of one candidate, the mean over the plan's repeats: each clip is
-    scored (clean) by a head fitted on the other folds, which never saw its family or source."""
-    labels = np.array([r.label for r in train[0]])
+def cross_validate(runs: list[np.ndarray], labels: np.ndarray, plan: CvPlan) -> dict[str, float]:
+    """Out-of-fold AUC per scored set of one candidate (its :func:`out_of_fold` ``runs``), the mean over
+    the plan's repeats: each clip was scored by a head that never saw its family, source or repository."""
     aucs: dict[str, list[float]] = {name: [] for name in plan.scored}
-    for oof in out_of_fold(settings, hidden, c, variants, train, plan):
+    for oof in runs:
         for name, idx in plan.scored.items():
             ok = idx[~np.isnan(oof[idx])]
             aucs[name].append(auc(labels[ok], oof[ok]))

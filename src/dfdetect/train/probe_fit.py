@@ -38,7 +38,7 @@ from dfdetect.data.manifest import SPLITS, ManifestRow, read_manifest
 from dfdetect.hub import sha256_file
 from dfdetect.metrics import MetricError, auc, fit_platt
 from dfdetect.train.probe import FeatureSettings, read_features
-from dfdetect.train.probe_cv import CV_FOLDS, CV_REPEATS, cross_validate, cv_plan
+from dfdetect.train.probe_cv import CV_FOLDS, CV_REPEATS, cross_validate, cv_plan, out_of_fold
 from dfdetect.types import Clip
 
 log = logging.getLogger(__name__)
@@ -324,7 +324,8 @@ def fit_probe(
             for head, (hidden, c) in (heads or HEADS).items():
                 fitted = _candidate(settings, head, hidden, c, variants, (x, y, w), val[:2])
                 if plan is not None:
-                    fitted["cv_auc"] = cross_validate(settings, hidden, c, variants, train[:2], plan)
+                    runs = out_of_fold(settings, hidden, c, variants, train[:2], plan)
+                    fitted["cv_auc"] = cross_validate(runs, np.array([r.label for r in train[0]]), plan)
                     fitted["cv_score"] = min(fitted["cv_auc"].values())
                 candidates[candidate_name(head, variants)] = fitted
     finally:
