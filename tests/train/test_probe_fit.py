@@ -235,3 +235,27 @@ def test_manifests_the_recipe_cannot_use_are_refused(tmp_path, capsys, header, l
     err = capsys.readouterr().err
     assert err.startswith("error: ") and expected in err and len(err.strip().splitlines()) == 1
     assert not list(tmp_path.glob("*.npz")) and not (tmp_path / "clip-probe.pt").exists()
+
+
+def test_a_tower_that_cannot_load_stops_the_fit_with_its_reason(tmp_path, monkeypatch) -> None:
+    """A missing tower (or the onnx package its graph cut needs) is one error before any clip, not a
+    failure per clip; cutting a graph without onnx says what to install."""
+    import sys
+
+    import dfdetect.models.probe as probe_module
+    from dfdetect.models.tower import EncoderError, cut_graph
+    from dfdetect.train.probe_fit import ProbeFitError, RowSet, compute_features, feature_settings
+
+    def unloadable(*args, **kwargs):
+        raise EncoderError("cannot load the clip-vit-b16-int8 tower (x.onnx): no such file")
+
+    monkeypatch.setattr(probe_module, "get_encoder", unloadable)
+    row = ManifestRow(str(tmp_path / "a.mp4"), 0, "c", "", "train", "g")
+    sets = [RowSet("c", tmp_path / "c.csv", "", [row])]
+    with pytest.raises(ProbeFitError, match="cannot load the clip-vit-b16-int8 tower"):
+        compute_features(sets, tmp_path / "features", feature_settings(), threads=1)
+    assert not (tmp_path / "features" / "c").exists()  # no clip was tried
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    (tmp_path / "m.onnx").write_bytes(b"")
+    with pytest.raises(EncoderError, match="needs the onnx package"):
+        cut_graph(tmp_path / "m.onnx", ["hidden"])

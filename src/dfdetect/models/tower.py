@@ -168,15 +168,19 @@ def cut_graph(path: Path, tensors: Sequence[str]) -> Path:
     they do not need is dropped), written once next to it (atomically) and reused.
 
     Raises:
-        EncoderError: a tensor is not in the graph.
+        EncoderError: a tensor is not in the graph, or the onnx package is missing.
     """
     digest = hashlib.sha1("\n".join(tensors).encode()).hexdigest()[:10]
     target = path.with_name(f"{path.stem}.cut-{digest}.onnx")
     if target.is_file():
         return target
-    import onnx
-    from onnx.utils import Extractor
-
+    try:
+        import onnx
+        from onnx.utils import Extractor
+    except ImportError:
+        raise EncoderError(
+            f"cutting {path.name}'s graph needs the onnx package: pip install onnx (the scale extra has it)"
+        ) from None
     model = onnx.load(os.fspath(path))
     made = {o for node in model.graph.node for o in node.output}
     missing = [t for t in tensors if t not in made]

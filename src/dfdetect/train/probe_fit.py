@@ -177,12 +177,16 @@ def compute_features(
 ) -> dict[str, dict[str, int]]:
     """Cache the features of every set's train and val rows under ``features_dir/<set>`` (resumable:
     cached clips are skipped); per set, the counts of ``extract_features``."""
-    from dfdetect.models.probe import FeatureProbe
+    from dfdetect.models.probe import EncoderError, FeatureProbe
     from dfdetect.train.probe import VARIANTS, extract_features
 
     prepare, pre = expert_configs(settings.encoder)
     prepare = PrepareConfig.model_validate_json(settings.tag) if settings.tag else prepare
     model = FeatureProbe(settings.encoder, settings.feature, threads=threads)
+    try:
+        model.encoder  # noqa: B018 - load the tower once here: one that cannot load is no bad clip
+    except EncoderError as e:
+        raise ProbeFitError(str(e)) from None
     load = media_loader(prepare)
     counts = {}
     for s in sets:
