@@ -176,3 +176,27 @@ def test_no_speech_leaves_the_video_score(with_speech: Path, prepared_clip) -> N
     assert pred.fusion["decided_by"] == "visual" and pred.status == Status.OK and not pred.speech
     assert pred.p_fake == pytest.approx(detector.score(clip, speech=False).p_fake)
     assert "no speech" in pred.message
+
+
+def test_a_scan_hears_the_voice_beside_the_face_model(with_speech: Path, prepared_clip) -> None:
+    """The voice is judged in a second thread while the face model runs; the result is the serial one."""
+    import threading
+
+    from dfdetect.infer.speech import hear_beside
+
+    detector = load_detector(with_speech, device="cpu")
+    hear, threads = detector.speech.hear, []
+
+    def spy(clip):
+        threads.append(threading.current_thread().name)
+        return hear(clip)
+
+    detector.speech.hear = spy
+    timings: dict[str, float] = {}
+    visual = lambda: detector.score(prepared_clip, speech=False)  # noqa: E731
+    scores = hear_beside(detector.speech, prepared_clip, visual, timings)
+    assert threads == [name for name in threads if name.startswith("dfdetect-speech")] and len(threads) == 1
+    assert timings["model"] > 0 and timings["speech"] > 0
+    serial = detector.score(prepared_clip).prediction()
+    assert scores.heard is not None and scores.prediction().p_fake == pytest.approx(serial.p_fake, abs=1e-6)
+    assert scores.prediction().fusion["audio"] == pytest.approx(serial.fusion["audio"], abs=1e-6)

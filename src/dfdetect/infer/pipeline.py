@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -27,6 +28,7 @@ from dfdetect.infer.lookup import resolve_device, resolve_model
 from dfdetect.infer.onnx import load_checkpoint
 from dfdetect.infer.options import LOAD_FIELDS, ScanOptions, ScanOptionsError
 from dfdetect.infer.runtime import for_inference, runtime_of, torch_twin, with_faces
+from dfdetect.infer.speech import hear_beside, timed_stage
 from dfdetect.io.files import expand_inputs
 from dfdetect.types import Clip, MediaKind, Prediction, Status
 
@@ -244,9 +246,8 @@ class Detector:
         start = time.perf_counter() - extraction.seconds  # as if one process did both stages
         try:
             clip = extraction.clip
-            scores = self._timed(timings, "model", self.score, clip, None, 8, None, False, call.uncertainty)
-            if self.speech is not None:
-                scores = self._timed(timings, "speech", self._hear, scores, None)
+            score = functools.partial(self.score, clip, speech=False, uncertainty=call.uncertainty)
+            scores = hear_beside(self.speech, clip, score, timings)
             pred = dataclasses.replace(scores.prediction(self.thresholds, self.name), kind=extraction.kind)
             pred = self._abstain(pred, clip)
             if call.explain or call.thumbnails:
@@ -347,13 +348,7 @@ class Detector:
 
     # -- stages ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _timed(timings: dict[str, float], stage: str, fn: Any, *args: Any) -> Any:
-        t = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t
+    _timed = staticmethod(timed_stage)
 
     def _extract(self, path: str, timings: dict[str, float]) -> tuple[Clip, MediaKind]:
         """(clip to score, kind of the file): extract_clip with its stage seconds merged into ``timings``."""

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from dfdetect.infer.result import HeardSpeech
+from dfdetect.infer.result import ClipScores, HeardSpeech
 from dfdetect.types import Clip, MediaKind
 
 
@@ -46,3 +48,28 @@ def canonical_audio(clip: Clip, codec: tuple[str, int] | None) -> Clip:
     from dfdetect.data.speech import reencode
 
     return dataclasses.replace(clip, audio=reencode(clip.audio, clip.sample_rate, codec[0], codec[1]))
+
+
+def hear_beside(
+    branch: SpeechBranch | None, clip: Clip, score: Callable[[], ClipScores], timings: dict[str, float]
+) -> ClipScores:
+    """``score()`` (the video model's scores of ``clip``) with ``branch`` hearing the clip's speech in a
+    second thread meanwhile: both runtimes release the GIL, so on two cores the voice costs little beside the
+    face model. The voice is kept only for a video the model could score (what ``Detector._hear`` adds);
+    ``timings`` gets each one's seconds (``model``, ``speech``)."""
+    hears = branch is not None and clip.kind == MediaKind.VIDEO and clip.has_usable_audio
+    with ThreadPoolExecutor(1, thread_name_prefix="dfdetect-speech") as pool:
+        heard = pool.submit(timed_stage, timings, "speech", branch.hear, clip) if hears else None
+        scores = timed_stage(timings, "model", score)
+        if heard is not None and scores.decisive is not None:
+            scores.heard = heard.result()
+    return scores
+
+
+def timed_stage(timings: dict[str, float], stage: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, its seconds added to ``timings[stage]`` (also when it raises)."""
+    t = time.perf_counter()
+    try:
+        return fn(*args)
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - t
