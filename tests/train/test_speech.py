@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from dfdetect.data.manifest import ManifestRow
+from dfdetect.models.whisper_speech import ENCODER_WIDTH
 from dfdetect.train import speech_head as H
 from dfdetect.train.speech import checkpoint_meta, load_speech_config, speech_checkpoint
 
@@ -111,20 +112,22 @@ def test_fit_writes_a_scannable_checkpoint(tmp_path: Path, monkeypatch: pytest.M
         lines.append(f"{name},{kind[0]},{kind[1]},s{i // 2}")
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
 
+    overrides = [f"data.labels={tmp_path / 'labels.csv'}", "data.manifests=[]", "fit.c_grid=[0.1, 1.0]",
+                 "data.val=0.25", "data.test=0.25", f"data.feature_cache={tmp_path / 'cache'}"]  # fmt: skip
+    cfg = load_experiment(ROOT / "configs/experiments/speech_whisper.yaml", overrides)
+    dim = 2 * ENCODER_WIDTH[cfg.model.encoder]  # mean and std of the configured encoder's states
+
     def features(cache, jobs, progress=True):  # noqa: ANN001, ANN202
         out = {}
         for path, variant in jobs:
             i = int(Path(path).stem)
-            out[(path, variant)] = np.random.default_rng(i).normal(size=(2, 768)).astype(np.float32) + (i % 2)
+            out[(path, variant)] = np.random.default_rng(i).normal(size=(2, dim)).astype(np.float32) + (i % 2)
         return out
 
     monkeypatch.setattr("dfdetect.data.speech_features.extract_features", features)
-    overrides = [f"data.labels={tmp_path / 'labels.csv'}", "data.manifests=[]", "fit.c_grid=[0.1, 1.0]",
-                 "data.val=0.25", "data.test=0.25", f"data.feature_cache={tmp_path / 'cache'}"]  # fmt: skip
-    cfg = load_experiment(ROOT / "configs/experiments/speech_whisper.yaml", overrides)
     run = train(cfg, run_dir=tmp_path / "run")
     ckpt = Checkpoint.load(run / "checkpoints" / "best.pt")
     assert ckpt.name == "whisper-speech" and ckpt.metrics["val"]["clean"] == 1.0
     assert 0.0 <= ckpt.real_voice_ceiling < 1.0 and ckpt.input_codec is None
-    assert ckpt.build_model().state_dict()["w"].shape == (768,)
+    assert ckpt.build_model().state_dict()["w"].shape == (dim,)
     assert (run / "metrics.json").is_file() and (run / "config.yaml").is_file()
