@@ -50,7 +50,10 @@ def _variables(f: BinaryIO, count: int) -> Iterator[tuple[bytes, bytes]]:
         dims = f.read(4 * rank)
         dtype = _read(f, "<B")
         size = _read(f, "<I")
-        yield name, struct.pack("<B", rank) + dims + struct.pack("<BI", dtype, size) + f.read(size)
+        data = f.read(size)
+        if len(data) != size:
+            raise CT2FormatError("the model file ends early: a part is missing or truncated")
+        yield name, struct.pack("<B", rank) + dims + struct.pack("<BI", dtype, size) + data
 
 
 def _kept(name: bytes, layers: int | None) -> bool:
