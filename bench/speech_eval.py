@@ -75,15 +75,12 @@ class WhisperScorer:
 class WaveformScorer:
     """First-window logit of a torch speech model through its checkpoint's codec."""
 
-    def __init__(self, spec: str, threads: int) -> None:
+    def __init__(self, path: str, threads: int) -> None:
         import torch
 
         from dfdetect.checkpoint import Checkpoint
-        from dfdetect.infer.lookup import resolve_model
 
         torch.set_num_threads(threads)
-        path, _ = resolve_model(spec)
-        path = path.with_suffix(".pt") if path.with_suffix(".pt").is_file() else path  # not the ONNX export
         ckpt = Checkpoint.load(path)
         self.model, self.codec = ckpt.build_model("cpu"), ckpt.input_codec
 
@@ -187,6 +184,20 @@ def average(scores: dict[str, dict], rows: list, conditions) -> dict:
     return out
 
 
+def checkpoint_file(spec: str) -> str:
+    """The ``.pt`` file of a model name or checkpoint path (a packaged model's torch file, not its ONNX)."""
+    from dfdetect.infer.lookup import resolve_model
+
+    return str(resolve_model(spec, onnx=False)[0])
+
+
+def is_frozen_encoder(path: str) -> bool:
+    """Whether the checkpoint is a head on a frozen encoder (scored from the feature cache, every window)."""
+    from dfdetect.checkpoint import Checkpoint
+
+    return Checkpoint.load(path).name == "whisper-speech"
+
+
 def main() -> None:
     from dfdetect.data.speech_features import content_hash
     from dfdetect.train.speech import load_speech_config
@@ -208,12 +219,10 @@ def main() -> None:
     print(f"{args.set} {args.split}: {len(rows)} files ({sum(r.label == 0 for r in rows)} real)")
     scores = {}
     for spec in args.model:
-        from dfdetect.checkpoint import Checkpoint
-
-        whisper = spec.endswith(".pt") and Checkpoint.load(spec).name == "whisper-speech"
-        scorer = WhisperScorer(spec, cfg) if whisper else WaveformScorer(spec, args.threads)
-        tag = spec.replace("/", "_")  # a checkpoint file: its content too, so a refit is scored afresh
-        tag += f"-{content_hash(spec)[:10]}" if spec.endswith(".pt") else ""
+        path = checkpoint_file(spec)
+        scorer = WhisperScorer(path, cfg) if is_frozen_encoder(path) else WaveformScorer(path, args.threads)
+        # the tag holds the file's content: a refit, or a new packaged model of a name, is scored afresh
+        tag = f"{spec.replace('/', '_')}-{content_hash(path)[:10]}"
         scores[spec] = score_all(spec, scorer, rows, args.condition, Path(args.scores) / f"{tag}.jsonl")
     if len(scores) > 1:
         scores["average"] = average(scores, rows, args.condition)

@@ -37,9 +37,14 @@ def _rows(sets: Path, splits: list[str]) -> list:
 
 
 def _cache(model: str) -> Path:
+    """Where the logits of ``model``'s file content go: a refit, or a new packaged model, is heard afresh."""
     import detect
 
-    return detect.FEATS / "corpus" / f"voice-{Path(model).stem}.jsonl"
+    from dfdetect.data.speech_features import content_hash
+    from dfdetect.infer.lookup import resolve_model
+
+    path = resolve_model(model, onnx=False)[0]
+    return detect.FEATS / "corpus" / f"voice-{Path(model).stem}-{content_hash(path)[:10]}.jsonl"
 
 
 def _heard(model: str) -> dict[str, float | None]:
