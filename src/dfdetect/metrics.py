@@ -9,6 +9,7 @@ ECE/MCE/Brier/log loss need probabilities; AUC/EER/AP only need an ordering.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -287,3 +288,31 @@ def binary_metrics(scores, labels, threshold: float = 0.5) -> dict[str, float]:
         "n": float(y.size),
         "n_fake": float(y.sum()),
     }
+
+
+def source_quantile(values: np.ndarray, sources: Sequence[str], quantile: float) -> float:
+    """The ``quantile`` of ``values`` with each file weighted ``1 / (files of its source)``: every source
+    counts the same (the lowest value whose cumulative weight reaches ``quantile``; 1.0 gives the max)."""
+    values = np.asarray(values, dtype=float)
+    if not values.size:
+        raise ValueError("no scores to take a quantile of")
+    counts = Counter(sources)
+    weights = np.array([1.0 / counts[s] for s in sources])
+    return float(np.quantile(values, quantile, method="inverted_cdf", weights=weights))
+
+
+def held_out_exceedance(values: np.ndarray, sources: Sequence[str], quantile: float) -> dict[str, float]:
+    """What the ceiling promises for a real source it never saw: leave each source out in turn, fit the
+    :func:`source_quantile` on the others, count the held-out source's values above it. Returns the share
+    above averaged over sources (``per_source``) and over all files (``per_file``); empty with one source."""
+    values, sources = np.asarray(values, dtype=float), np.asarray(sources)
+    names = sorted(set(sources.tolist()))
+    if len(names) < 2:
+        return {}
+    shares, above = [], 0
+    for name in names:
+        held = sources == name
+        p0 = source_quantile(values[~held], sources[~held].tolist(), quantile)
+        shares.append(float(np.mean(values[held] > p0)))
+        above += int(np.sum(values[held] > p0))
+    return {"per_source": float(np.mean(shares)), "per_file": above / values.size}

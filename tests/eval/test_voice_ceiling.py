@@ -75,7 +75,7 @@ def test_anchor_refuses_a_ceiling_under_one_half(tmp_path, capsys) -> None:
 def test_every_real_source_weighs_the_same_in_the_ceiling() -> None:
     import numpy as np
 
-    from dfdetect.eval.voice_ceiling import source_quantile
+    from dfdetect.metrics import source_quantile
 
     values = np.array([0.1] * 98 + [0.9, 0.95])  # one large quiet source, one small source that scores high
     sources = ["big"] * 98 + ["small"] * 2
@@ -88,7 +88,7 @@ def test_every_real_source_weighs_the_same_in_the_ceiling() -> None:
 def test_leaving_each_source_out_says_what_the_ceiling_promises_a_new_source() -> None:
     import numpy as np
 
-    from dfdetect.eval.voice_ceiling import held_out_exceedance
+    from dfdetect.metrics import held_out_exceedance
 
     # three quiet sources and one loud one: with the loud one held out, the others' ceiling is low
     values = np.concatenate([np.linspace(0.0, 0.5, 20)] * 3 + [np.linspace(0.6, 0.9, 20)])

@@ -7,7 +7,7 @@ for AASIST, 10 s for the Whisper judge), to bound CPU time; one window spreads w
 so the ceiling errs on the safe side. Fit it on real speech of many sources the model never trained on
 (``data.manifests``: the speech corpus's real sources), not one dataset's speakers: a ceiling from few
 sources is crossed by many real voices of others. ``p0`` is the ``quantile`` (0.95) of those scores with
-each real source weighing the same (:func:`source_quantile`; a source is the repository a corpus file
+each real source weighing the same (:func:`dfdetect.metrics.source_quantile`; a source is the repository a corpus file
 came from, else its dataset), so a few large sources do not set it. The fusion of a video's scores lets
 only a voice above ``p0`` raise the verdict (``infer/speech.py``), so a video checkpoint's speech
 companion needs it: ``dfdetect calibrate-voice --write`` records it in the speech model's checkpoint
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from dfdetect.constants import VERDICT_BAND
+from dfdetect.metrics import held_out_exceedance, source_quantile
 
 
 @dataclass
@@ -92,36 +93,6 @@ def measure_ceiling(
     }
     info["new_source_above"] = held_out_exceedance(values, sources, quantile)
     return VoiceCeiling(source_quantile(values, sources, quantile), info, scores, skipped)
-
-
-def source_quantile(values: np.ndarray, sources: Sequence[str], quantile: float) -> float:
-    """The ``quantile`` of ``values`` with each file weighted ``1 / (files of its source)``: every source
-    counts the same (the lowest value whose cumulative weight reaches ``quantile``; 1.0 gives the max)."""
-    from collections import Counter
-
-    values = np.asarray(values, dtype=float)
-    if not values.size:
-        raise ValueError("no scores to take a quantile of")
-    counts = Counter(sources)
-    weights = np.array([1.0 / counts[s] for s in sources])
-    return float(np.quantile(values, quantile, method="inverted_cdf", weights=weights))
-
-
-def held_out_exceedance(values: np.ndarray, sources: Sequence[str], quantile: float) -> dict[str, float]:
-    """What the ceiling promises for a real source it never saw: leave each source out in turn, fit the
-    :func:`source_quantile` on the others, count the held-out source's values above it. Returns the share
-    above averaged over sources (``per_source``) and over all files (``per_file``); empty with one source."""
-    values, sources = np.asarray(values, dtype=float), np.asarray(sources)
-    names = sorted(set(sources.tolist()))
-    if len(names) < 2:
-        return {}
-    shares, above = [], 0
-    for name in names:
-        held = sources == name
-        p0 = source_quantile(values[~held], sources[~held].tolist(), quantile)
-        shares.append(float(np.mean(values[held] > p0)))
-        above += int(np.sum(values[held] > p0))
-    return {"per_source": float(np.mean(shares)), "per_file": above / values.size}
 
 
 def anchored(ceiling: VoiceCeiling, at: float = VERDICT_BAND[1]) -> VoiceCeiling:
