@@ -131,3 +131,63 @@ def test_fit_writes_a_scannable_checkpoint(tmp_path: Path, monkeypatch: pytest.M
     assert 0.0 <= ckpt.real_voice_ceiling < 1.0 and ckpt.input_codec is None
     assert ckpt.build_model().state_dict()["w"].shape == (dim,)
     assert (run / "metrics.json").is_file() and (run / "config.yaml").is_file()
+
+
+def test_averaged_heads_are_one_exact_linear_head() -> None:
+    from dfdetect.models.whisper_speech import head_logits
+
+    rng = np.random.default_rng(0)
+    heads = [
+        {
+            "mean": rng.normal(size=6),
+            "std": rng.uniform(0.5, 2, 6),
+            "w": rng.normal(size=6),
+            "b": rng.normal(),
+        }
+        for _ in range(2)
+    ]
+    x = rng.normal(size=(5, 6)).astype(np.float32)
+    both = H.average_heads(heads, [0.3, 0.7])
+    expected = 0.3 * head_logits(x, heads[0]) + 0.7 * head_logits(x, heads[1])
+    np.testing.assert_allclose(head_logits(x, both), expected, rtol=1e-5, atol=1e-5)
+
+
+def _pool_rows(split: str, n: int) -> list[ManifestRow]:
+    """Half labelled-folder files (speakers), half catalogue files (generator families, real sources)."""
+    rows = []
+    for i in range(n):
+        label = i % 2
+        if i < n // 2:
+            rows.append(ManifestRow(f"/x/{split}/folder/{i}.wav", label, "folder", "tts" if label else "real",
+                                    split, f"speaker{i // 4}"))  # fmt: skip
+        else:
+            family = f"gen{i % 6}" if label else "real"
+            rows.append(ManifestRow(f"/x/{split}/cat/{i}.wav", label, "catalog", family, split, f"g{i}",
+                                    family=family, source="" if label else f"repo{i % 6}"))  # fmt: skip
+    return rows
+
+
+def test_pooled_heads_are_chosen_on_val_and_the_ceiling_is_fitted_out_of_fold() -> None:
+    """With ``fit.mix_grid`` a head per pool (labelled folder, catalogue) is averaged; each pool carries its
+    own cue, so only the average separates both. The ceiling reads every training real out of fold."""
+    from dfdetect.constants import VERDICT_BAND
+
+    overrides = ["fit.mix_grid=[0.0, 0.5]", "fit.c_grid=[1.0]", "data.variants=[clean]",
+                 "fit.val_variants=[clean]", "data.per_family=100"]  # fmt: skip
+    cfg = load_speech_config(ROOT / "configs/experiments/speech_whisper.yaml", overrides)
+    splits = {"train": _pool_rows("train", 160), "val": _pool_rows("val", 80)}
+    rng = np.random.default_rng(1)
+    feats = {}
+    for row in splits["train"] + splits["val"]:
+        cue = 0 if row.dataset == "folder" else 1  # the pools' real/fake cues lie in different dimensions
+        x = rng.normal(size=(2, 8)).astype(np.float32)
+        x[:, cue] += 1.5 * row.label
+        feats[(row.path, "clean")] = x
+    head, record, records = H.select_head(cfg, splits, feats)
+    assert [r["mix"] for r in records] == [0.0, 0.5] and record["mix"] == 0.5
+    assert record["val_auc"]["mean"] > records[0]["val_auc"]["mean"] + 0.1  # the catalogue head alone
+    temperature, info = H.real_voice_ceiling(cfg, splits, feats, head, record)
+    n_real = sum(r.label == 0 for r in splits["train"] + splits["val"])
+    assert info["n_real"] == n_real and info["logit"] > 0 and info["p0"] == VERDICT_BAND[1]
+    assert temperature > 0 and info["sources"] == 1 + 3  # the folder (its dataset) + 3 repositories
+    assert set(info["new_source_above"]) == {"per_source", "per_file"}

@@ -51,7 +51,20 @@ class HeadFitConfig(StrictModel):
     val_variants: list[str] = Field(
         default_factory=lambda: ["clean", "mp3_64k", "telephone_8k"], description="val AUC averaged over"
     )
-    ceiling_quantile: float = Field(0.95, gt=0, lt=1, description="real-voice ceiling: quantile of val reals")
+    val_per_family: int | None = Field(
+        None, ge=1, description="val files per generator family and real source (default: data.per_family)"
+    )
+    mix_grid: list[float] = Field(
+        default_factory=list,
+        description="average a head on data.labels' files with one on the catalogue's, the first weighing "
+        "each value (chosen on val; logistic heads only); empty: one head on all training files",
+    )
+    ceiling_quantile: float = Field(
+        0.95, gt=0, lt=1, description="real-voice ceiling: quantile of real voices the head never trained on"
+    )
+    ceiling_folds: int = Field(
+        5, ge=2, description="folds by source that score the training reals out of fold"
+    )
 
 
 class SpeechExperimentConfig(StrictModel):

@@ -8,8 +8,14 @@
    classes then weigh the same. A family with thousands of clips cannot drown one with twenty.
 3. For every head in the grid (``fit.c_grid`` x ``fit.hidden_grid``) the head is fitted on the training
    windows and scored on the validation files (clip score = mean window logit, as a scan); the head with
-   the best validation AUC averaged over ``fit.val_variants`` wins. The test split is never read.
-4. The real-voice ceiling is the ``fit.ceiling_quantile`` of the validation reals' clean scores.
+   the best validation AUC averaged over ``fit.val_variants`` wins. The test split is never read. With
+   ``fit.mix_grid`` one logistic head is fitted on the labelled folder's files and one on the catalogue's,
+   each pool with its own C, and their weighted average (exactly one linear head) is what the grid
+   chooses among: a pool of a few sources and a pool of many generators each keep what they learnt.
+4. The real-voice ceiling is the ``fit.ceiling_quantile`` of real voices the head never trained on, every
+   real source weighing the same: each training real scored by the chosen head refitted without its fold
+   of real sources (out of fold), and the validation reals; the temperature then puts it at the verdict
+   band's upper edge.
 
 The winner is written as ``checkpoints/best.pt`` by :mod:`dfdetect.checkpoint`, with its metrics, the grid
 and the ceiling; ``metrics.json`` holds every candidate's validation AUC.
@@ -38,6 +44,23 @@ def family_of(row: ManifestRow) -> str:
     if row.label == 1:
         return f"fake:{row.family or row.method}"
     return f"real:{row.source}" if row.source else f"real:{row.dataset}:{row.group}"
+
+
+def pool_of(row: ManifestRow) -> str:
+    """A row's training pool: ``labels`` (a file of the labelled folder, ``data.labels``) or ``catalogue``
+    (a file of a prepared catalogue manifest, ``data.manifests``)."""
+    return "labels" if row.dataset == "folder" else "catalogue"
+
+
+def average_heads(heads: list[dict[str, np.ndarray]], weights: list[float]) -> dict[str, np.ndarray]:
+    """One logistic head whose logit is the ``weights``-weighted sum of the logits of linear ``heads``
+    (each with its own standardisation): exact, so a scan pays for one head."""
+    pairs = list(zip(heads, weights, strict=True))
+    w = sum(a * h["w"] / h["std"] for h, a in pairs)
+    b = sum(a * (float(h["b"]) - float(np.sum(h["w"] * h["mean"] / h["std"]))) for h, a in pairs)
+    dim = len(w)
+    ones, zeros = np.ones(dim, np.float32), np.zeros(dim, np.float32)
+    return {"mean": zeros, "std": ones, "w": np.asarray(w, np.float32), "b": np.float32(b)}
 
 
 def _rank(text: str) -> str:
@@ -172,37 +195,115 @@ def _val_auc(rows: list[ManifestRow], feats: dict, variants: list[str], head: di
     return out
 
 
+def fit_recipe(cfg: Any, rows: list[ManifestRow], feats: dict, record: dict) -> dict[str, np.ndarray]:
+    """The head of ``record`` (a grid point of :func:`select_head`) fitted on ``rows``."""
+    d = cfg.data
+
+    def fit(part: list[ManifestRow], c: float, hidden: int) -> dict[str, np.ndarray]:
+        table = window_table(part, feats, d.variants, family_weights(part, d.per_family))
+        return fit_head(table, c, hidden, cfg.fit.epochs, cfg.train.seed)
+
+    if record.get("mix") is None:
+        return fit(rows, record["c"], record["hidden"])
+    pools = [[r for r in rows if pool_of(r) == pool] for pool in ("labels", "catalogue")]
+    heads = [fit(pools[0], record["c"], 0), fit(pools[1], record["c_catalogue"], 0)]
+    return average_heads(heads, [record["mix"], 1.0 - record["mix"]])
+
+
+def grid_points(cfg: Any, both_pools: bool = True) -> list[dict]:
+    """Every head of the grid: ``c`` x ``hidden``, or with ``fit.mix_grid`` (and training files in both
+    pools) the average of a labels-pool head (``c``) and a catalogue-pool head (``c_catalogue``) for every
+    ``mix`` (the labels head's weight)."""
+    f = cfg.fit
+    if not (f.mix_grid and both_pools):
+        return [{"c": c, "hidden": h, "mix": None} for h in f.hidden_grid for c in f.c_grid]
+    pairs = [(c, cc) for c in f.c_grid for cc in f.c_grid]
+    return [{"c": c, "c_catalogue": cc, "mix": m, "hidden": 0} for m in f.mix_grid for c, cc in pairs]
+
+
 def select_head(cfg: Any, splits: dict, feats: dict) -> tuple[dict, dict, list[dict]]:
-    """Fit every head of the grid, pick the best by mean validation AUC: (head, its record, all records)."""
+    """Fit every head of the grid (:func:`grid_points`), pick the best by mean validation AUC: (head, its
+    record, all records). Each pool's head is fitted once per ``c`` and reused across ``mix``."""
+    from functools import cache
+
     train_rows = [r for r in splits["train"] if any((r.path, v) in feats for v in cfg.data.variants)]
-    table = window_table(
-        train_rows, feats, cfg.data.variants, family_weights(train_rows, cfg.data.per_family)
-    )
-    log.info("head fit: %d training windows from %d files", len(table.y), len(train_rows))
+    log.info("head fit: %d training files", len(train_rows))
+
+    @cache
+    def pool_head(pool: str, c: float) -> dict[str, np.ndarray]:
+        part = [r for r in train_rows if pool_of(r) == pool]
+        return fit_recipe(cfg, part, feats, {"c": c, "hidden": 0, "mix": None})
+
     records, best = [], None
-    for hidden in cfg.fit.hidden_grid:
-        for c in cfg.fit.c_grid:
-            head = fit_head(table, c, hidden, cfg.fit.epochs, cfg.train.seed)
-            record = {
-                "c": c,
-                "hidden": hidden,
-                "val_auc": _val_auc(splits["val"], feats, cfg.fit.val_variants, head),
-            }
-            records.append(record)
-            log.info("head c=%g hidden=%d: val AUC %s", c, hidden, record["val_auc"])
-            if best is None or record["val_auc"]["mean"] > best[1]["val_auc"]["mean"]:
-                best = (head, record)
+    for point in grid_points(cfg, len({pool_of(r) for r in train_rows}) == 2):
+        if point["mix"] is None:
+            head = fit_recipe(cfg, train_rows, feats, point)
+        else:
+            pair = [pool_head("labels", point["c"]), pool_head("catalogue", point["c_catalogue"])]
+            head = average_heads(pair, [point["mix"], 1.0 - point["mix"]])
+        record = {**point, "val_auc": _val_auc(splits["val"], feats, cfg.fit.val_variants, head)}
+        records.append(record)
+        log.info("head %s: val AUC %s", point, record["val_auc"])
+        if best is None or record["val_auc"]["mean"] > best[1]["val_auc"]["mean"]:
+            best = (head, record)
     assert best is not None, "fit.c_grid and fit.hidden_grid must not be empty"
     return best[0], best[1], records
 
 
-def real_voice_ceiling(rows: list[ManifestRow], feats: dict, head: dict, q: float) -> dict[str, Any]:
-    """The score only ``1 - q`` of the validation reals (clean) exceed, and how it was measured."""
-    y, s, kept = clip_scores(rows, feats, "clean", head)
-    p = 1.0 / (1.0 + np.exp(-s[y == 0]))
-    sources = sorted({family_of(r) for r, label in zip(kept, y, strict=True) if label == 0})
-    value = float(np.quantile(p, q)) if p.size else 0.5
-    return {"p0": min(value, 0.999), "n_real": int(p.size), "quantile": q, "sources": sources}
+def first_window_logit(row: ManifestRow, feats: dict, head: dict[str, np.ndarray]) -> float:
+    """The clean logit of a file's first window: what a scan reading one window gives."""
+    from dfdetect.models.whisper_speech import head_logits
+
+    return float(head_logits(feats[(row.path, "clean")][:1], head)[0])
+
+
+def out_of_fold_real_logits(
+    cfg: Any, rows: list[ManifestRow], feats: dict, record: dict, folds: int = 5
+) -> dict[str, float]:
+    """``{path: logit}`` of every real training file, each scored by the ``record`` head fitted on every
+    fake and the reals of the other folds (folds by real source, :func:`family_of`): as if its source were
+    new to the head."""
+    from sklearn.model_selection import GroupKFold
+
+    rows = [r for r in rows if (r.path, "clean") in feats]
+    fakes, reals = [r for r in rows if r.label == 1], [r for r in rows if r.label == 0]
+    groups = [family_of(r) for r in reals]
+    out = {}
+    for fit_idx, held_idx in GroupKFold(n_splits=min(folds, len(set(groups)))).split(reals, groups=groups):
+        head = fit_recipe(cfg, fakes + [reals[i] for i in fit_idx], feats, record)
+        out |= {reals[i].path: first_window_logit(reals[i], feats, head) for i in held_idx}
+    return out
+
+
+def real_voice_ceiling(cfg: Any, splits: dict, feats: dict, head: dict, record: dict) -> tuple[float, dict]:
+    """(temperature, ceiling info with ``p0``): the ``fit.ceiling_quantile`` of real voices the head never
+    trained on, every real source weighing the same (:func:`dfdetect.metrics.source_quantile`): training
+    reals scored out of fold (:func:`out_of_fold_real_logits`) and the validation reals, first window,
+    clean. The temperature puts that quantile (``p0``) at the verdict band's upper edge, so a voice scanned
+    on its own is called fake only above it (``dfdetect calibrate-voice --split test`` measures it on test
+    sources)."""
+    from dfdetect.constants import VERDICT_BAND
+    from dfdetect.metrics import held_out_exceedance, source_quantile
+
+    logits = out_of_fold_real_logits(cfg, splits["train"], feats, record, cfg.fit.ceiling_folds)
+    val = [r for r in splits["val"] if r.label == 0 and (r.path, "clean") in feats]
+    logits |= {r.path: first_window_logit(r, feats, head) for r in val}
+    source = {r.path: r.source or r.dataset for r in [*splits["train"], *val]}
+    values, sources = np.array(list(logits.values())), [source[p] for p in logits]
+    q = cfg.fit.ceiling_quantile
+    z0 = source_quantile(values, sources, q)
+    at = VERDICT_BAND[1]  # anchored there when above 0.5; a ceiling under 0.5 stays at T = 1
+    temperature = z0 / float(np.log(at / (1 - at))) if z0 > 0 else 1.0
+    info = {
+        "quantile": q, "weighting": "each real source the same (its repository, else its dataset)",
+        "scores": f"first window, clean: val reals; training reals out of {cfg.fit.ceiling_folds} folds",
+        "sources": len(set(sources)), "n_real": int(values.size), "logit": round(z0, 4),
+        "splits": ["train", "val"], "seconds_per_file": float(cfg.data.feature_seconds),
+        "anchored_at": at if z0 > 0 else None,
+        "p0": at if z0 > 0 else float(1 / (1 + np.exp(-z0))), "temperature": round(temperature, 4),
+        "new_source_above": held_out_exceedance(values, sources, q),
+    }  # fmt: skip
+    return temperature, info
 
 
 def fit_speech_head(cfg: Any, run: Path, splits: dict[str, list[ManifestRow]], meta: dict[str, Any]) -> Path:
@@ -218,20 +319,21 @@ def fit_speech_head(cfg: Any, run: Path, splits: dict[str, list[ManifestRow]], m
 
     kwargs = cfg.model.kwargs()
     d = cfg.data
-    splits = {k: cap_per_family(v, d.per_family) for k, v in splits.items() if k != "test"}
+    caps = {"train": d.per_family, "val": cfg.fit.val_per_family or d.per_family}
+    splits = {k: cap_per_family(splits[k], cap) for k, cap in caps.items()}
     encoder = kwargs.get("encoder", "whisper-tiny-en")
     cache = FeatureCache(
         d.feature_cache, encoder, d.feature_seconds, d.max_seconds, cfg.train.threads or None
     )
     feats = extract_features(cache, feature_jobs(cfg, splits))
     head, record, records = select_head(cfg, splits, feats)
-    ceiling = real_voice_ceiling(splits["val"], feats, head, cfg.fit.ceiling_quantile)
+    temperature, ceiling = real_voice_ceiling(cfg, splits, feats, head, record)
     meta = {**meta, "model_config": {**meta["model_config"], "hidden": record["hidden"]}}
-    state = {**meta, "model_state": head, "metrics": {"val": record["val_auc"], "c": record["c"]}}
-    ckpt = Checkpoint.from_state(state).with_real_voice_ceiling(ceiling.pop("p0"), ceiling)
+    chosen = {k: v for k, v in record.items() if k != "val_auc"}
+    state = {**meta, "model_state": head, "metrics": {"val": record["val_auc"], **chosen}}
+    ckpt = Checkpoint.from_state(state).with_temperature(temperature)
+    ckpt = ckpt.with_real_voice_ceiling(ceiling["p0"], ceiling)
     ckpt.save(run / "checkpoints" / "best.pt")
     atomic_write_text(run / "metrics.json", json.dumps({"chosen": record, "grid": records}, indent=1))
-    log.info(
-        "chosen head c=%g hidden=%d, val AUC %s -> %s", record["c"], record["hidden"], record["val_auc"], run
-    )
+    log.info("chosen head %s (val AUC %s), ceiling %s -> %s", chosen, record["val_auc"], ceiling, run)
     return run
