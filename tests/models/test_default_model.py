@@ -54,16 +54,16 @@ def test_default_detector_hands_a_voice_recording_to_its_speech_companion() -> N
 
 def test_voice_judge_ceiling_was_fitted_on_real_voices_of_many_sources() -> None:
     """The default's voice judge (docs/model_card_speech.md): its real-voice ceiling is the 95th percentile,
-    every source weighing the same, of the train and val real voices of the speech corpus (2,189 voices of
-    98 sources; the judge was trained on ../shared/data/speech alone, so none of them), read one 10 s window
-    each as a scan reads them, and anchored at the verdict band's edge; never fitted on a test split."""
+    every source weighing the same, of real voices it never trained on (the speech corpus's and the labelled
+    folder's training reals scored out of fold by source, and the val reals: ~1,800 voices of ~100 sources),
+    one 10 s window each, and anchored at the verdict band's edge; never fitted on a test split."""
     ckpt = Checkpoint.load(WEIGHTS_DIR / "whisper-speech.pt")
     info = ckpt.calibration["real_voice_ceiling_info"]
     assert ckpt.runtime == "numpy" and ckpt.model_config["encoder"] == "whisper-base-l1"
-    assert "test" not in info["splits"] and info["n_real"] >= 2000 and info["sources"] >= 90
+    assert "test" not in info["splits"] and info["n_real"] >= 1800 and info["sources"] >= 90
     assert info["weighting"].startswith("each real source") and info["anchored_at"] == 0.65
-    assert info["seconds_per_file"] == ckpt.preprocess.segment_seconds == 10.0
-    assert 0.5 < ckpt.real_voice_ceiling < 0.95
+    assert "out of" in info["scores"] and info["seconds_per_file"] == ckpt.preprocess.segment_seconds == 10.0
+    assert ckpt.real_voice_ceiling == 0.65 and ckpt.metrics["mix"] is not None  # two pools averaged
 
 
 def test_fine_tuned_speech_model_ships_with_its_measured_ceiling() -> None:
