@@ -2,17 +2,16 @@
 
 The real files of the speaker-disjoint held-out splits of a speech experiment are scanned exactly as
 ``dfdetect scan`` scans audio (16 kHz mono, VAD, the windows that overlap speech, the model's own codec,
-mean window logit). Only the first ``seconds`` of each file are read (default: one window of the model, 4 s
-for AASIST, 10 s for the Whisper judge), to bound CPU time; one window spreads wider than a mean over many,
-so the ceiling errs on the safe side. Fit it on real speech of many sources the model never trained on
-(``data.manifests``: the speech corpus's real sources), not one dataset's speakers: a ceiling from few
+mean window logit). Only the first ``seconds`` of each file are read (default: one window of the model, 4
+s for AASIST, 10 s for the Whisper judge), to bound CPU time; one window spreads wider than a mean over
+many, so the ceiling errs on the safe side. Fit it on real speech of many sources the model never trained
+on (``data.manifests``: the speech corpus's real sources), not one dataset's speakers: a ceiling from few
 sources is crossed by many real voices of others. ``p0`` is the ``quantile`` (0.95) of those scores with
-each real source weighing the same (:func:`dfdetect.metrics.source_quantile`; a source is the repository
-a corpus file came from, else its dataset), so a few large sources do not set it. The fusion of a video's scores lets
-only a voice above ``p0`` raise the verdict (``infer/speech.py``), so a video checkpoint's speech
-companion needs it: ``dfdetect calibrate-voice --write`` records it in the speech model's checkpoint
-(``calibration.real_voice_ceiling``, with how it was measured).
-"""
+each real source weighing the same (:func:`dfdetect.metrics.source_quantile`; a source is the repository a
+corpus file came from, else its dataset), so a few large sources do not set it. The fusion of a video's
+scores lets only a voice above ``p0`` raise the verdict (``infer/speech.py``), so a video checkpoint's
+speech companion needs it: ``dfdetect calibrate-voice --write`` records it in the speech model's
+checkpoint (``calibration.real_voice_ceiling``, with how it was measured)."""
 
 from __future__ import annotations
 
