@@ -97,3 +97,16 @@ def test_leaving_each_source_out_says_what_the_ceiling_promises_a_new_source() -
     assert got["per_source"] == 0.25  # the loud source: all above the quiet ones' ceiling; they: none above
     assert got["per_file"] == 20 / 80
     assert held_out_exceedance(values, ["one"] * 80, 0.95) == {}  # nothing to hold out
+
+
+def test_a_ceiling_is_refused_on_the_voices_the_model_trained_on(tmp_path, capsys):
+    """A judge trained on a labels file's train split cannot have its ceiling fitted on that split."""
+    labels = _labels(tmp_path)
+    ckpt = Checkpoint.load(WEIGHTS_DIR / "aasist-l-ft.pt")
+    state = ckpt.to_state()
+    state["train_config"] = {**(state.get("train_config") or {}), "data": {"labels": str(labels)}}
+    model = Checkpoint.from_state(state).save(tmp_path / "trained_here.pt")
+    args = ["calibrate-voice", SPEECH, f"data.labels={labels}", "--model", str(model), "--seconds", "2"]
+    assert main([*args, "--split", "train", "--split", "test"]) == 2
+    assert "not held out" in capsys.readouterr().err
+    assert main([*args, "--split", "test"]) == 0  # its held-out split is fine

@@ -62,11 +62,13 @@ def measure_ceiling(
     rows = [r for s in splits for r in held_out[s] if r.label == 0]
     if not rows:
         raise ValueError(f"{config}: no real voices in the split(s) {', '.join(splits)}")
-    if seconds is None:
-        from dfdetect.checkpoint import Checkpoint
-        from dfdetect.infer.lookup import resolve_model
+    from dfdetect.checkpoint import Checkpoint
+    from dfdetect.infer.lookup import resolve_model
 
-        seconds = Checkpoint.load(resolve_model(model, onnx=False)[0]).preprocess.segment_seconds
+    ckpt = Checkpoint.load(resolve_model(model, onnx=False)[0])
+    _refuse_trained_voices(ckpt, data, splits)
+    if seconds is None:
+        seconds = ckpt.preprocess.segment_seconds
     detector = load_detector(model, device="cpu", max_duration=seconds, onnx=False)
     scores, skipped = {}, []
     for row in tqdm(rows, desc="real voices", unit="file", disable=not progress):
@@ -92,6 +94,20 @@ def measure_ceiling(
     }
     info["new_source_above"] = held_out_exceedance(values, sources, quantile)
     return VoiceCeiling(source_quantile(values, sources, quantile), info, scores, skipped)
+
+
+def _refuse_trained_voices(ckpt: Any, data: Any, splits: Sequence[str]) -> None:
+    """Raise ValueError when ``splits`` hold the training voices of ``ckpt``: the same labelled files or
+    catalogue manifests, split the same way, and the ``train`` split asked for."""
+    trained = (ckpt.train_config or {}).get("data") or {}
+    files = {os.path.realpath(f) for f in [trained.get("labels"), *(trained.get("manifests") or [])] if f}
+    given = {os.path.realpath(f) for f in [data.labels, *data.manifests] if f}
+    if "train" in splits and files & given:
+        raise ValueError(
+            f"{ckpt.path} was trained on the train split of {', '.join(sorted(files & given))}: those voices "
+            "are not held out. Its training wrote a ceiling from them scored out of fold; measure on --split "
+            "val or test, or point data.labels / data.manifests at data it never trained on"
+        )
 
 
 def anchored(ceiling: VoiceCeiling, at: float = VERDICT_BAND[1]) -> VoiceCeiling:
