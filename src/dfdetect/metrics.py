@@ -316,3 +316,9 @@ def held_out_exceedance(values: np.ndarray, sources: Sequence[str], quantile: fl
         shares.append(float(np.mean(values[held] > p0)))
         above += int(np.sum(values[held] > p0))
     return {"per_source": float(np.mean(shares)), "per_file": above / values.size}
+
+
+def anchoring_temperature(raw_logit: float, at: float) -> float:
+    """The temperature ``T`` with ``sigmoid(raw_logit / T) == at``: it moves one raw score onto a chosen
+    probability (both above 0.5) and keeps every ranking."""
+    return float(raw_logit / np.log(at / (1.0 - at)))

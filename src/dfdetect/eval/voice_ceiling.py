@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dfdetect.constants import VERDICT_BAND
-from dfdetect.metrics import held_out_exceedance, source_quantile
+from dfdetect.metrics import anchoring_temperature, held_out_exceedance, source_quantile
 
 
 @dataclass
@@ -123,7 +123,7 @@ def anchored(ceiling: VoiceCeiling, at: float = VERDICT_BAND[1]) -> VoiceCeiling
     if not 0.5 < ceiling.p0 < 1.0 or not 0.5 < at < 1.0:
         raise ValueError(f"cannot anchor a ceiling of {ceiling.p0:.4f} at {at}: both must lie in (0.5, 1)")
     temperature = float(ceiling.info["temperature"])
-    t = temperature * float(logit(ceiling.p0)) / float(logit(at))
+    t = anchoring_temperature(temperature * float(logit(ceiling.p0)), at)
     scale = temperature / t
     scores = {k: float(sigmoid(logit(v) * scale)) for k, v in ceiling.scores.items()}
     info = {**ceiling.info, "anchored_at": at, "temperature": t, "temperature_before": temperature}

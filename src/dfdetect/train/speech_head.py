@@ -283,7 +283,7 @@ def real_voice_ceiling(cfg: Any, splits: dict, feats: dict, head: dict, record: 
     on its own is called fake only above it (``dfdetect calibrate-voice --split test`` measures it on test
     sources)."""
     from dfdetect.constants import VERDICT_BAND
-    from dfdetect.metrics import held_out_exceedance, source_quantile
+    from dfdetect.metrics import anchoring_temperature, held_out_exceedance, source_quantile
 
     logits = out_of_fold_real_logits(cfg, splits["train"], feats, record, cfg.fit.ceiling_folds)
     val = [r for r in splits["val"] if r.label == 0 and (r.path, "clean") in feats]
@@ -293,7 +293,7 @@ def real_voice_ceiling(cfg: Any, splits: dict, feats: dict, head: dict, record: 
     q = cfg.fit.ceiling_quantile
     z0 = source_quantile(values, sources, q)
     at = VERDICT_BAND[1]  # anchored there when above 0.5; a ceiling under 0.5 stays at T = 1
-    temperature = z0 / float(np.log(at / (1 - at))) if z0 > 0 else 1.0
+    temperature = anchoring_temperature(z0, at) if z0 > 0 else 1.0
     info = {
         "quantile": q, "weighting": "each real source the same (its repository, else its dataset)",
         "scores": f"first window, clean: val reals; training reals out of {cfg.fit.ceiling_folds} folds",
