@@ -268,7 +268,9 @@ def out_of_fold_real_logits(
     rows = [r for r in rows if (r.path, "clean") in feats]
     fakes, reals = [r for r in rows if r.label == 1], [r for r in rows if r.label == 0]
     groups = [family_of(r) for r in reals]
-    out = {}
+    out: dict[str, float] = {}
+    if len(set(groups)) < 2:  # one real source: nothing to hold it out from
+        return out
     for fit_idx, held_idx in GroupKFold(n_splits=min(folds, len(set(groups)))).split(reals, groups=groups):
         head = fit_recipe(cfg, fakes + [reals[i] for i in fit_idx], feats, record)
         out |= {reals[i].path: first_window_logit(reals[i], feats, head) for i in held_idx}
