@@ -18,8 +18,8 @@ Each file: 16 kHz mono, the first ``--seconds`` (30) -> condition (``clean``, ``
 - a waveform model (``aasist-l``, ``aasist``, ``aasist-l-ft`` or a ``.pt``) scores its first window only
   (64600 samples, through the checkpoint's one codec, as the official protocol), to bound CPU time.
 
-Clip score = mean window logit. Scores are cached per model (and checkpoint content) in ``--scores`` (JSON
-lines; re-runs resume).
+Clip score = mean window logit. Scores are cached per model file (its name and content, so a refit or a
+new packaged model of the same name is scored afresh) in ``--scores`` (JSON lines; re-runs resume).
 Prints AUC and EER with 95 % bootstrap CIs (files resampled, 1000 times), overall and per generator
 family, and an ``average`` row (mean of the models' per-model z-scored logits, z-scores from ``--split``
 itself, so only choose it on val). ``--out`` writes everything as JSON.
