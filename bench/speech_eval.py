@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-CONDITIONS = ("clean", "mp3_64k", "telephone_8k")
+CONDITIONS = ("clean", "mp3_64k", "aac_48k", "opus_16k", "telephone_8k")
 AASIST_SECONDS = 64600 / 16000
 
 

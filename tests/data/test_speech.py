@@ -77,6 +77,10 @@ def test_perturbations() -> None:
     assert abs(snr - 10.0) < 0.5
     for name in S.PERTURBATIONS:
         assert S.perturb(low, name).shape == low.shape
+    voice_like = (rng.normal(size=32000) * 0.1).astype(np.float32)  # 2 s: long enough to align AAC
+    for name in ("mp3_64k", "aac_48k", "opus_16k"):  # a lossy round trip, aligned with its input
+        out = S.perturb(voice_like, name)
+        assert 0.6 < np.corrcoef(voice_like, out)[0, 1] < 0.999, name
     with pytest.raises(ValueError):
         S.perturb(low, "reverb")
 

@@ -174,20 +174,22 @@ def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.
 
 
 def perturb(audio: np.ndarray, name: str, seed: int = 0, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Named perturbations of the speech evaluation: ``clean``, ``mp3_64k`` (MP3 at 64 kbit/s),
-    ``telephone_8k`` (8 kHz band), ``noise_10db`` (white noise at 10 dB SNR)."""
+    """Named perturbations of the speech evaluation: ``clean``, ``mp3_64k`` (MP3 at 64 kbit/s), ``aac_48k``
+    (AAC at 48 kbit/s), ``opus_16k`` (Opus at 16 kbit/s, a voice-call rate), ``telephone_8k`` (8 kHz band),
+    ``noise_10db`` (white noise at 10 dB SNR)."""
     if name == "clean":
         return audio
-    if name == "mp3_64k":
-        return reencode(audio, sample_rate, "mp3", 64000)
+    if name in ("mp3_64k", "aac_48k", "opus_16k"):
+        codec, kbits = name.split("_")
+        return reencode(audio, sample_rate, codec, 1000 * int(kbits.removesuffix("k")))
     if name == "telephone_8k":
         return telephone(audio, sample_rate)
     if name == "noise_10db":
         return add_noise(audio, 10.0, np.random.default_rng(seed))
-    raise ValueError(f"unknown perturbation {name!r}; choose clean, mp3_64k, telephone_8k or noise_10db")
+    raise ValueError(f"unknown perturbation {name!r}; choose one of {', '.join(PERTURBATIONS)}")
 
 
-PERTURBATIONS = ("clean", "mp3_64k", "telephone_8k", "noise_10db")
+PERTURBATIONS = ("clean", "mp3_64k", "aac_48k", "opus_16k", "telephone_8k", "noise_10db")
 
 
 def augment(audio: np.ndarray, cfg: SpeechConfig, rng: np.random.Generator) -> np.ndarray:
