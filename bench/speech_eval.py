@@ -1,4 +1,4 @@
-"""Speech evaluation on a held-out set: every model side by side, clean and after MP3 / telephone band.
+"""Speech evaluation on held-out files: every model side by side, clean and after codecs / telephone band.
 
     nice -n 10 python bench/speech_eval.py configs/experiments/speech_whisper.yaml --set shared \
         --model runs/speech_whisper/checkpoints/best.pt --model aasist-l --model aasist-l-ft \
@@ -11,7 +11,8 @@ families and real sources of the prepared catalogue manifests (``data.manifests`
 scores validation instead (to choose an ensemble on val).
 
 Each file: 16 kHz mono, the first ``--seconds`` (30) -> condition (``clean``, ``mp3_64k``: MP3 64 kbit/s,
-``telephone_8k``: 8 kHz band; applied to the file as a degraded upload would be) -> the model:
+``aac_48k``, ``opus_16k``, ``telephone_8k``: 8 kHz band; applied to the file as a degraded upload would
+be) -> the model:
 
 - a frozen-encoder checkpoint (``whisper-speech``) reads its pooled features from the feature cache (the
   windows a scan cuts: 10 s, side by side; the same code as a scan's model call);
