@@ -18,6 +18,7 @@ def test_default_checkpoint_describes_itself_and_ships_small() -> None:
     assert ckpt.model_config["name"] == "clip-probe" and ckpt.preprocess.size == 224
     assert ckpt.prepare_config().detector == "yunet"  # the face detector its training crops came from
     assert ckpt.prepare_config().max_duration == 60.0  # a scan reads a minute of video, not the first 8 s
+    assert ckpt.preprocess.fps == 0.5 and ckpt.preprocess.segment_seconds == 2.0  # a crop per 2 s of a face
     assert T_BOUNDS[0] < ckpt.temperature < T_BOUNDS[1]  # calibrated, not squashed to a bound
     assert "val" in ckpt.calibration["fitted_on"]  # fitted on held-out data, not on the test split
     assert ckpt.calibration["logit_shift"] < 0  # Platt scaling on val: held-out clips scored too high

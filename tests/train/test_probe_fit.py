@@ -202,6 +202,8 @@ def test_fit_probe_command_end_to_end(tmp_path, capsys) -> None:
     held_out = next(r.path for r in rows if r.split == "test")
     scanned = Detector(ckpt, speech=None, device="cpu").scan(held_out)  # as a user scans a file
     assert scanned.status == "ok" and 0.0 <= scanned.p_fake <= 1.0
+    assert ckpt.preprocess.fps == 0.5 and ckpt.preprocess.segment_seconds == 2.0  # one crop per 2 s
+    assert all(t1 - t0 == 1.0 for t0, t1, _ in scanned.timeline[:-1])  # the timeline is still per second
     config = ckpt.train_config
     assert config["command"] == "dfdetect " + " ".join(args)
     digest = hashlib.sha256(manifest.read_bytes()).hexdigest()

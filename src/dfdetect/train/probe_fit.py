@@ -78,6 +78,17 @@ def scan_prepare(prepare: PrepareConfig) -> PrepareConfig:
     return prepare.model_copy(update={"fps": 2.0, "detect_every": 2, "max_duration": SCAN_SECONDS})
 
 
+SCAN_CROP_SECONDS = 2.0  # a scan scores one crop per 2 s of each face track (the features: 1 s, <= 3 a clip)
+
+
+def scan_preprocess(pre: PreprocessConfig) -> PreprocessConfig:
+    """The preprocessing a scan of the fitted probe uses: one crop per :data:`SCAN_CROP_SECONDS` of each
+    face track, each scoring its 2 s of the timeline. A verdict is a mean over crops (the fit reads at most 3
+    a clip), so it needs no more: on the corpus' val clips, half the tower's crops gave the same AUC and
+    false alarms as one a second (docs/benchmarks.md, issue 23), at half a scan's largest cost."""
+    return pre.model_copy(update={"fps": 1.0 / SCAN_CROP_SECONDS, "segment_seconds": SCAN_CROP_SECONDS})
+
+
 def feature_settings(
     encoder: str = "clip-vit-b16-int8", feature: str = "embeds", max_windows: int = 3
 ) -> FeatureSettings:
@@ -465,5 +476,7 @@ def write_probe(
                     "features": dataclasses.asdict(settings), "head": fit.head, "c": chosen["c"],
                     "variants": list(fit.variants)}  # fmt: skip
     metrics = {"val_auc": fit.val_auc, "cv_auc": fit.cv_auc, "selection": fit.selection, "chosen": fit.chosen}
-    ckpt = probe_checkpoint(fit.model, config, pre, scan_prepare(prepare), calib, metrics, train_config)
+    ckpt = probe_checkpoint(
+        fit.model, config, scan_preprocess(pre), scan_prepare(prepare), calib, metrics, train_config
+    )
     return ckpt.save(path)
