@@ -103,6 +103,17 @@ def test_real_encoder_features(encoder_ready: None) -> None:
     assert np.all(out["logit"] == 0)  # an untrained (zero) head
 
 
+def test_encoder_threads_sleep_when_idle(encoder_ready: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CTranslate2's OpenMP threads are passive unless the user says otherwise (a video scan runs the judge
+    beside the face tower on the same cores)."""
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    W.WhisperEncoder(threads=1)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    W.WhisperEncoder(threads=1)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
 def _checkpoint(tmp_path: Path) -> Path:
     from dfdetect.checkpoint import Checkpoint
     from dfdetect.train.speech import speech_checkpoint

@@ -138,6 +138,7 @@ class OnnxModel:
         options.log_severity_level = 3  # errors only: no constant-folding notes on stderr
         threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS") or 0)
         options.intra_op_num_threads, options.inter_op_num_threads = max(0, threads), 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see models/tower.py
         try:
             self.session = ort.InferenceSession(os.fspath(path), options, providers=providers_for(device))
         except Exception as e:

@@ -201,6 +201,10 @@ class WhisperEncoder:
     """
 
     def __init__(self, name: str = WHISPER_TINY_EN, threads: int | None = None, compute_type: str = "int8"):
+        # CTranslate2's OpenMP threads sleep at once when idle instead of spinning: a video scan runs this
+        # judge beside the face tower, and spinning threads took the cores it needed (before the import:
+        # OpenMP reads it once; a value the user set is kept)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         try:
             import ctranslate2
         except ImportError as e:
