@@ -174,3 +174,21 @@ def test_binary_metrics_of_training_match_sklearn():
     )
     assert m["f1"] == pytest.approx(f1_score(y, s >= 0.5)) and m["n"] == 6 and m["n_fake"] == 3
     assert np.isnan(binary_metrics(s[:2], y[:2])["auc"])
+
+
+def test_false_alarm_shift_puts_the_sources_quantile_on_the_band_edge() -> None:
+    from dfdetect.metrics import false_alarm_shift, source_quantile
+
+    rng = np.random.default_rng(0)
+    z = np.concatenate([rng.normal(0, 1, 90), rng.normal(2, 1, 10)])  # a small source that scores high
+    sources = ["big"] * 90 + ["small"] * 10
+    out = false_alarm_shift(z, sources, 0.95, 0.65)
+    edge = np.log(0.65 / 0.35)
+    assert out["shift"] > 0 and source_quantile(z - out["shift"], sources, 0.95) == pytest.approx(edge)
+    assert (
+        np.mean(sigmoid(z - out["shift"]) >= 0.65) <= 0.05 + 1 / z.size
+    )  # 5 % called fake, and the quantile
+    assert out["n_real"] == 100 and out["sources"] == 2 and out["p_before"] > 0.65
+    assert set(out["new_source_above"]) == {"per_source", "per_file"}
+    low = false_alarm_shift(z - 10, sources, 0.95, 0.65)  # already below the edge: nothing moves
+    assert low["shift"] == 0.0 and low["p_before"] < 0.65

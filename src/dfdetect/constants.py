@@ -13,6 +13,7 @@ DEFAULT_FPS = 5.0  # frames sampled per second of video (prepare, model input)
 VERDICT_BAND = (0.35, 0.65)  # calibrated p_fake <= low: real, >= high: fake, between: uncertain
 MAIN_FACE_RATIO = 0.5  # face tracks smaller than this share of the largest face do not decide a video
 MAX_SUSPICIOUS = 3  # suspicious segments listed per prediction
+PROBE_CROP_SECONDS = 2.0  # a frozen-tower probe (the default) scores one face crop per 2 s of a track
 SILENCE_RMS = 1e-4  # below this root-mean-square level an audio track is silent
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})

@@ -322,3 +322,18 @@ def anchoring_temperature(raw_logit: float, at: float) -> float:
     """The temperature ``T`` with ``sigmoid(raw_logit / T) == at``: it moves one raw score onto a chosen
     probability (both above 0.5) and keeps every ranking."""
     return float(raw_logit / np.log(at / (1.0 - at)))
+
+
+def false_alarm_shift(real_logits: np.ndarray, sources: Sequence[str], quantile: float, at: float) -> dict:
+    """How far to lower calibrated logits (``p = sigmoid(z)``) so that at most ``1 - quantile`` of the real
+    clips, every source weighing the same, reach ``p >= at``: their :func:`source_quantile` goes onto
+    ``at``; 0 when it is already below. Returns ``shift`` (subtract it from every logit), the quantile's p
+    before, the reals and sources it read and :func:`held_out_exceedance` after the shift (what a new
+    source can expect above ``at``)."""
+    z = np.asarray(real_logits, dtype=float)
+    edge = float(np.log(at / (1.0 - at)))
+    q = source_quantile(z, sources, quantile)
+    shift = max(0.0, q - edge)
+    return {"quantile": quantile, "at": at, "shift": shift, "p_before": float(1 / (1 + np.exp(-q))),
+            "n_real": int(z.size), "sources": len(set(sources)),
+            "new_source_above": held_out_exceedance(z - shift, sources, quantile)}  # fmt: skip

@@ -62,8 +62,13 @@ def test_the_candidate_with_the_best_val_auc_is_chosen_and_calibrated() -> None:
     y_val, z_val = [r.label for r, _ in val], clip_logits(fit.model, [f for _, f in val])
     t_again, shift_again = fit_platt(
         z_val, y_val
-    )  # the shift is in the model: calibrating again moves nothing
-    assert shift_again == pytest.approx(0.0, abs=1e-3) and t_again == pytest.approx(fit.temperature, rel=1e-3)
+    )  # the shift is in the model: Platt again undoes only the anchor
+    assert shift_again == pytest.approx(fit.anchor["shift"] * fit.temperature, abs=1e-3)
+    assert t_again == pytest.approx(fit.temperature, rel=1e-3)
+    reals = 1 / (1 + np.exp(-z_val[np.array(y_val) == 0] / fit.temperature))
+    assert (
+        np.mean(reals >= 0.65) <= 0.05 and fit.anchor["quantile"] == 0.95
+    )  # <= 5 % of val reals called fake
     rule = abstain_rule(rows, feats)  # from the train clips: their faces are >= 90 px, so the cap of 64 holds
     assert rule["min_face_px"] == 64.0 and 10.0 < rule["min_sharpness"] < 40.0
     assert fit.rule == rule and fit.results()["chosen"] == fit.chosen

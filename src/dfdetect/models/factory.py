@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from dfdetect.constants import SAMPLE_RATE
+from dfdetect.constants import PROBE_CROP_SECONDS, SAMPLE_RATE
 from dfdetect.models.pretrained import PretrainedCfg, timm_normalisation, window_cfg
 from dfdetect.registry import Registry
 
@@ -134,11 +134,21 @@ def whisper_speech(**kwargs: Any) -> Any:
 
 
 def _probe_cfg(encoder: str = "clip-vit-b16-int8", **_: Any) -> PretrainedCfg:
-    """The tower's normalisation and input side; one frame per window, one window per second."""
+    """The tower's normalisation and input side; one frame per window, one window per
+    :data:`~dfdetect.constants.PROBE_CROP_SECONDS` of a face track."""
     from dfdetect.models.tower import encoder_spec
 
     spec = encoder_spec(encoder)
-    return PretrainedCfg(kind="image", mean=spec.mean, std=spec.std, size=spec.size, fps=1.0, clip_frames=1)
+    seconds = PROBE_CROP_SECONDS
+    return PretrainedCfg(
+        kind="image",
+        mean=spec.mean,
+        std=spec.std,
+        size=spec.size,
+        fps=1 / seconds,
+        segment_seconds=seconds,
+        clip_frames=1,
+    )
 
 
 @register_model("clip-probe", _probe_cfg)

@@ -34,9 +34,10 @@ from typing import Any
 import numpy as np
 
 from dfdetect.config import PrepareConfig, PreprocessConfig
+from dfdetect.constants import PROBE_CROP_SECONDS, VERDICT_BAND
 from dfdetect.data.manifest import SPLITS, ManifestRow, read_manifest
 from dfdetect.hub import sha256_file
-from dfdetect.metrics import MetricError, auc, fit_platt
+from dfdetect.metrics import MetricError, auc, false_alarm_shift, fit_platt
 from dfdetect.train.probe import FeatureSettings, read_features
 from dfdetect.train.probe_cv import CV_FOLDS, CV_REPEATS, cross_validate, cv_plan, out_of_fold
 from dfdetect.types import Clip
@@ -78,15 +79,13 @@ def scan_prepare(prepare: PrepareConfig) -> PrepareConfig:
     return prepare.model_copy(update={"fps": 2.0, "detect_every": 2, "max_duration": SCAN_SECONDS})
 
 
-SCAN_CROP_SECONDS = 2.0  # a scan scores one crop per 2 s of each face track (the features: 1 s, <= 3 a clip)
-
-
 def scan_preprocess(pre: PreprocessConfig) -> PreprocessConfig:
-    """The preprocessing a scan of the fitted probe uses: one crop per :data:`SCAN_CROP_SECONDS` of each
-    face track, each scoring its 2 s of the timeline. A verdict is a mean over crops (the fit reads at most 3
+    """The preprocessing a scan of the fitted probe uses: one crop per
+    :data:`~dfdetect.constants.PROBE_CROP_SECONDS` of each face track (the features: one per 1 s, <= 3 a
+    clip), each scoring its 2 s of the timeline. A verdict is a mean over crops (the fit reads at most 3
     a clip), so it needs no more: on the corpus' val clips, half the tower's crops gave the same AUC and
     false alarms as one a second (docs/benchmarks.md, issue 23), at half a scan's largest cost."""
-    return pre.model_copy(update={"fps": 1.0 / SCAN_CROP_SECONDS, "segment_seconds": SCAN_CROP_SECONDS})
+    return pre.model_copy(update={"fps": 1.0 / PROBE_CROP_SECONDS, "segment_seconds": PROBE_CROP_SECONDS})
 
 
 def feature_settings(
@@ -257,6 +256,7 @@ class ProbeFit:
     candidates: dict[str, dict[str, Any]] = field(repr=False)
     shift: float = 0.0  # the val calibration's logit shift, folded into the model's output bias
     selection: str = "val"
+    anchor: dict[str, Any] = field(default_factory=dict)  # the false-alarm part of the shift (calibrate)
 
     @property
     def chosen(self) -> str:
@@ -285,8 +285,9 @@ class ProbeFit:
         chosen = self.candidates[self.chosen]
         return {"val_auc": self.val_auc, "cv_auc": self.cv_auc, "selection": self.selection,
                 "chosen": self.chosen, "head": self.head, "variants": list(self.variants),
-                "temperature": self.temperature, "shift": self.shift, "rule": self.rule,
-                "frames": chosen["frames"], "fit_seconds": chosen["fit_seconds"]}  # fmt: skip
+                "temperature": self.temperature, "shift": self.shift, "anchor": self.anchor,
+                "rule": self.rule, "frames": chosen["frames"],
+                "fit_seconds": chosen["fit_seconds"]}  # fmt: skip
 
 
 def candidate_name(head: str, variants: Sequence[str]) -> str:
@@ -348,10 +349,10 @@ def fit_probe(
     key = "cv_score" if plan is not None else "val_auc"
     best = max(candidates, key=lambda k: candidates[k][key])  # max keeps the first of equals
     chosen = candidates[best]
-    t, shift = calibrate(chosen["model"], val[:2])
+    t, shift, anchor = calibrate(chosen["model"], val[:2])
     rule = abstain_rule(*train[:2])
     return ProbeFit(chosen["model"], chosen["head"], chosen["variants"], t, rule, candidates, shift,
-                    "cv" if plan is not None else "val")  # fmt: skip
+                    "cv" if plan is not None else "val", anchor)  # fmt: skip
 
 
 def _pick(
@@ -389,40 +390,53 @@ def _candidate(
         torch.manual_seed(0)
         model = FeatureProbe(settings.encoder, settings.feature, hidden=hidden)
     info = fit_head(model, *data, c=c)
-    val_auc = auc(*_scored(model, val))
+    val_auc = auc(*_scored(model, val)[:2])
     log.info("head %s: val AUC %.3f (%d frames, %s s)", candidate_name(head, variants), val_auc,
              info["frames"], info["fit_seconds"])  # fmt: skip
     return {"model": model, "head": head, "hidden": hidden, "c": c, "variants": tuple(variants),
             "val_auc": val_auc, **info}  # fmt: skip
 
 
-def calibrate(model: Any, val: tuple[list[ManifestRow], list[dict[str, np.ndarray]]]) -> tuple[float, float]:
-    """Platt scaling of the model's clip logits on the val clips (:func:`~dfdetect.metrics.fit_platt`):
-    the shift is added to the head's output bias (in place), the temperature returned with it.
+FALSE_ALARM_QUANTILE = 0.95  # at most 5 % of val real clips (sources weighing the same) may be called fake
+
+
+def calibrate(
+    model: Any, val: tuple[list[ManifestRow], list[dict[str, np.ndarray]]]
+) -> tuple[float, float, dict]:
+    """Platt scaling of the model's clip logits on the val clips (:func:`~dfdetect.metrics.fit_platt`),
+    then lowered further where more than 5 % of the val reals would be called ``fake``
+    (:func:`~dfdetect.metrics.false_alarm_shift`, the :data:`FALSE_ALARM_QUANTILE` of real clips with every
+    real source weighing the same put on the band's upper edge, as the voice judge's ceiling is). The shift
+    is added to the head's output bias (in place); returns (temperature, shift, the anchor's record).
 
     Why a shift as well as a temperature: the head scores held-out clips higher than its training clips
     (v4 on val: shift -1.5 logits at T 3.2); a temperature alone leaves that bias in, and every real clip
     near the band's upper edge is called fake (v4, corpus test reals: 15/199 called fake with T alone, 8
     after the shift; the ranking is unchanged).
     """
-    y, s = _scored(model, val)
+    y, s, sources = _scored(model, val)
     try:
         t, shift = fit_platt(s, y)
     except MetricError as e:
         raise ProbeFitError(f"cannot calibrate on val: {e}") from None
+    reals = [u for u, label in zip(sources, y, strict=True) if label == 0]
+    anchor = false_alarm_shift((s[y == 0] + shift) / t, reals, FALSE_ALARM_QUANTILE, VERDICT_BAND[1])
+    shift -= anchor["shift"] * t
     model.head.shift_output(shift)
-    return t, shift
+    return t, shift, anchor
 
 
 def _scored(
     model: Any, clips: tuple[list[ManifestRow], list[dict[str, np.ndarray]]]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and clip logits of the clips the model scored (those with clean features)."""
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Labels, clip logits and sources (a dataset where unnamed) of the clips the model scored (those with
+    clean features)."""
     from dfdetect.train.probe import clip_logits
 
     s = clip_logits(model, clips[1])
     ok = ~np.isnan(s)
-    return np.array([r.label for r in clips[0]])[ok], s[ok]
+    sources = [r.source or r.dataset for r, keep in zip(clips[0], ok, strict=True) if keep]
+    return np.array([r.label for r in clips[0]])[ok], s[ok], sources
 
 
 def abstain_rule(rows: list[ManifestRow], feats: list[dict[str, np.ndarray] | None]) -> dict[str, float]:
@@ -467,7 +481,8 @@ def write_probe(
     fitted_on = "val splits of " + ", ".join(m["name"] for m in manifests)
     calib = {
         "temperature": fit.temperature,
-        "logit_shift": fit.shift,  # already in the head's output bias (Platt scaling on val)
+        "logit_shift": fit.shift,  # already in the head's output bias (Platt scaling on val, then the anchor)
+        "false_alarm_anchor": fit.anchor,
         "fitted_on": fitted_on,
         "abstain": fit.rule,
         **(calibration or {}),
