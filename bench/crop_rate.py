@@ -2,11 +2,11 @@
 
 Each clip of a manifest's split (``runs/v6c/sets/corpus.csv``, written by ``bench/detect.py manifests``) is
 scanned once by the packaged default at one crop per second (its window rate forced to 1 fps), and every
-face track's window logits are kept (``--out``, JSON lines, resumable). A scan at one crop per ``k``
-seconds scores the same crops as every ``k``-th of those windows, so each rate is read off the same
-scans: the clip's logit is its most suspicious main face's mean window logit, ``p = sigmoid(logit / T)``.
-Printed per rate: crops scored, AUC, reals and fakes at or above the ``fake`` threshold, verdicts that
-differ from one crop a second.
+face track's window logits are kept (``--out``, JSON lines per split and model, resumable). A scan at one
+crop per ``k`` seconds scores the same crops as every ``k``-th of those windows, so each rate is read off
+the same scans: the clip's logit is its most suspicious main face's mean window logit, ``p =
+sigmoid(logit / T)``. Printed per rate: crops scored, AUC, reals and fakes at or above the ``fake``
+threshold, verdicts that differ from one crop a second.
 
     python bench/crop_rate.py --split val [--manifest runs/v6c/sets/corpus.csv] [--out runs/crop_rate]
 """
@@ -14,11 +14,12 @@ differ from one crop a second.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
-from common import ROOT
+from common import ROOT, WEIGHTS
 
 RATES = (1, 2, 3)  # seconds per crop
 
@@ -67,9 +68,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "runs/crop_rate")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    clips, temperature, (low, high) = scan_windows(
-        args.manifest, args.split, args.out / f"{args.split}.jsonl"
-    )
+    model = hashlib.sha256((WEIGHTS / "default.onnx").read_bytes()).hexdigest()[:12]  # one cache per model
+    cache = args.out / f"{args.split}-{model}.jsonl"
+    clips, temperature, (low, high) = scan_windows(args.manifest, args.split, cache)
     y = np.array([c["label"] for c in clips])
     base = np.array([clip_p(c["tracks"], 1, temperature) for c in clips])
     print(f"{args.split}: {len(clips)} clips scored ({(y == 0).sum()} real, {(y == 1).sum()} fake)")
