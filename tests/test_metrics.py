@@ -176,19 +176,19 @@ def test_binary_metrics_of_training_match_sklearn():
     assert np.isnan(binary_metrics(s[:2], y[:2])["auc"])
 
 
-def test_false_alarm_shift_puts_the_sources_quantile_on_the_band_edge() -> None:
-    from dfdetect.metrics import false_alarm_shift, source_quantile
+def test_false_alarm_anchor_moves_the_fake_edge_onto_the_sources_quantile_and_keeps_the_real_edge() -> None:
+    from dfdetect.metrics import false_alarm_anchor, source_quantile
 
     rng = np.random.default_rng(0)
     z = np.concatenate([rng.normal(0, 1, 90), rng.normal(2, 1, 10)])  # a small source that scores high
     sources = ["big"] * 90 + ["small"] * 10
-    out = false_alarm_shift(z, sources, 0.95, 0.65)
-    edge = np.log(0.65 / 0.35)
-    assert out["shift"] > 0 and source_quantile(z - out["shift"], sources, 0.95) == pytest.approx(edge)
-    assert (
-        np.mean(sigmoid(z - out["shift"]) >= 0.65) <= 0.05 + 1 / z.size
-    )  # 5 % called fake, and the quantile
+    out = false_alarm_anchor(z, sources, 0.95, (0.35, 0.65))
+    mapped = (z - out["shift"]) / out["scale"]
+    high = np.log(0.65 / 0.35)
+    assert out["scale"] > 1 and source_quantile(mapped, sources, 0.95) == pytest.approx(high)
+    assert np.mean(sigmoid(mapped) >= 0.65) <= 0.05 + 1 / z.size  # 5 % called fake, and the quantile
+    assert np.array_equal(sigmoid(mapped) <= 0.35 + 1e-12, sigmoid(z) <= 0.35 + 1e-12)  # `real` as before
     assert out["n_real"] == 100 and out["sources"] == 2 and out["p_before"] > 0.65
     assert set(out["new_source_above"]) == {"per_source", "per_file"}
-    low = false_alarm_shift(z - 10, sources, 0.95, 0.65)  # already below the edge: nothing moves
-    assert low["shift"] == 0.0 and low["p_before"] < 0.65
+    low = false_alarm_anchor(z - 10, sources, 0.95, (0.35, 0.65))  # already below the edge: nothing moves
+    assert (low["shift"], low["scale"]) == (0.0, 1.0) and low["p_before"] < 0.65

@@ -324,16 +324,22 @@ def anchoring_temperature(raw_logit: float, at: float) -> float:
     return float(raw_logit / np.log(at / (1.0 - at)))
 
 
-def false_alarm_shift(real_logits: np.ndarray, sources: Sequence[str], quantile: float, at: float) -> dict:
-    """How far to lower calibrated logits (``p = sigmoid(z)``) so that at most ``1 - quantile`` of the real
-    clips, every source weighing the same, reach ``p >= at``: their :func:`source_quantile` goes onto
-    ``at``; 0 when it is already below. Returns ``shift`` (subtract it from every logit), the quantile's p
-    before, the reals and sources it read and :func:`held_out_exceedance` after the shift (what a new
-    source can expect above ``at``)."""
+def false_alarm_anchor(
+    real_logits: np.ndarray, sources: Sequence[str], quantile: float, band: tuple[float, float]
+) -> dict:
+    """The affine map ``z -> (z - shift) / scale`` of calibrated logits (``p = sigmoid(z)``) after which at
+    most ``1 - quantile`` of the real clips, every source weighing the same, reach the ``band``'s upper edge:
+    their :func:`source_quantile` goes onto that edge while the lower edge stays where it was (a clip called
+    ``real`` before still is, one called ``fake`` below the quantile becomes ``uncertain``). The identity
+    (shift 0, scale 1) when the quantile is already below the edge. Also returns the quantile's p before, the
+    reals and sources it read and :func:`held_out_exceedance` after the map (what a new source can expect
+    above the edge)."""
     z = np.asarray(real_logits, dtype=float)
-    edge = float(np.log(at / (1.0 - at)))
+    low, high = (float(np.log(b / (1.0 - b))) for b in band)
     q = source_quantile(z, sources, quantile)
-    shift = max(0.0, q - edge)
-    return {"quantile": quantile, "at": at, "shift": shift, "p_before": float(1 / (1 + np.exp(-q))),
-            "n_real": int(z.size), "sources": len(set(sources)),
-            "new_source_above": held_out_exceedance(z - shift, sources, quantile)}  # fmt: skip
+    scale = max(1.0, (q - low) / (high - low))
+    shift = low * (1.0 - scale)
+    mapped = (z - shift) / scale
+    return {"quantile": quantile, "band": list(band), "shift": shift, "scale": scale,
+            "p_before": float(1 / (1 + np.exp(-q))), "n_real": int(z.size), "sources": len(set(sources)),
+            "new_source_above": held_out_exceedance(mapped, sources, quantile)}  # fmt: skip

@@ -23,7 +23,7 @@ def test_default_checkpoint_describes_itself_and_ships_small() -> None:
     assert "val" in ckpt.calibration["fitted_on"]  # fitted on held-out data, not on the test split
     assert ckpt.calibration["logit_shift"] < 0  # Platt scaling on val: held-out clips scored too high
     anchor = ckpt.calibration["false_alarm_anchor"]  # then <= 5 % of val reals, sources alike, called fake
-    assert anchor["quantile"] == 0.95 and anchor["at"] == 0.65 and anchor["sources"] >= 10
+    assert anchor["quantile"] == 0.95 and anchor["band"] == [0.35, 0.65] and anchor["sources"] >= 10
     assert ckpt.companions["speech"]["model"] == "whisper-speech"
     assert not ckpt.training_state  # exported: no optimizer state
 

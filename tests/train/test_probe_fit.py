@@ -63,8 +63,9 @@ def test_the_candidate_with_the_best_val_auc_is_chosen_and_calibrated() -> None:
     t_again, shift_again = fit_platt(
         z_val, y_val
     )  # the shift is in the model: Platt again undoes only the anchor
-    assert shift_again == pytest.approx(fit.anchor["shift"] * fit.temperature, abs=1e-3)
-    assert t_again == pytest.approx(fit.temperature, rel=1e-3)
+    anchor = fit.anchor  # Platt again undoes the anchor: z = (s - a) / k calibrated is Platt's s / k + a / k
+    assert shift_again == pytest.approx(anchor["shift"] / anchor["scale"] * fit.temperature, abs=1e-3)
+    assert t_again == pytest.approx(fit.temperature / anchor["scale"], rel=1e-3)
     reals = 1 / (1 + np.exp(-z_val[np.array(y_val) == 0] / fit.temperature))
     assert (
         np.mean(reals >= 0.65) <= 0.05 and fit.anchor["quantile"] == 0.95

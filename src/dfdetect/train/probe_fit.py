@@ -37,7 +37,7 @@ from dfdetect.config import PrepareConfig, PreprocessConfig
 from dfdetect.constants import PROBE_CROP_SECONDS, VERDICT_BAND
 from dfdetect.data.manifest import SPLITS, ManifestRow, read_manifest
 from dfdetect.hub import sha256_file
-from dfdetect.metrics import MetricError, auc, false_alarm_shift, fit_platt
+from dfdetect.metrics import MetricError, auc, false_alarm_anchor, fit_platt
 from dfdetect.train.probe import FeatureSettings, read_features
 from dfdetect.train.probe_cv import CV_FOLDS, CV_REPEATS, cross_validate, cv_plan, out_of_fold
 from dfdetect.types import Clip
@@ -404,10 +404,10 @@ def calibrate(
     model: Any, val: tuple[list[ManifestRow], list[dict[str, np.ndarray]]]
 ) -> tuple[float, float, dict]:
     """Platt scaling of the model's clip logits on the val clips (:func:`~dfdetect.metrics.fit_platt`),
-    then lowered further where more than 5 % of the val reals would be called ``fake``
-    (:func:`~dfdetect.metrics.false_alarm_shift`, the :data:`FALSE_ALARM_QUANTILE` of real clips with every
-    real source weighing the same put on the band's upper edge, as the voice judge's ceiling is). The shift
-    is added to the head's output bias (in place); returns (temperature, shift, the anchor's record).
+    then, where more than 5 % of the val reals would be called ``fake``, the band's upper edge moved onto
+    the :data:`FALSE_ALARM_QUANTILE` of the val reals, every real source weighing the same, as the voice
+    judge's ceiling is, its lower edge kept (:func:`~dfdetect.metrics.false_alarm_anchor`). The shift is
+    added to the head's output bias (in place); returns (temperature, shift, the anchor's record).
 
     Why a shift as well as a temperature: the head scores held-out clips higher than its training clips
     (v4 on val: shift -1.5 logits at T 3.2); a temperature alone leaves that bias in, and every real clip
@@ -420,8 +420,8 @@ def calibrate(
     except MetricError as e:
         raise ProbeFitError(f"cannot calibrate on val: {e}") from None
     reals = [u for u, label in zip(sources, y, strict=True) if label == 0]
-    anchor = false_alarm_shift((s[y == 0] + shift) / t, reals, FALSE_ALARM_QUANTILE, VERDICT_BAND[1])
-    shift -= anchor["shift"] * t
+    anchor = false_alarm_anchor((s[y == 0] + shift) / t, reals, FALSE_ALARM_QUANTILE, VERDICT_BAND)
+    shift, t = shift - anchor["shift"] * t, t * anchor["scale"]  # (z - a) / k of z = (s + shift) / t
     model.head.shift_output(shift)
     return t, shift, anchor
 
