@@ -256,7 +256,7 @@ class ProbeFit:
     candidates: dict[str, dict[str, Any]] = field(repr=False)
     shift: float = 0.0  # the val calibration's logit shift, folded into the model's output bias
     selection: str = "val"
-    anchor: dict[str, Any] = field(default_factory=dict)  # the false-alarm part of the shift (calibrate)
+    anchor: dict[str, Any] = field(default_factory=dict)  # the false-alarm map in shift and T (calibrate)
 
     @property
     def chosen(self) -> str:
