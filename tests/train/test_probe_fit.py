@@ -200,6 +200,7 @@ def test_fit_probe_command_end_to_end(tmp_path, capsys) -> None:
     assert main(args) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert "chosen " in printed and "train: 5 real, 4 fake; 1 without a face, 0 not cached" in printed
+    assert "false alarms: 5% of 3 val reals" in printed  # what the calibration's anchor did
     cached = {p: p.stat().st_mtime_ns for p in (feats / "faces").glob("*.npz")}
     assert len(cached) == 15  # train and val rows only: the test rows are never read
     ckpt = Checkpoint.load(out / "clip-probe.pt")

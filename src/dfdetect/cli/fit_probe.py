@@ -109,6 +109,7 @@ def _fit(args: argparse.Namespace) -> int:
         print(f"  {name:<28} val AUC {value:.3f}{cv}{'  <- chosen' if name == fit.chosen else ''}")
     by = "its worst set's cross-validated AUC" if fit.selection == "cv" else "val AUC"
     print(f"chosen {fit.chosen} (by {by}), temperature {fit.temperature:.3f}, logit shift {fit.shift:+.3f}")
+    _print_anchor(fit.anchor)
     print(f"abstain {fit.rule}")
     print(f"wrote {ckpt} and {args.out / 'fit.json'}")
     return 0
@@ -122,3 +123,12 @@ def _print_counts(extracted: dict[str, dict[str, int]], counts: dict[str, dict[s
         extra = "" if split != "test" else " (not read)"
         print(f"{split}: {c['real']} real, {c['fake']} fake{extra}", end="")
         print(f"; {c['no_face']} without a face, {c['not_cached']} not cached" if not extra else "")
+
+
+def _print_anchor(anchor: dict[str, Any]) -> None:
+    """What the false-alarm anchor of the calibration did (``train.probe_fit.calibrate``)."""
+    if anchor:
+        edge, share, n, k = anchor["band"][1], 1 - anchor["quantile"], anchor["n_real"], anchor["scale"]
+        moved = f"moved onto it (scale {k:.3f})" if k > 1 else "already below it: unchanged"
+        who = f"{share:.0%} of {n} val reals ({anchor['sources']} sources alike)"
+        print(f"false alarms: {who} at p >= {edge}: their quantile was p {anchor['p_before']:.3f}, {moved}")
