@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from dfdetect.config import PrepareConfig, PreprocessConfig
-from dfdetect.constants import PROBE_CROP_SECONDS, VERDICT_BAND
+from dfdetect.constants import VERDICT_BAND
 from dfdetect.data.manifest import SPLITS, ManifestRow, read_manifest
 from dfdetect.hub import sha256_file
 from dfdetect.metrics import MetricError, auc, false_alarm_anchor, fit_platt
@@ -85,7 +85,10 @@ def scan_preprocess(pre: PreprocessConfig) -> PreprocessConfig:
     clip), each scoring its 2 s of the timeline. A verdict is a mean over crops (the fit reads at most 3
     a clip), so it needs no more: on the corpus' val clips, half the tower's crops gave the same AUC and
     false alarms as one a second (docs/benchmarks.md, issue 23), at half a scan's largest cost."""
-    return pre.model_copy(update={"fps": 1.0 / PROBE_CROP_SECONDS, "segment_seconds": PROBE_CROP_SECONDS})
+    from dfdetect.models.factory import pretrained_cfg
+
+    cfg = pretrained_cfg("clip-probe")  # the model's own rate (constants.PROBE_CROP_SECONDS)
+    return pre.model_copy(update={"fps": cfg.fps, "segment_seconds": cfg.segment_seconds})
 
 
 def feature_settings(
