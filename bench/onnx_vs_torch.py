@@ -8,7 +8,7 @@
    seconds (user + sys) of a fresh process that only imports dfdetect and loads the detector (steadier
    than wall time on a shared machine).
 
-    python bench/onnx.py [--checkpoint src/dfdetect/weights/v2.pt] [--onnx model.onnx]
+    python bench/onnx_vs_torch.py [--checkpoint src/dfdetect/weights/v2.pt] [--onnx model.onnx]
                          [--clip real/pcavs_Audio_Source_00015.mp4] [--repeats 5] [--threads 1]
 
 Without ``--onnx`` the checkpoint is exported first (``dfdetect export --onnx``, a minute or two).
@@ -20,7 +20,7 @@ Prints ratios torch / onnxruntime (> 1: onnxruntime is faster).
    first ``--max-duration`` seconds: verdicts and statuses that differ, and the largest |p_fake| and
    modality differences (goal: identical verdicts, p_fake within 1e-3).
 
-    python bench/onnx.py --parity [--max-duration 8]
+    python bench/onnx_vs_torch.py --parity [--max-duration 8]
 """
 
 from __future__ import annotations
