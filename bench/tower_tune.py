@@ -299,8 +299,8 @@ def train(args: argparse.Namespace) -> None:
         log["val"].append(set_aucs(model, val))
         print(f"epoch {epoch}: val {log['val'][-1]} ({time.time() - t_start:.0f} s)", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    trained = {k: v for k, v in model.state_dict().items() if "blocks" not in k or k.endswith((".A", ".B"))}
-    trained |= {k: v for k, v in model.state_dict().items() if ".ln" in k or k.startswith("tail.post")}
+    learnt = {n for n, p in model.named_parameters() if p.requires_grad}  # the wheel gives the rest
+    trained = {k: v for k, v in model.state_dict().items() if k in learnt or k.startswith("head.")}
     torch.save({"state": trained, "log": log}, args.out)
     Path(args.out).with_suffix(".json").write_text(json.dumps(log, indent=1))
 
