@@ -377,11 +377,11 @@ def load_tuned(path: str) -> Tuned:
 
 
 def scores(model: Tuned, split: str, first: int, int8: Path | None = None) -> dict[str, tuple]:
-    """row path -> (set, label, clip logit) of every cached clip of ``split`` (``int8``: the tail run by
-    onnxruntime in INT8, written there, as a scan would run it; else the fp32 torch tail)."""
+    """row path -> (set, label, clip logit, family) of every cached clip of ``split`` (``int8``: the tail
+    run by onnxruntime in INT8, written there, as a scan would run it; else the fp32 torch tail)."""
     clips = load_clips(split, first)
     z = int8_logits(model, first, clips, int8) if int8 else clip_logits(model, clips)
-    return {r.path: (n, r.label, v) for (n, r, _), v in zip(clips, z, strict=True)}
+    return {r.path: (n, r.label, v, r.family) for (n, r, _), v in zip(clips, z, strict=True)}
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -411,6 +411,23 @@ def compare(args: argparse.Namespace) -> None:
             head = f"{args.split} {n:12s} {m:10s} AUC {auc(y[k], z):.3f}"
             print(f"{head} TPR@5%FPR {tpr_at_fpr(y[k], z, 0.05):.2f} vs v5 {d['diff']:+.3f}"
                   f" [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] ({k.sum()} clips)", flush=True)  # fmt: skip
+    if args.families:
+        per_family(runs, common)
+
+
+def per_family(runs: dict[str, dict], common: list[str]) -> None:
+    """Corpus: AUC of each generator family's fakes against every real clip of the split, per run."""
+    rows = [runs["v5"][c] for c in common]
+    real = np.array([r[0] == "corpus" and r[1] == 0 for r in rows])
+    print("family (fakes)".ljust(24) + "".join(f"{m:>14s}" for m in runs))
+    for family in sorted({r[3] for r in rows if r[0] == "corpus" and r[1] == 1}):
+        fake = np.array([r[0] == "corpus" and r[1] == 1 and r[3] == family for r in rows])
+        y = np.r_[np.zeros(real.sum()), np.ones(fake.sum())]
+        cells = [
+            auc(y, np.r_[z[real], z[fake]])
+            for z in (np.array([run[c][2] for c in common]) for run in runs.values())
+        ]
+        print(f"{family} ({fake.sum()})".ljust(24) + "".join(f"{v:14.3f}" for v in cells))
 
 
 def main() -> None:
@@ -433,6 +450,7 @@ def main() -> None:
     c = sub.add_parser("compare")
     c.add_argument("--split", default="val", choices=("val", "test"))
     c.add_argument("--int8", action="store_true", help="also score each run's tail in INT8 (as a scan would)")
+    c.add_argument("--families", action="store_true", help="also each corpus generator family's AUC")
     c.add_argument("runs", nargs="*")
     args = p.parse_args()
     torch.set_num_threads(getattr(args, "threads", 2))
