@@ -25,12 +25,12 @@ import argparse
 import json
 import os
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from detect import _in_shard
 from detect_fit import paired_difference
 from torch import nn
 
@@ -90,15 +90,13 @@ def split_rows(split: str) -> list[tuple[str, object]]:
 def tokens(args: argparse.Namespace) -> None:
     """Cache the tokens entering block ``--first`` for every clip of train, val and test (resumable)."""
     prepare, pre = expert_configs(ENCODER)
-    load, model, shard, shards = media_loader(prepare), TokenTap(args.first), *map(int, args.shard.split("/"))
+    load, model = media_loader(prepare), TokenTap(args.first)
     for split in ("train", "val", "test"):
         for name in SETS:
-            rows = [
-                r for n, r in split_rows(split) if n == name and zlib.crc32(r.path.encode()) % shards == shard
-            ]
+            rows = [r for n, r in split_rows(split) if n == name and _in_shard(r, args.shard)]
             variants = ("clean",) if split == "test" else ("clean", "aug")
             counts = extract_features(rows, TOKENS / f"first{args.first}" / name, load, model, pre,
-                                      settings(args.first), variants, progress=False)  # fmt: skip
+                                      settings(args.first), variants)  # fmt: skip
             print(split, name, counts, flush=True)
 
 
